@@ -1,0 +1,194 @@
+"""The ``metarec`` command. User errors print one line (``error: ...``) and exit 2; no traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from metarec.errors import MetarecError
+
+
+def _table(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", floatfmt=".4f", intfmt=",")
+
+
+def cmd_datasets(args) -> int:
+    from metarec.data import list_cards, status
+
+    rows = []
+    for card in list_cards():
+        st = status(card.name, load=args.counts)
+        exp = card.expected or {}
+        got = st.get("counts") or {}
+        match = ""
+        if got:
+            match = "yes" if all(got.get(k) == v for k, v in exp.items()) else "NO"
+        rows.append([card.name, "yes" if st["present"] else "no", got.get("users", exp.get("users")),
+                     got.get("items", exp.get("items")), got.get("interactions", exp.get("interactions")), match,
+                     "complete" if card.complete else "partial", card.terms[:48], st.get("path") or ""])
+    print(_table(rows, ["dataset", "present", "users", "items", "interactions", "= card", "data", "terms", "path"]))
+    if not args.counts:
+        print("(expected counts from the cards; --counts loads each present dataset and checks them)")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from metarec.data.download import download
+
+    path = download(args.dataset, root=Path(args.root) if args.root else None)
+    print(f"{args.dataset}: files in {path}")
+    return 0
+
+
+def _preprocess(args) -> dict:
+    out = {}
+    if getattr(args, "min_rating", None) is not None:
+        out["min_rating"] = args.min_rating
+    if getattr(args, "k_core", None) is not None:
+        out["k_core"] = args.k_core
+    return out
+
+
+def cmd_split(args) -> int:
+    from metarec.experiment import get_split, split_dir
+    from metarec.protocols import get_protocol
+    from metarec.utils import parse_assignments
+
+    params = parse_assignments(args.param, "protocol parameter")
+    split = get_split(args.dataset, args.protocol, params, args.seed, _preprocess(args), rebuild=True)
+    folder = split_dir(args.dataset, args.protocol, get_protocol(args.protocol).resolve(params), args.seed,
+                       _preprocess(args))
+    d = split.describe()
+    print(f"split written to {folder}")
+    print(_table([[k, v] for k, v in d.items()], ["", ""]))
+    for check in split.meta.get("checks", []):
+        print(f"leakage check passed: {check}")
+    if split.meta.get("sample"):
+        print(f"note: {split.meta.get('note', 'this dataset is a sample')}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import time
+
+    from metarec.experiment import get_split, run_one
+    from metarec.methods import get_method
+    from metarec.utils import atomic_write_json, home, parse_assignments, versions
+
+    get_method(args.method)  # fail on an unknown name before any work
+    params = parse_assignments(args.param, "method parameter")
+    pparams = parse_assignments(args.protocol_param, "protocol parameter")
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if metrics:
+        from metarec.eval.metrics import parse_metric
+        for m in metrics:
+            parse_metric(m)
+    split = get_split(args.dataset, args.protocol, pparams, args.seed, _preprocess(args))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = home() / "single" / f"{args.dataset}-{args.protocol}-{args.method.replace(':', '_')}-{stamp}"
+    print(f"{args.method} on {args.dataset}/{args.protocol} (split {split.fingerprint[:12]}, "
+          f"{len(split.train):,} train rows, {split.n_items:,} items)", file=sys.stderr)
+    res = run_one(split, args.method, params, seed=args.seed, metrics=metrics, workdir=workdir,
+                  eval_mode="sampled" if args.sampled else "full")
+    stages = list(res["metrics"])
+    names = list(res["metrics"][stages[-1]])
+    print(f"\n{args.method} on {args.dataset} ({args.protocol}, seed {args.seed}, {res.get('eval_mode')} ranking)")
+    print(_table([[n] + [res["metrics"][s].get(n) for s in stages] for n in names], ["metric"] + stages))
+    print(f"fit {res['timings']['fit_s']:.1f}s, params {res['num_parameters']:,}")
+    if split.meta.get("sample"):
+        print(f"note: {split.meta.get('note', 'this dataset is a sample')}")
+    out = Path(args.out) if args.out else workdir / "results.json"
+    per_user = res.pop("per_user")
+    res["versions"] = versions()
+    atomic_write_json(out, res)
+    for stage, frame in per_user.items():
+        frame.to_csv(out.with_name(f"per_user_{stage}.csv"))
+    print(f"results: {out}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from metarec.methods import get_method, list_methods
+
+    rows = []
+    for name, origin in list_methods().items():
+        try:
+            cls = get_method(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items() if k not in ("progress_bar",))
+        except MetarecError as e:
+            doc, params = f"(failed to load: {e})", ""
+        rows.append([name, origin, doc[:60], params[:90]])
+    print(_table(rows, ["method", "from", "what", "parameters (defaults)"]))
+    return 0
+
+
+def cmd_protocols(args) -> int:
+    from metarec.protocols import PROTOCOLS
+
+    print(_table([[p.name, p.doc, ", ".join(f"{k}={v}" for k, v in p.defaults.items())]
+                  for p in PROTOCOLS.values()], ["protocol", "what", "parameters (defaults)"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metarec", description="Benchmark suite: one persisted split, one evaluator.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("datasets", help="list datasets: counts, terms, whether the files are present")
+    s.add_argument("--counts", action="store_true", help="load every present dataset and check its counts")
+    s.set_defaults(fn=cmd_datasets)
+
+    s = sub.add_parser("download", help="download a dataset with a public URL into the data cache")
+    s.add_argument("dataset")
+    s.add_argument("--root", help="target data root (default: ./datasets)")
+    s.set_defaults(fn=cmd_download)
+
+    def data_opts(s):
+        s.add_argument("--min-rating", type=float, help="keep interactions with rating >= this (to implicit)")
+        s.add_argument("--k-core", type=int, help="iterative k-core filter on users and items")
+        s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("split", help="write and describe a persisted split")
+    s.add_argument("dataset")
+    s.add_argument("--protocol", "-p", required=True)
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="protocol parameter (repeatable)")
+    data_opts(s)
+    s.set_defaults(fn=cmd_split)
+
+    s = sub.add_parser("run", help="train one method on one split, evaluate, write results JSON")
+    s.add_argument("--dataset", "-d", required=True)
+    s.add_argument("--protocol", "-p", default="general")
+    s.add_argument("--method", "-m", required=True)
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    s.add_argument("--protocol-param", action="append", metavar="KEY=VALUE", help="protocol parameter")
+    s.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,recall@20")
+    s.add_argument("--sampled", action="store_true", help="sampled-negative ranking (100 negatives), labelled so")
+    s.add_argument("--out", help="results JSON path")
+    data_opts(s)
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("methods", help="list registered methods (built-in and plugins)")
+    s.set_defaults(fn=cmd_methods)
+    s = sub.add_parser("protocols", help="list split protocols")
+    s.set_defaults(fn=cmd_protocols)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except MetarecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

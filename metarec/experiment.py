@@ -1,0 +1,88 @@
+"""One run, end to end: dataset -> persisted split -> method.fit -> evaluator -> result dict.
+
+The harness (metarec.bench) calls ``run_one`` for every cell of a grid; the CLI's ``run`` command calls it once.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metarec.errors import DataError
+from metarec.protocols import Split, get_protocol, params_key
+from metarec.utils import home
+
+DEFAULT_METRICS = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "precision@10", "map@10", "ndcg@20", "recall@20",
+                   "coverage@10"]
+IMPRESSION_METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
+
+
+def split_dir(dataset: str, protocol: str, params: dict, seed: int, preprocess: dict | None = None,
+              root: Path | None = None) -> Path:
+    key = params_key({"protocol": params, "preprocess": preprocess or {}})
+    return (root or home()) / "splits" / dataset / f"{protocol}-{key}-seed{seed}"
+
+
+def get_split(dataset: str, protocol: str, params: dict | None = None, seed: int = 0,
+              preprocess: dict | None = None, root: Path | None = None, rebuild: bool = False) -> Split:
+    """Load the persisted split for this configuration, or build and save it. The same configuration always
+    yields a byte-identical split, so a stored one is reused as is (its fingerprint is verified on load)."""
+    from metarec.data import load_dataset
+
+    proto = get_protocol(protocol)
+    resolved = proto.resolve(params)
+    folder = split_dir(dataset, protocol, resolved, seed, preprocess, root)
+    if folder.is_dir() and not rebuild:
+        try:
+            return Split.load(folder)
+        except DataError:
+            pass  # damaged: rebuild below (the split is a pure function of its configuration)
+    ds = load_dataset(dataset, **(preprocess or {}))
+    split = proto(ds, seed=seed, **resolved)
+    split.meta["preprocess"] = preprocess or {}
+    split.save(folder)
+    return split
+
+
+def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
+    if metrics:
+        return list(metrics)
+    return IMPRESSION_METRICS if split.is_impressions else DEFAULT_METRICS
+
+
+def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
+            metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
+            eval_mode: str = "full") -> dict[str, Any]:
+    """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
+    per-user frames (under ``per_user``, not JSON) and timings."""
+    from metarec.eval import Evaluator
+    from metarec.methods import build_method
+
+    method = build_method(method_name, params)
+    metrics = metrics_for(split, metrics)
+    evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed)
+    t0 = time.perf_counter()
+    method.fit(split, seed=seed, workdir=workdir)
+    fit_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"method": method_name, "params": method.params, "seed": seed,
+                           "dataset": split.dataset, "protocol": split.protocol, "protocol_params": split.params,
+                           "split_fingerprint": split.fingerprint, "split_meta": split.meta,
+                           "num_parameters": int(method.num_parameters()), "metrics": {}, "per_user": {},
+                           "timings": {"fit_s": fit_s}}
+    for stage in stages:
+        if not len(split.frames[stage]):
+            continue
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            res = evaluator.evaluate(method, stage=stage)
+        out["timings"][f"score_{stage}_s"] = time.perf_counter() - t0
+        out["metrics"][stage] = res.means
+        out["per_user"][stage] = res.per_user
+        out["eval_mode"] = res.mode
+        out[f"{stage}_users"] = res.n_users
+    for attr in ("best_epoch", "best_valid", "epochs_trained"):
+        if hasattr(method, attr):
+            out[attr] = getattr(method, attr)
+    return out

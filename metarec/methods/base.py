@@ -1,0 +1,71 @@
+"""The method contract: the plugin door. A method is built from its config dict, fitted on a Split, and scores.
+
+    fit(split, *, seed, workdir)      train on split.train (model selection may use split.valid)
+    score(users) -> Tensor            [len(users), n_items], higher is better (ranking protocols)
+    optional, by protocol:
+    score_pairs(users, items)         [n] scores for (user, item) pairs (impressions / CTR); default: gathers score()
+    predict_rating(users, items)      [n] predicted ratings (MAE/RMSE)
+    adapt(support)                    cold start: see the stage's support interactions before scoring
+    num_parameters()                  trainable parameter count (reported in results)
+
+A method never reads dataset files, computes metrics or writes results: the evaluator and the runner do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from metarec.errors import ConfigError
+
+
+class Method:
+    """Base class. Subclasses declare ``name`` and ``defaults`` (every accepted parameter with its default)."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: protocols the method supports; None = all ranking protocols
+    protocols: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                              f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
+        self.params = {**self.defaults, **params}
+        for key, default in self.defaults.items():
+            value = self.params[key]
+            if default is not None and value is not None and isinstance(default, (int, float)) \
+                    and not isinstance(default, bool) and not isinstance(value, (int, float)):
+                raise ConfigError(f"method {self.name!r}: parameter {key!r} must be a number, got {value!r}")
+        self.n_users = self.n_items = 0
+
+    def fit(self, split, *, seed: int = 0, workdir: str | Path | None = None) -> "Method":
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores for aligned (user, item) pairs. Default: one score() call per distinct user."""
+        uniq, inv = torch.unique(users, return_inverse=True)
+        full = self.score(uniq)
+        return full[inv, items]
+
+    def adapt(self, support: pd.DataFrame) -> None:  # cold start; default: nothing to adapt
+        return None
+
+    def num_parameters(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+
+def as_user_tensor(users) -> torch.Tensor:
+    if isinstance(users, torch.Tensor):
+        return users.long()
+    return torch.as_tensor(np.asarray(users), dtype=torch.long)

@@ -1,0 +1,92 @@
+"""Matrix factorisation with the BPR loss (Rendle et al., UAI 2009) as a LightningModule + LightningDataModule.
+
+Negatives are sampled uniformly per epoch for every training pair, vectorised: candidate negatives are drawn for
+all pairs at once and the ones that hit a user's training item are redrawn, until none do.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from metarec.data.schema import ITEM, USER
+from metarec.methods.lightning import FiniteLossGuard, LightningMethod
+from metarec.methods.registry import register
+
+
+def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
+                     max_rounds: int = 100) -> np.ndarray:
+    """One uniform negative per row, never an item in ``positive_keys`` (sorted user * n_items + item)."""
+    neg = rng.integers(0, n_items, size=len(users))
+    todo = np.arange(len(users))
+    for _ in range(max_rounds):
+        keys = users[todo] * n_items + neg[todo]
+        pos = np.searchsorted(positive_keys, keys)
+        hit = positive_keys[np.minimum(pos, len(positive_keys) - 1)] == keys
+        todo = todo[hit]
+        if not len(todo):
+            return neg
+        neg[todo] = rng.integers(0, n_items, size=len(todo))
+    return neg  # a user who has interacted with (almost) every item keeps a few false negatives
+
+
+class PairwiseDataModule(pl.LightningDataModule):
+    """Yields (user, positive, negative) batches; fresh negatives each epoch (deterministic given the seed)."""
+
+    def __init__(self, split, batch_size: int, seed: int):
+        super().__init__()
+        self.users = split.train[USER].to_numpy(np.int64)
+        self.items = split.train[ITEM].to_numpy(np.int64)
+        self.n_items = split.n_items
+        self.keys = np.unique(self.users * self.n_items + self.items)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def train_dataloader(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        neg = sample_negatives(self.users, self.n_items, self.keys, rng)
+        ds = TensorDataset(torch.from_numpy(self.users), torch.from_numpy(self.items), torch.from_numpy(neg))
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g)
+
+
+class MFBPRModule(FiniteLossGuard, pl.LightningModule):
+    def __init__(self, n_users: int, n_items: int, dim: int, lr: float, reg: float):
+        super().__init__()
+        self.save_hyperparameters()
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+
+    def training_step(self, batch, batch_idx):
+        u, i, j = batch
+        eu, ei, ej = self.user(u), self.item(i), self.item(j)
+        x = (eu * (ei - ej)).sum(-1)
+        loss = -F.logsigmoid(x).mean()
+        # L2 on the embeddings used in the batch (the usual BPR regulariser), averaged per example
+        loss = loss + self.hparams.reg * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum()) / len(u)
+        self.log("train/loss", loss, prog_bar=True)
+        return self.check_finite(loss)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user(users) @ self.item.weight.T
+
+
+@register("mf-bpr")
+class MFBPR(LightningMethod):
+    defaults = {**LightningMethod.defaults, "dim": 64, "lr": 5e-3, "reg": 1e-4, "batch_size": 2048,
+                "max_epochs": 100, "patience": 5, "eval_every": 2}
+
+    def build_module(self, split):
+        p = self.params
+        return MFBPRModule(split.n_users, split.n_items, int(p["dim"]), float(p["lr"]), float(p["reg"]))
+
+    def build_datamodule(self, split, seed):
+        return PairwiseDataModule(split, int(self.params["batch_size"]), seed)

@@ -1,0 +1,129 @@
+"""One adapter from a LightningModule + LightningDataModule pair to the Method contract.
+
+The adapter owns the Trainer: seeding, deterministic algorithms, CPU threads, the progress bar, a CSV logger in
+the run's folder, validation on the split's valid stage through metarec's own evaluator (the same one that
+scores the test stage), early stopping on that metric and restoring the best epoch's weights. NaN/inf losses
+stop training with a TrainingError naming the epoch and step.
+
+A subclass implements ``build_module(split)`` and ``build_datamodule(split, seed)``; the module implements
+``score(users) -> [len(users), n_items]`` (and optionally ``score_pairs``/``predict_rating``).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metarec.errors import TrainingError
+from metarec.methods.base import Method, as_user_tensor
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_epochs": 50,
+    "patience": 5,            # epochs (in units of eval_every) without improvement before stopping
+    "eval_every": 1,          # validate every N epochs
+    "valid_metric": "ndcg@10",
+    "progress_bar": True,
+    "accelerator": "cpu",     # "auto" uses a GPU when there is one; CPU is the reproducible default
+}
+
+
+class FiniteLossGuard:
+    """Mixin for LightningModules: call ``self.check_finite(loss)`` in training_step."""
+
+    def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(loss).all():
+            raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {self.current_epoch}, "
+                                f"step {self.global_step}: lower the learning rate or check the data")
+        return loss
+
+
+def _validation_callback(method: "LightningMethod", split, metric: str, every: int):
+    import pytorch_lightning as pl
+
+    from metarec.eval import Evaluator
+
+    class ValidateOnSplit(pl.Callback):
+        """Scores split.valid with the shared evaluator and logs ``valid/<metric>``; keeps the best weights."""
+
+        def __init__(self):
+            self.evaluator = Evaluator(split, metrics=[metric])
+            self.best, self.best_state, self.best_epoch, self.history = -float("inf"), None, -1, []
+
+        def on_train_epoch_end(self, trainer, module):
+            epoch = trainer.current_epoch
+            if (epoch + 1) % every and epoch + 1 != trainer.max_epochs:
+                return
+            module.eval()
+            with torch.no_grad():
+                value = float(self.evaluator.evaluate(method, stage="valid").means[metric])
+            module.train()
+            self.history.append((epoch, value))
+            module.log(f"valid/{metric}", value, prog_bar=True, on_epoch=True)
+            if value > self.best:
+                self.best, self.best_epoch = value, epoch
+                self.best_state = copy.deepcopy(module.state_dict())
+
+    return ValidateOnSplit()
+
+
+class LightningMethod(Method):
+    """Base for methods written as a LightningModule + LightningDataModule."""
+
+    defaults = dict(TRAINER_DEFAULTS)
+
+    def build_module(self, split):
+        raise NotImplementedError
+
+    def build_datamodule(self, split, seed: int):
+        raise NotImplementedError
+
+    def fit(self, split, *, seed: int = 0, workdir: str | Path | None = None) -> "LightningMethod":
+        import pytorch_lightning as pl
+        from pytorch_lightning.callbacks import EarlyStopping
+        from pytorch_lightning.loggers import CSVLogger
+
+        for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        self.n_users, self.n_items = split.n_users, split.n_items
+        pl.seed_everything(seed, workers=True, verbose=False)
+        self.module = self.build_module(split)
+        datamodule = self.build_datamodule(split, seed)
+        workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="metarec-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        p = self.params
+        validate = p["valid_metric"] and len(split.valid) > 0
+        callbacks = []
+        if validate:
+            val = _validation_callback(self, split, p["valid_metric"], int(p["eval_every"]))
+            callbacks += [val, EarlyStopping(monitor=f"valid/{p['valid_metric']}", mode="max",
+                                             patience=int(p["patience"]), check_on_train_epoch_end=True)]
+        trainer = pl.Trainer(
+            max_epochs=int(p["max_epochs"]), accelerator=p["accelerator"], devices=1, deterministic=True,
+            logger=CSVLogger(str(workdir), name="lightning", version=""), callbacks=callbacks,
+            enable_checkpointing=False, enable_progress_bar=bool(p["progress_bar"]) and os.isatty(2),
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+            reload_dataloaders_every_n_epochs=1, default_root_dir=str(workdir))
+        trainer.fit(self.module, datamodule=datamodule)
+        self.epochs_trained = trainer.current_epoch
+        if validate and callbacks[0].best_state is not None:
+            self.module.load_state_dict(callbacks[0].best_state)
+            self.best_epoch, self.best_valid = callbacks[0].best_epoch, callbacks[0].best
+            self.valid_history = callbacks[0].history
+        self.module.eval()
+        return self
+
+    @torch.no_grad()
+    def score(self, users) -> torch.Tensor:
+        users = as_user_tensor(users).to(self.module.device)
+        return self.module.score(users)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters() if p.requires_grad)

@@ -1,0 +1,62 @@
+"""Method registry: built-in methods register with ``@register("name")``; outside packages add a class to the
+entry-point group ``metarec.methods`` (``name = "package.module:Class"``) and are found without touching metarec."""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from metarec.errors import ConfigError, UnknownNameError
+from metarec.methods.base import Method
+
+ENTRY_POINT_GROUP = "metarec.methods"
+_BUILTIN: dict[str, type[Method]] = {}
+
+
+def register(name: str):
+    """Class decorator: register a Method subclass under ``name``."""
+    def deco(cls: type[Method]) -> type[Method]:
+        if name in _BUILTIN and _BUILTIN[name] is not cls:
+            raise ValueError(f"method name {name!r} registered twice ({_BUILTIN[name].__qualname__}, {cls.__qualname__})")
+        cls.name = name
+        _BUILTIN[name] = cls
+        return cls
+    return deco
+
+
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_builtins() -> None:
+    # importing the packages runs their @register decorators
+    import metarec.methods.classic  # noqa: F401
+
+
+def list_methods() -> dict[str, str]:
+    """name -> where it comes from ('builtin' or the plugin's 'module:Class')."""
+    _load_builtins()
+    out = {name: "builtin" for name in _BUILTIN}
+    for name, ep in _plugins().items():
+        out.setdefault(name, f"plugin {ep.value}")
+    return dict(sorted(out.items()))
+
+
+def get_method(name: str) -> type[Method]:
+    _load_builtins()
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    plugins = _plugins()
+    if name in plugins:
+        try:
+            cls = plugins[name].load()
+        except Exception as e:  # a broken plugin must name itself, not crash the registry
+            raise ConfigError(f"plugin method {name!r} ({plugins[name].value}) failed to load: {e}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise ConfigError(f"plugin method {name!r} ({plugins[name].value}) is not a metarec Method subclass")
+        cls.name = name
+        return cls
+    raise UnknownNameError("method", name, list(_BUILTIN) + list(plugins))
+
+
+def build_method(name: str, params: dict[str, Any] | None = None) -> Method:
+    return get_method(name)(**(params or {}))

@@ -1,0 +1,25 @@
+"""`general`: per-user random split (default 8:1:1), the standard protocol for general (non-sequential) top-K."""
+from __future__ import annotations
+
+import numpy as np
+
+from metarec.data.schema import USER, Dataset
+from metarec.protocols.base import check_ratios, dedupe_pairs, make_split, protocol, random_rank_within_user, split_counts
+from metarec.protocols.leakage import check_no_test_pair_in_train
+
+
+@protocol("general", ratios=[0.8, 0.1, 0.1])
+def general(ds: Dataset, *, seed: int, ratios) -> "Split":
+    """Per-user random train/valid/test split by ratios; duplicate (user, item) pairs kept once."""
+    r = check_ratios("general", ratios)
+    inter = dedupe_pairs(ds.interactions)
+    rng = np.random.default_rng(seed)
+    users = inter[USER].to_numpy()
+    rank, size = random_rank_within_user(users, rng)
+    n_valid, n_test = split_counts(size, r)
+    test = rank < n_test
+    valid = (rank >= n_test) & (rank < n_test + n_valid)
+    train = ~(test | valid)
+    frames = {"train": inter[train], "valid": inter[valid], "test": inter[test]}
+    return make_split(ds, "general", {"ratios": list(map(float, ratios))}, seed, frames,
+                      [check_no_test_pair_in_train])

@@ -1,0 +1,32 @@
+"""`temporal`: one global time cut. Train is everything before the first cut, valid between the cuts, test after."""
+from __future__ import annotations
+
+import numpy as np
+
+from metarec.data.schema import ITEM, TIME, USER, Dataset
+from metarec.errors import ConfigError
+from metarec.protocols.base import check_ratios, dedupe_pairs, make_split, protocol
+from metarec.protocols.leakage import check_no_test_pair_in_train, check_time_order
+
+
+@protocol("temporal", ratios=[0.8, 0.1, 0.1], drop_cold=True)
+def temporal(ds: Dataset, *, seed: int, ratios, drop_cold: bool) -> "Split":
+    """Global time cuts at the ratio quantiles of event time; valid/test rows of unseen users/items dropped."""
+    if TIME not in ds.interactions:
+        raise ConfigError(f"protocol 'temporal' needs timestamps; dataset {ds.name!r} has only "
+                          f"{', '.join(ds.interactions.columns)} (use 'sequential' or 'general')")
+    r = check_ratios("temporal", ratios)
+    inter = dedupe_pairs(ds.interactions).sort_values(TIME, kind="stable")
+    t = inter[TIME].to_numpy()
+    cut1, cut2 = np.quantile(t, [r[0], r[0] + r[1]], method="lower")
+    if cut2 == cut1:  # too few distinct times for two cuts: put the quantile event itself in test
+        cut2 = np.nextafter(cut1, np.inf) if t.dtype.kind == "f" else cut1 + 1
+    train, valid, test = inter[t < cut1], inter[(t >= cut1) & (t < cut2)], inter[t >= cut2]
+    if drop_cold:
+        users, items = set(train[USER]), set(train[ITEM])
+        valid = valid[valid[USER].isin(users) & valid[ITEM].isin(items)]
+        test = test[test[USER].isin(users) & test[ITEM].isin(items)]
+    frames = {"train": train, "valid": valid, "test": test}
+    return make_split(ds, "temporal", {"ratios": list(map(float, ratios)), "drop_cold": bool(drop_cold)}, seed,
+                      frames, [check_no_test_pair_in_train, check_time_order],
+                      cut_times=[int(cut1), int(cut2)])
