@@ -133,6 +133,50 @@ def cmd_protocols(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from metarec.bench import load_grid, run_grid
+
+    grid = load_grid(args.grid)
+    out = run_grid(grid, executor=args.executor, jobs=args.jobs, address=args.address,
+                   retry_failed=args.retry_failed)
+    c = out["counts"]
+    print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, "
+          f"{c['failed']} failed now, {c['skipped_failed']} failed earlier (skipped; --retry-failed reruns them)")
+    for f in out["failures"]:
+        print(f"  failed {f['key']}: {f['reason'][:160]}")
+    if not out["tidy"].empty:
+        print(f"tidy table: {out['store'].root / 'results.parquet'} (+ .csv); next: metarec report {args.grid}")
+    return 0 if not c["failed"] else 1
+
+
+def cmd_report(args) -> int:
+    import pandas as pd
+
+    from metarec import report
+    from metarec.bench import load_grid
+    from metarec.bench.store import RunStore
+    from metarec.errors import ConfigError
+
+    grid = load_grid(args.grid)
+    store = RunStore(grid.name)
+    table = store.root / "results.parquet"
+    if not table.is_file():
+        raise ConfigError(f"no results for grid {grid.name!r} in {store.root}: run `metarec bench {args.grid}` first")
+    out = Path(args.out) if args.out else report.RESULTS / grid.name
+    report.export(grid, pd.read_parquet(table), store, out)
+    built = report.build(out)
+    print(Path(built["markdown"]).read_text())
+    for name, figs in built["figures"].items():
+        print(f"figure {name}: " + (", ".join(str(f) for f in figs) if isinstance(figs, list) else figs))
+    return 0
+
+
+def cmd_paper(args) -> int:
+    from metarec.report.paper import regenerate
+
+    return regenerate(Path(args.results), Path(args.paper), build_pdf=not args.no_pdf)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metarec", description="Benchmark suite: one persisted split, one evaluator.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,6 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="results JSON path")
     data_opts(s)
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("bench", help="run a grid (resumable; finished runs are never recomputed)")
+    s.add_argument("grid", help="grid YAML, e.g. benchmarks/smoke.yaml")
+    s.add_argument("--executor", default="sequential", help="sequential (default), pool or ray")
+    s.add_argument("--jobs", "-j", type=int, default=1, help="parallel runs for pool/ray")
+    s.add_argument("--address", help="Ray cluster address (default: start a local instance)")
+    s.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+    s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("report", help="tables (Markdown, LaTeX) and figures for a grid's results")
+    s.add_argument("grid")
+    s.add_argument("--out", help="output folder (default results/<grid name>)")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("paper", help="regenerate every table and figure from results/, build the PDF if LaTeX exists")
+    s.add_argument("--results", default="results")
+    s.add_argument("--paper", default="paper")
+    s.add_argument("--no-pdf", action="store_true")
+    s.set_defaults(fn=cmd_paper)
 
     s = sub.add_parser("methods", help="list registered methods (built-in and plugins)")
     s.set_defaults(fn=cmd_methods)

@@ -26,6 +26,8 @@ class Method:
     """Base class. Subclasses declare ``name`` and ``defaults`` (every accepted parameter with its default)."""
 
     name: ClassVar[str] = ""
+    #: "baseline", "distill", "multitask" or "meta": which report figures the method appears in
+    family: ClassVar[str] = "baseline"
     defaults: ClassVar[dict[str, Any]] = {}
     #: protocols the method supports; None = all ranking protocols
     protocols: ClassVar[tuple[str, ...] | None] = None

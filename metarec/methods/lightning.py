@@ -2,7 +2,7 @@
 
 The adapter owns the Trainer: seeding, deterministic algorithms, CPU threads, the progress bar, a CSV logger in
 the run's folder, validation on the split's valid stage through metarec's own evaluator (the same one that
-scores the test stage), early stopping on that metric and restoring the best epoch's weights. NaN/inf losses
+scores the test stage), early stopping on that metric and restoring the best validated weights. NaN/inf losses
 stop training with a TrainingError naming the epoch and step.
 
 A subclass implements ``build_module(split)`` and ``build_datamodule(split, seed)``; the module implements
@@ -25,7 +25,7 @@ from metarec.methods.base import Method, as_user_tensor
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 50,
-    "patience": 5,            # epochs (in units of eval_every) without improvement before stopping
+    "patience": 5,            # validations without improvement before stopping
     "eval_every": 1,          # validate every N epochs
     "valid_metric": "ndcg@10",
     "progress_bar": True,
@@ -43,17 +43,20 @@ class FiniteLossGuard:
         return loss
 
 
-def _validation_callback(method: "LightningMethod", split, metric: str, every: int):
+def _validation_callback(method: "LightningMethod", split, metric: str, every: int, patience: int):
     import pytorch_lightning as pl
 
     from metarec.eval import Evaluator
 
     class ValidateOnSplit(pl.Callback):
-        """Scores split.valid with the shared evaluator and logs ``valid/<metric>``; keeps the best weights."""
+        """Every ``every`` epochs: scores split.valid with the shared evaluator, logs ``valid/<metric>``, keeps the
+        best weights, and stops after ``patience`` evaluations without improvement. (Lightning's EarlyStopping
+        expects the metric at every epoch; validating every N epochs needs the count kept here.)"""
 
         def __init__(self):
             self.evaluator = Evaluator(split, metrics=[metric])
             self.best, self.best_state, self.best_epoch, self.history = -float("inf"), None, -1, []
+            self.bad_evals = 0
 
         def on_train_epoch_end(self, trainer, module):
             epoch = trainer.current_epoch
@@ -66,8 +69,12 @@ def _validation_callback(method: "LightningMethod", split, metric: str, every: i
             self.history.append((epoch, value))
             module.log(f"valid/{metric}", value, prog_bar=True, on_epoch=True)
             if value > self.best:
-                self.best, self.best_epoch = value, epoch
+                self.best, self.best_epoch, self.bad_evals = value, epoch, 0
                 self.best_state = copy.deepcopy(module.state_dict())
+            else:
+                self.bad_evals += 1
+                if self.bad_evals >= patience:
+                    trainer.should_stop = True
 
     return ValidateOnSplit()
 
@@ -85,7 +92,6 @@ class LightningMethod(Method):
 
     def fit(self, split, *, seed: int = 0, workdir: str | Path | None = None) -> "LightningMethod":
         import pytorch_lightning as pl
-        from pytorch_lightning.callbacks import EarlyStopping
         from pytorch_lightning.loggers import CSVLogger
 
         for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
@@ -102,14 +108,13 @@ class LightningMethod(Method):
         validate = p["valid_metric"] and len(split.valid) > 0
         callbacks = []
         if validate:
-            val = _validation_callback(self, split, p["valid_metric"], int(p["eval_every"]))
-            callbacks += [val, EarlyStopping(monitor=f"valid/{p['valid_metric']}", mode="max",
-                                             patience=int(p["patience"]), check_on_train_epoch_end=True)]
+            callbacks.append(_validation_callback(self, split, p["valid_metric"], int(p["eval_every"]),
+                                                  int(p["patience"])))
         trainer = pl.Trainer(
             max_epochs=int(p["max_epochs"]), accelerator=p["accelerator"], devices=1, deterministic=True,
             logger=CSVLogger(str(workdir), name="lightning", version=""), callbacks=callbacks,
             enable_checkpointing=False, enable_progress_bar=bool(p["progress_bar"]) and os.isatty(2),
-            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
             reload_dataloaders_every_n_epochs=1, default_root_dir=str(workdir))
         trainer.fit(self.module, datamodule=datamodule)
         self.epochs_trained = trainer.current_epoch

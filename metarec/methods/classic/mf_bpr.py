@@ -69,7 +69,7 @@ class MFBPRModule(FiniteLossGuard, pl.LightningModule):
         loss = -F.logsigmoid(x).mean()
         # L2 on the embeddings used in the batch (the usual BPR regulariser), averaged per example
         loss = loss + self.hparams.reg * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum()) / len(u)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return self.check_finite(loss)
 
     def configure_optimizers(self):

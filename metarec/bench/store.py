@@ -1,0 +1,136 @@
+"""Run folders and the tidy results table.
+
+    <home>/grids/<grid>/runs/<key>/        config.json, result.json, per_user_<stage>.parquet, log.txt, work/
+    <home>/grids/<grid>/failed/<key>.json  reason + traceback of a failed run
+    <home>/grids/<grid>/results.{parquet,csv}  tidy: one row per run x stage x metric
+
+A run folder appears only complete: it is written under a temporary name and renamed in one step, so a killed grid
+leaves either a finished run or nothing (stale temporaries are removed on the next start).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metarec.utils import atomic_write_json, atomic_write_text, home
+
+RESULT = "result.json"
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunStore:
+    def __init__(self, grid_name: str, root: Path | None = None):
+        self.root = (root or home()) / "grids" / grid_name
+        self.runs = self.root / "runs"
+        self.failed = self.root / "failed"
+
+    def prepare(self) -> None:
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.failed.mkdir(parents=True, exist_ok=True)
+        for stale in self.runs.glob(".tmp-*"):  # a run killed mid-write: its half folder is worthless
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def is_done(self, key: str) -> bool:
+        return (self.runs / key / RESULT).is_file()
+
+    def failure(self, key: str) -> dict | None:
+        p = self.failed / f"{key}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def temp_folder(self, key: str) -> Path:
+        tmp = self.runs / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit(self, key: str, tmp: Path) -> Path:
+        final = self.runs / key
+        if final.exists():  # another executor finished the same run first: results are identical by key
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        (self.failed / f"{key}.json").unlink(missing_ok=True)
+        return final
+
+    def record_failure(self, key: str, info: dict) -> None:
+        atomic_write_json(self.failed / f"{key}.json", info)
+
+    def load_result(self, key: str) -> dict:
+        return json.loads((self.runs / key / RESULT).read_text())
+
+    def per_user(self, key: str, stage: str) -> pd.DataFrame | None:
+        p = self.runs / key / f"per_user_{stage}.parquet"
+        return pd.read_parquet(p) if p.is_file() else None
+
+
+def write_run(tmp: Path, config: dict, result: dict, per_user: dict[str, pd.DataFrame]) -> None:
+    """Fill a run's temporary folder (its log.txt is already there); the caller then commits it."""
+    atomic_write_json(tmp / "config.json", config)
+    for stage, frame in per_user.items():
+        frame.reset_index().to_parquet(tmp / f"per_user_{stage}.parquet", index=False)
+    atomic_write_json(tmp / RESULT, result)  # written last: its presence means the run is complete
+
+
+def tidy_table(store: RunStore, keys: list[str]) -> pd.DataFrame:
+    """One row per (run, stage, metric) for the given run keys (finished ones)."""
+    rows = []
+    for key in keys:
+        if not store.is_done(key):
+            continue
+        r = store.load_result(key)
+        base = {"run": key, "dataset": r["dataset"], "protocol": r["protocol"],
+                "protocol_params": json.dumps(r["protocol_params"], sort_keys=True), "method": r["method"],
+                "family": r.get("family", ""), "params": json.dumps(r["config_params"], sort_keys=True),
+                "seed": r["seed"], "num_parameters": r["num_parameters"], "fit_s": r["timings"]["fit_s"],
+                "score_s": r["timings"].get("score_test_s", float("nan")), "eval_mode": r.get("eval_mode", "full")}
+        for stage, metrics in r["metrics"].items():
+            for metric, value in metrics.items():
+                rows.append({**base, "stage": stage, "metric": metric, "value": value})
+    cols = ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed", "stage", "metric", "value",
+            "num_parameters", "fit_s", "score_s", "eval_mode"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["dataset", "protocol", "method", "params", "seed", "stage", "metric"],
+                          kind="stable").reset_index(drop=True)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Error-type metrics (``mae``, ``rmse``, ``gini``; also task-prefixed ``rating/mae``) are minimised."""
+    return metric.split("@")[0].split("/")[-1] in ("mae", "rmse", "gini")
+
+
+def select_configs(tidy: pd.DataFrame, valid_metric: str) -> pd.DataFrame:
+    """Model selection on the validation stage: per (dataset, protocol, method) the parameter set with the best
+    mean valid metric over seeds. Adds a boolean ``selected`` column."""
+    tidy = tidy.copy()
+    tidy["selected"] = False
+    if tidy.empty:
+        return tidy
+    val = tidy[(tidy.stage == "valid") & (tidy.metric == valid_metric)]
+    if val.empty:  # protocols without a valid stage: a single configuration is selected trivially
+        val = tidy[(tidy.stage == "test") & (tidy.metric == valid_metric)]
+    cell = ["dataset", "protocol", "protocol_params", "method"]
+    means = val.groupby(cell + ["params"], sort=True)["value"].mean().reset_index()
+    best = means.sort_values("value", ascending=lower_is_better(valid_metric), kind="stable").drop_duplicates(cell)
+    chosen = set(map(tuple, best[cell + ["params"]].to_numpy()))
+    tidy["selected"] = [t in chosen for t in zip(tidy.dataset, tidy.protocol, tidy.protocol_params, tidy.method,
+                                                  tidy.params)]
+    return tidy
+
+
+def write_table(df: pd.DataFrame, folder: Path, stem: str = "results") -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq, csv = folder / f"{stem}.parquet", folder / f"{stem}.csv"
+    tmp = folder / f".{stem}.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, pq)
+    atomic_write_text(csv, df.to_csv(index=False))
+    return pq, csv

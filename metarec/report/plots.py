@@ -1,0 +1,124 @@
+"""Figures (PNG + PDF) from the tidy results table. A family's figure is drawn when that family has results and
+skipped (with a reason) when it has none."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from metarec.report.tables import summary  # noqa: E402
+
+
+def _save(fig, folder: Path, stem: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = folder / f"{stem}.{ext}"
+        # fixed metadata: regenerating identical results gives identical files
+        fig.savefig(p, dpi=130, bbox_inches="tight",
+                    metadata={"Software": None} if ext == "png" else {"Creator": None, "Producer": None,
+                                                                        "CreationDate": None})
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
+    summ = summary(tidy)
+    summ = summ[summ.metric == metric]
+    groups = list(summ.groupby(["dataset", "protocol"], sort=True))
+    if not groups:
+        return []
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 3.2 * len(groups)), 3.4), squeeze=False)
+    for ax, ((ds, proto), g) in zip(axes[0], groups):
+        g = g.sort_values("mean")
+        colors = [{"baseline": "#7f7f7f", "distill": "#1f77b4", "multitask": "#2ca02c", "meta": "#d62728"}.get(f, "#9467bd")
+                  for f in g.family]
+        ax.barh(g.method, g["mean"], xerr=g["std"], color=colors, capsize=3)
+        ax.set_title(f"{ds} / {proto}", fontsize=9)
+        ax.set_xlabel(f"{metric} (test, mean ± std over seeds)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return _save(fig, folder, f"bars_{metric.replace('@', '')}")
+
+
+def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, stem: str, families=None,
+            logx: bool = False) -> list[Path]:
+    sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
+    if families is not None:
+        sel = sel[sel.family.isin(families)]
+    if sel.empty:
+        return []
+    agg = sel.groupby(["dataset", "protocol", "method"]).agg(y=("value", "mean"), ys=("value", "std"),
+                                                            x=(x, "mean")).reset_index()
+    groups = list(agg.groupby(["dataset", "protocol"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 3.6 * len(groups)), 3.4), squeeze=False)
+    for ax, ((ds, proto), g) in zip(axes[0], groups):
+        ax.errorbar(g.x, g.y, yerr=g.ys.fillna(0), fmt="o", capsize=3)
+        for _, r in g.iterrows():
+            ax.annotate(r.method, (r.x, r.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_title(f"{ds} / {proto}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return _save(fig, folder, stem)
+
+
+def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
+    sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric) & (tidy.protocol == "cold_start")]
+    if "protocol_params" not in sel or sel.empty:
+        return []
+    sel = sel.assign(k=sel.protocol_params.map(lambda s: json.loads(s).get("k_shot")))
+    if sel.k.nunique() < 2:
+        return []
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for method, g in sel.groupby("method"):
+        a = g.groupby("k")["value"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(a.k, a["mean"], yerr=a["std"].fillna(0), marker="o", capsize=3, label=method)
+    ax.set_xlabel("support examples per user (K)")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, folder, f"kshot_{metric.replace('@', '')}")
+
+
+def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
+    sel = tidy[(tidy.selected) & (tidy.stage == "test") & tidy.metric.str.contains("/")]
+    if sel.empty:
+        return []
+    summ = summary(sel)
+    metrics = sorted(summ.metric.unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        g = summ[summ.metric == metric]
+        ax.bar(g.method, g["mean"], yerr=g["std"], capsize=3)
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+    fig.tight_layout()
+    return _save(fig, folder, "per_task")
+
+
+def all_figures(tidy: pd.DataFrame, metric: str, folder: Path) -> dict[str, list[Path] | str]:
+    fams = set(tidy.family)
+    out: dict[str, list[Path] | str] = {"bars": metric_bars(tidy, metric, folder)}
+    out["time_vs_accuracy"] = scatter(tidy, metric, "fit_s", "training time (s, log)", folder, "time_vs_accuracy",
+                                      logx=True)
+    if "distill" in fams:
+        out["size_vs_accuracy"] = scatter(tidy, metric, "num_parameters", "trainable parameters (log)", folder,
+                                          "size_vs_accuracy", logx=True)
+        out["inference_vs_accuracy"] = scatter(tidy, metric, "score_s", "time to score all test users (s, log)",
+                                               folder, "inference_vs_accuracy", logx=True)
+    else:
+        out["size_vs_accuracy"] = out["inference_vs_accuracy"] = "skipped: no distillation results"
+    out["kshot"] = kshot_curve(tidy, metric, folder) if "meta" in fams else "skipped: no meta-learning results"
+    out["per_task"] = per_task_bars(tidy, folder) if "multitask" in fams else "skipped: no multi-task results"
+    return out

@@ -1,0 +1,78 @@
+"""Method contract, registry and the two reference methods."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metarec.errors import ConfigError, TrainingError, UnknownNameError
+from metarec.methods import Method, build_method, get_method, list_methods
+from metarec.methods.classic.mf_bpr import sample_negatives
+from metarec.protocols import get_protocol
+from tests.protocols.test_protocols import toy
+
+
+@pytest.fixture(scope="module")
+def split():
+    return get_protocol("general")(toy(n_users=40, n_items=60, per_user=30), seed=0)
+
+
+def test_registry_lists_builtins():
+    names = list_methods()
+    assert names["pop"] == "builtin" and names["mf-bpr"] == "builtin"
+    assert issubclass(get_method("mf-bpr"), Method)
+
+
+def test_unknown_method_and_params():
+    with pytest.raises(UnknownNameError, match=r"unknown method 'mf_bpr' \(did you mean 'mf-bpr'\?\)"):
+        get_method("mf_bpr")
+    with pytest.raises(ConfigError, match="unknown parameter\\(s\\) dimm"):
+        build_method("mf-bpr", {"dimm": 3})
+    with pytest.raises(ConfigError, match="'lr' must be a number"):
+        build_method("mf-bpr", {"lr": "fast"})
+
+
+def test_pop_scores_are_train_counts(split):
+    m = build_method("pop").fit(split)
+    s = m.score(torch.tensor([0, 5]))
+    counts = np.bincount(split.train.item, minlength=split.n_items)
+    assert s.shape == (2, split.n_items)
+    assert np.array_equal(s[1].numpy(), counts)
+
+
+def test_negative_sampler_never_returns_a_positive():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(50), 18)
+    items = np.concatenate([rng.choice(20, 18, replace=False) for _ in range(50)])
+    keys = np.unique(users * 20 + items)
+    neg = sample_negatives(users, 20, keys, rng)
+    assert not np.isin(users * 20 + neg, keys).any()
+    assert neg.min() >= 0 and neg.max() < 20
+
+
+def test_mf_bpr_learns(split, tmp_path):
+    m = build_method("mf-bpr", {"max_epochs": 15, "valid_metric": None, "progress_bar": False, "lr": 0.01, "batch_size": 64})
+    m.fit(split, seed=0, workdir=tmp_path)
+    log = (tmp_path / "lightning" / "metrics.csv").read_text().splitlines()
+    assert len(log) > 2
+    scores = m.score(torch.arange(split.n_users))
+    assert scores.shape == (split.n_users, split.n_items) and torch.isfinite(scores).all()
+    # training pairs must score above random pairs on average after training
+    tr = split.train
+    pos = scores[tr.user.to_numpy(), tr.item.to_numpy()].mean()
+    assert pos > scores.mean() + 0.5
+    assert m.num_parameters() == (split.n_users + split.n_items) * 64
+
+
+def test_mf_bpr_same_seed_same_scores(split, tmp_path):
+    kw = {"max_epochs": 2, "valid_metric": None, "progress_bar": False}
+    a = build_method("mf-bpr", kw).fit(split, seed=5, workdir=tmp_path / "a").score(torch.arange(5))
+    b = build_method("mf-bpr", kw).fit(split, seed=5, workdir=tmp_path / "b").score(torch.arange(5))
+    c = build_method("mf-bpr", kw).fit(split, seed=6, workdir=tmp_path / "c").score(torch.arange(5))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_nan_loss_is_a_clear_error(split, tmp_path):
+    m = build_method("mf-bpr", {"max_epochs": 3, "valid_metric": None, "progress_bar": False, "lr": float("inf")})
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch \d+, step \d+"):
+        m.fit(split, seed=0, workdir=tmp_path)
