@@ -74,11 +74,13 @@ def cmd_run(args) -> int:
     import time
 
     from metarec.experiment import get_split, run_one
-    from metarec.methods import get_method
+    from metarec.methods import build_method
+    from metarec.protocols import get_protocol
     from metarec.utils import atomic_write_json, home, parse_assignments, versions
 
-    get_method(args.method)  # fail on an unknown name before any work
     params = parse_assignments(args.param, "method parameter")
+    build_method(args.method, params)  # unknown names and parameters fail before any work
+    get_protocol(args.protocol)
     pparams = parse_assignments(args.protocol_param, "protocol parameter")
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     if metrics:

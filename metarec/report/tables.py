@@ -2,6 +2,8 @@
 method, best per column in bold, significance markers against the best baseline."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -28,8 +30,18 @@ def best_baseline(summ: pd.DataFrame, metric: str) -> str | None:
     return str(base.sort_values("mean", ascending=lower_is_better(metric), kind="stable").iloc[0]["method"])
 
 
+@dataclass
+class Table:
+    rows: list[str]                            # methods
+    columns: list[str]                         # metrics
+    cells: dict[tuple[str, str], dict]         # (method, metric) -> mean, std, n, best, reference, t, w
+
+    def cell(self, row: str, col: str) -> dict | None:
+        return self.cells.get((row, col))
+
+
 def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[str], dataset: str, protocol: str,
-               alpha: float = 0.05) -> tuple[pd.DataFrame, dict]:
+               alpha: float = 0.05) -> tuple[Table, dict]:
     """A table for one (dataset, protocol): rows methods, columns metrics; cells are dicts for rendering."""
     summ = summary(tidy[(tidy.dataset == dataset) & (tidy.protocol == protocol)])
     metrics = [m for m in metrics if m in set(summ.metric)]
@@ -58,10 +70,7 @@ def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[
             cells[(m, metric)] = {"mean": r["mean"], "std": r["std"], "n": int(r["n"]), "best": m == best,
                                   "reference": m == ref, "t": sig.get(m, (False, False))[0],
                                   "w": sig.get(m, (False, False))[1]}
-    frame = pd.DataFrame(index=methods, columns=metrics, dtype=object)
-    for (m, metric), c in cells.items():
-        frame.loc[m, metric] = c
-    return frame, info
+    return Table(rows=methods, columns=metrics, cells=cells), info
 
 
 def _fmt(c, latex: bool) -> str:
@@ -83,20 +92,21 @@ def _fmt(c, latex: bool) -> str:
     return core + marks
 
 
-def to_markdown(frame: pd.DataFrame, title: str) -> str:
-    head = "| method | " + " | ".join(frame.columns) + " |"
-    sep = "|---|" + "---|" * len(frame.columns)
-    body = [f"| {m} | " + " | ".join(_fmt(frame.loc[m, c], False) for c in frame.columns) + " |" for m in frame.index]
+def to_markdown(table: Table, title: str) -> str:
+    head = "| method | " + " | ".join(table.columns) + " |"
+    sep = "|---|" + "---|" * len(table.columns)
+    body = [f"| {m} | " + " | ".join(_fmt(table.cell(m, c), False) for c in table.columns) + " |" for m in table.rows]
     return f"### {title}\n\n" + "\n".join([head, sep, *body]) + f"\n\n_{LEGEND}_\n"
 
 
-def to_latex(frame: pd.DataFrame, title: str, label: str) -> str:
+def to_latex(table: Table, title: str, label: str) -> str:
     esc = lambda s: str(s).replace("_", "\\_").replace("@", "@").replace("%", "\\%")  # noqa: E731
-    cols = "l" + "r" * len(frame.columns)
-    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {esc(LEGEND).replace('±', '$\\pm$').replace('†', '$^\\dagger$').replace('*', '$^*$')}}}",
+    cols = "l" + "r" * len(table.columns)
+    legend = esc(LEGEND).replace("±", "$\\pm$").replace(W_MARK, "$^\\dagger$").replace(T_MARK, "$^*$")
+    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {legend}}}",
              f"\\label{{{label}}}", "\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-             "method & " + " & ".join(esc(c) for c in frame.columns) + " \\\\", "\\midrule"]
-    for m in frame.index:
-        lines.append(esc(m) + " & " + " & ".join(_fmt(frame.loc[m, c], True) for c in frame.columns) + " \\\\")
+             "method & " + " & ".join(esc(c) for c in table.columns) + " \\\\", "\\midrule"]
+    for m in table.rows:
+        lines.append(esc(m) + " & " + " & ".join(_fmt(table.cell(m, c), True) for c in table.columns) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
     return "\n".join(lines) + "\n"

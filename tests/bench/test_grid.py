@@ -1,0 +1,55 @@
+"""Grid spec validation: every bad input is one clear error naming the key and listing valid choices."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from metarec.bench import load_grid, parse_grid
+from metarec.errors import ConfigError
+
+BASE = {"name": "t", "seeds": [0], "metrics": ["ndcg@10"], "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
+        "methods": {"pop": {}, "mf-bpr": {"params": {"max_epochs": 1}, "grid": {"lr": [0.001, 0.01]}}}}
+
+
+def with_(**changes):
+    g = yaml.safe_load(yaml.safe_dump(BASE))
+    g.update(changes)
+    return g
+
+
+def test_valid_grid_expands():
+    grid = parse_grid(with_(seeds=[0, 1]))
+    runs = grid.runs()
+    assert len(runs) == 2 * (1 + 2)
+    assert {r.params.get("lr") for r in runs if r.method == "mf-bpr"} == {0.001, 0.01}
+    assert grid.valid_metric == "ndcg@10"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"datasets": [{"name": "ml-10k"}]}, r"datasets\[0\]\.name: unknown dataset 'ml-10k'.*valid: .*ml-100k"),
+    ({"methods": {"mf-bpx": {}}}, r"methods\.mf-bpx: unknown method 'mf-bpx' \(did you mean 'mf-bpr'\?\); valid: .*pop"),
+    ({"datasets": [{"name": "ml-100k", "protocols": ["genral"]}]},
+     r"protocols\[0\]: unknown protocol 'genral'.*valid: cold_start, general"),
+    ({"metrics": ["ndcg@10", "ndgc@5"]}, r"metrics\[1\]: .*'ndgc"),
+    ({"seeds": "0"}, r"seeds: must be a non-empty list of integers"),
+    ({"methods": {"mf-bpr": {"params": {"dimm": 3}}}}, r"methods\.mf-bpr: .*unknown parameter\(s\) dimm; valid: .*dim"),
+    ({"methods": {"mf-bpr": {"grid": {"lr": 0.1}}}}, r"methods\.mf-bpr\.grid\.lr: must be a non-empty list"),
+    ({"eval_mode": "fast"}, r"eval_mode: must be 'full' or 'sampled'"),
+    ({"colour": 1}, r"unknown key\(s\) colour; valid: "),
+])
+def test_bad_grids(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(with_(**changes), source="g.yaml")
+
+
+def test_garbled_yaml_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nseeds: [0\nmethods: {}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: not valid YAML"):
+        load_grid(p)
+
+
+def test_shipped_grids_validate():
+    for path in ("benchmarks/smoke.yaml", "paper/grid.yaml"):
+        grid = load_grid(path)
+        assert grid.runs(), path

@@ -1,0 +1,132 @@
+"""Runner properties: resume after SIGKILL, determinism, failures recorded, executors agree, report builds."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from metarec.bench import parse_grid, run_grid
+
+TINY = {"name": "tiny", "seeds": [0, 1], "metrics": ["ndcg@10", "recall@10", "coverage@10"],
+        "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
+        "methods": {"pop": {}, "mf-bpr": {"params": {"max_epochs": 2, "eval_every": 1, "progress_bar": False,
+                                                     "batch_size": 4096}, "grid": {"dim": [8, 16]}}}}
+METRIC_COLS = ["dataset", "protocol", "method", "params", "seed", "stage", "metric", "value", "selected"]
+
+
+def values(tidy: pd.DataFrame) -> pd.DataFrame:
+    return tidy[METRIC_COLS].sort_values(METRIC_COLS[:7]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny grid run once, uninterrupted, in-process."""
+    root = tmp_path_factory.mktemp("ref")
+    out = run_grid(parse_grid(TINY), root=root, progress=False)
+    assert out["counts"]["done"] == 6 and out["counts"]["failed"] == 0
+    return root, out
+
+
+def test_same_seed_same_metrics(reference, tmp_path):
+    _, ref = reference
+    again = run_grid(parse_grid(TINY), root=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(values(again["tidy"]), values(ref["tidy"]))
+    # different seeds do differ (the test can fail)
+    t = ref["tidy"]
+    a = t[(t.method == "mf-bpr") & (t.seed == 0) & (t.metric == "ndcg@10")].value.to_numpy()
+    b = t[(t.method == "mf-bpr") & (t.seed == 1) & (t.metric == "ndcg@10")].value.to_numpy()
+    assert not (a == b).all()
+
+
+def test_resume_finished_runs_not_recomputed(reference):
+    root, ref = reference
+    store = ref["store"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in store.runs.glob("*/result.json")}
+    out = run_grid(parse_grid(TINY), root=root, progress=False)
+    assert out["counts"]["done"] == 0 and out["counts"]["cached"] == 6
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in store.runs.glob("*/result.json")}
+
+
+def test_selection_uses_valid_metric(reference):
+    _, ref = reference
+    t = ref["tidy"]
+    val = t[(t.stage == "valid") & (t.metric == "ndcg@10") & (t.method == "mf-bpr")]
+    best = val.groupby("params").value.mean().idxmax()
+    assert set(t[t.selected & (t.method == "mf-bpr")].params) == {best}
+
+
+def test_sigkill_mid_grid_then_resume(reference, tmp_path):
+    _, ref = reference
+    grid_file = tmp_path / "tiny.yaml"
+    grid_file.write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "METAREC_HOME": str(tmp_path / "home")}
+    runs = tmp_path / "home" / "grids" / "tiny" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(runs.glob("*/result.json"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/result.json")}
+    assert 2 <= len(finished) < 6, "the kill must land mid-grid"
+    for folder in runs.iterdir():  # no half-written run folder is visible under its final name
+        assert folder.name.startswith(".tmp-") or (folder / "result.json").is_file()
+    done = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(finished)} already finished" in done.stdout
+    for key, stamp in finished.items():
+        assert (runs / key / "result.json").stat().st_mtime_ns == stamp  # not recomputed
+    assert not list(runs.glob(".tmp-*"))
+    resumed = pd.read_parquet(tmp_path / "home" / "grids" / "tiny" / "results.parquet")
+    pd.testing.assert_frame_equal(values(resumed), values(ref["tidy"]))
+
+
+def test_failed_run_is_recorded_and_grid_goes_on(tmp_path):
+    grid = dict(TINY, seeds=[0], methods={"pop": {}, "mf-bpr": {"params": {"max_epochs": 3, "lr": 1e30,
+                                                                           "progress_bar": False}}})
+    out = run_grid(parse_grid(grid), root=tmp_path, progress=False)
+    assert out["counts"] == {**out["counts"], "done": 1, "failed": 1}
+    (failure,) = out["failures"]
+    assert "non-finite loss" in failure["reason"] and "Traceback" in failure["traceback"]
+    assert set(out["tidy"].method) == {"pop"}
+    again = run_grid(parse_grid(grid), root=tmp_path, progress=False)
+    assert again["counts"]["skipped_failed"] == 1 and again["counts"]["failed"] == 0
+
+
+def test_pool_and_ray_match_sequential(reference, tmp_path):
+    _, ref = reference
+    pool = run_grid(parse_grid(TINY), root=tmp_path / "pool", executor="pool", jobs=2, progress=False)
+    pd.testing.assert_frame_equal(values(pool["tidy"]), values(ref["tidy"]))
+    ray = run_grid(parse_grid(TINY), root=tmp_path / "ray", executor="ray", jobs=2, progress=False)
+    assert ray["counts"]["done"] == 6, ray["failures"]
+    pd.testing.assert_frame_equal(values(ray["tidy"]), values(ref["tidy"]))
+
+
+def test_report_tables_and_figures(reference, tmp_path):
+    from metarec import report
+
+    root, ref = reference
+    grid = parse_grid(TINY)
+    out = report.export(grid, ref["tidy"], ref["store"], tmp_path / "results" / "tiny")
+    built = report.build(out)
+    md = Path(built["markdown"]).read_text()
+    assert "| mf-bpr |" in md and "| pop |" in md and "±" in md and "**" in md
+    tex = (out / built["latex"][0]).read_text()
+    assert "\\toprule" in tex and "\\textbf{" in tex
+    assert (out / "figures" / "bars_ndcg10.png").stat().st_size > 5000
+    assert built["figures"]["kshot"].startswith("skipped")
+    sig = pd.read_csv(out / "tables" / "significance.csv")
+    assert set(sig.reference) == {"mf-bpr"} or set(sig.reference) == {"pop"}
+    assert ((sig.t_p_holm >= sig.t_p - 1e-12) & (sig.t_p_holm <= 1)).all()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["valid_metric"] == "ndcg@10"
