@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench smoke paper clean
 
 setup:
 	bash scripts/setup_env.sh
@@ -20,6 +20,14 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/eval_speed.py
+
+smoke: setup
+	$(VENV)/bin/metarec bench benchmarks/smoke.yaml
+	$(VENV)/bin/metarec report benchmarks/smoke.yaml
+
+# regenerates every table and figure from the committed results/ (no training), then the PDF if LaTeX exists
+paper: setup
+	$(VENV)/bin/metarec paper
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,0 +1,562 @@
+"""The one evaluator: every method, ours and RecBole's, is scored here, from its score matrix, on the same Split.
+
+Full ranking (default), per batch of users::
+
+    scores = method.score(users)                    # [B, n_items]
+    scores[known(stage) of those users] = -inf      # train (+ valid at test, + support): never recommended
+    top = topk_items(scores, Kmax)                  # exact top-K; ties -> lower item id first
+    hits = is_target[top]                           # targets: the stage frame's distinct items of the user
+    per-user metrics from (hits, n_targets)         # metarec.eval.metrics, RecBole's definitions
+
+As in RecBole's full-sort evaluation, a target that is also known (a repeat interaction) is masked like every
+known item yet still counts in the user's number of targets; AUC only compares unmasked items. Users without
+targets at the stage are not evaluated. Tie order is the one deliberate difference from RecBole's trainer, whose
+``torch.topk`` orders tied scores in an unspecified (kernel) order: here a tie goes to the lower item id, so the
+lists are a function of the scores alone. Untied scores give RecBole's lists exactly.
+
+Sampled ranking (``mode='sampled'``, only on request) ranks each user's targets among ``num_negatives`` uniformly
+drawn unknown non-target items per target (RecBole's ``uni100`` convention); its label ``sampled-<n>`` travels in
+every output. The impressions protocol scores each impression's candidates (``method.score_pairs``) and reports
+MIND's per-impression AUC / MRR / nDCG@K.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from metarec.data.schema import IMPRESSION, ITEM, LABEL, RATING, USER
+from metarec.errors import ConfigError, DataError, TrainingError
+from metarec.eval import metrics as M
+from metarec.eval.metrics import MetricSpec, parse_metrics
+
+MODES = ("full", "sampled")
+DEFAULT_RANKING = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr@10", "precision@10", "map@10")
+DEFAULT_IMPRESSIONS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+CATEGORY_COLUMNS = ("genres", "category")
+
+ScoreSource = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EvalResult:
+    """Outcome of one evaluation.
+
+    ``mode`` labels how items were ranked: 'full', 'sampled-<n>' or 'impressions'; it is part of every output
+    (``str``, ``to_dict``, ``per_user.attrs['mode']``). ``per_user`` holds one row per evaluated unit (user, or
+    impression with a ``user`` column) and one column per per-unit metric; NaN where a metric is undefined for a
+    unit (e.g. AUC of a user with no negative), and ``means`` averages the non-NaN values of each column, so
+    ``per_user[m].mean() == means[m]``. Aggregate-only metrics (gauc, coverage@K, gini@K, mae, rmse) are in
+    ``means`` only.
+    """
+
+    stage: str
+    mode: str
+    means: dict[str, float]
+    per_user: pd.DataFrame
+    n_users: int
+    timings: dict[str, float]
+    unit: str = "user"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "mode": self.mode, "unit": self.unit, "n_units": self.n_users,
+                "metrics": dict(self.means), "timings": dict(self.timings), "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        vals = "  ".join(f"{k}={v:.4f}" for k, v in self.means.items())
+        return f"[{self.stage} | {self.mode} | {self.n_users} {self.unit}s] {vals}"
+
+
+@dataclass
+class _Batch:
+    users: torch.Tensor       # [B] user ids
+    known: torch.Tensor       # flat positions row * n_items + item (row within the batch) to mask
+    target: torch.Tensor      # flat positions of the positives
+    n_pos: torch.Tensor       # [B] number of distinct targets
+
+
+@dataclass
+class _RankingStage:
+    users: np.ndarray
+    batches: list[_Batch]
+
+
+@dataclass
+class _ImpressionStage:
+    rows_user: torch.Tensor   # candidate rows, sorted by user
+    rows_item: torch.Tensor
+    rows_imp: torch.Tensor
+    rows_label: torch.Tensor
+    slices: list[tuple[torch.Tensor, int, int]]  # (distinct users, row start, row end) per batch
+
+
+class Evaluator:
+    """Scores methods on ``split``.
+
+    metrics: names such as 'ndcg@10', 'recall@20', 'auc', 'gauc', 'coverage@10', 'mae' (see
+        ``metarec.eval.metrics``); default: a standard set for the split's protocol.
+    batch_size: users scored per ``method.score`` call (default: up to 1024, fewer for large catalogues).
+    mode: 'full' (rank all unknown items) or 'sampled' (rank targets among ``num_negatives`` sampled items per
+        target; deterministic for a given seed and batch size).
+    """
+
+    def __init__(self, split, metrics=None, batch_size: int | None = None, mode: str = "full",
+                 num_negatives: int = 100, seed: int = 0):
+        self.split = split
+        if batch_size is None:  # [batch, n_items] score blocks of at most 2^25 entries (128 MB of float32)
+            batch_size = int(max(1, min(1024, 2 ** 25 // max(1, split.n_items))))
+        if mode not in MODES:
+            raise ConfigError(f"evaluation mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"evaluation batch_size must be a positive integer, got {batch_size!r}")
+        if mode == "sampled" and (not isinstance(num_negatives, (int, np.integer)) or num_negatives < 1):
+            raise ConfigError(f"num_negatives must be a positive integer, got {num_negatives!r}")
+        self.mode, self.batch_size, self.num_negatives, self.seed = mode, int(batch_size), int(num_negatives), seed
+        default = DEFAULT_IMPRESSIONS if split.is_impressions else DEFAULT_RANKING
+        self.specs: list[MetricSpec] = parse_metrics(list(metrics) if metrics else list(default))
+        self._check_protocol()
+        self.kmax = 0 if split.is_impressions else max(
+            (s.k for s in self.specs if s.k is not None and s.base in _RANKED), default=0)
+        if self.kmax > split.n_items:
+            raise ConfigError(f"cut-off {self.kmax} exceeds the number of items ({split.n_items})")
+        self._cache: dict[str, Any] = {}
+        self._categories: torch.Tensor | None | str = "unset"
+        self._info: torch.Tensor | None = None
+
+    # ---- public --------------------------------------------------------------------------------------------------
+    @property
+    def mode_label(self) -> str:
+        if self.split.is_impressions:
+            return "impressions"
+        return "full" if self.mode == "full" else f"sampled-{self.num_negatives}"
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def evaluate(self, method, stage: str = "test") -> EvalResult:
+        """Score ``method`` at ``stage`` ('valid' or 'test'). Cold start: the stage's support set is passed to
+        ``method.adapt`` first."""
+        t0 = time.perf_counter()
+        timings = {"adapt_s": 0.0}
+        sup = self.split.support(stage)
+        if sup is not None and hasattr(method, "adapt"):
+            method.adapt(sup)
+            timings["adapt_s"] = time.perf_counter() - t0
+        rating_fn = getattr(method, "predict_rating", None)
+        with torch.no_grad():
+            if self.split.is_impressions:
+                res = self._evaluate_impressions(method.score_pairs, stage, timings, pairs=True)
+            else:
+                res = self._evaluate_ranking(method.score, stage, timings, rating_fn=rating_fn, fresh=False)
+        res.timings["total_s"] = time.perf_counter() - t0
+        res.timings["metrics_s"] = res.timings["total_s"] - res.timings["score_s"] - res.timings["adapt_s"]
+        return res
+
+    def evaluate_scores(self, scores: ScoreSource, stage: str = "test", predict_rating=None) -> EvalResult:
+        """Evaluate a precomputed score matrix [n_users, n_items] (or a callable users -> [B, n_items])."""
+        t0 = time.perf_counter()
+        timings = {"adapt_s": 0.0}
+        if isinstance(scores, torch.Tensor):
+            if scores.dim() != 2 or scores.shape[1] != self.split.n_items or scores.shape[0] < self.split.n_users:
+                raise ValueError(f"score matrix must be [n_users={self.split.n_users}, n_items={self.split.n_items}],"
+                                 f" got {tuple(scores.shape)}")
+            mat = scores
+            fn = lambda u: torch.index_select(mat, 0, u.to(mat.device))  # noqa: E731  (a copy: safe to mask)
+            fresh = True
+        elif callable(scores):
+            fn, fresh = scores, False
+        else:
+            raise TypeError("scores must be a tensor [n_users, n_items] or a callable users -> scores")
+        with torch.no_grad():
+            if self.split.is_impressions:
+                res = self._evaluate_impressions(fn, stage, timings, pairs=False)
+            else:
+                res = self._evaluate_ranking(fn, stage, timings, rating_fn=predict_rating, fresh=fresh)
+        res.timings["total_s"] = time.perf_counter() - t0
+        res.timings["metrics_s"] = res.timings["total_s"] - res.timings["score_s"] - res.timings["adapt_s"]
+        return res
+
+    # ---- validation ----------------------------------------------------------------------------------------------
+    def _check_protocol(self) -> None:
+        if self.split.is_impressions:
+            if self.mode != "full":
+                raise ConfigError("the impressions protocol ranks each impression's candidates; mode='sampled' "
+                                  "does not apply")
+            for s in self.specs:
+                ok = (s.base in ("auc", "mrr") and s.k is None) or (s.base == "ndcg" and s.k is not None)
+                if not ok:
+                    raise ConfigError(f"metric {s.name!r} is not defined for the impressions protocol; "
+                                      f"valid: auc, mrr, ndcg@K")
+        else:
+            for s in self.specs:
+                if s.base == "mrr" and s.k is None:
+                    raise ConfigError("under a ranking protocol mrr needs a cut-off, e.g. 'mrr@10'")
+
+    # ---- stage preparation (cached; not in the hot path) ---------------------------------------------------------
+    def _ranking_stage(self, stage: str) -> _RankingStage:
+        key = f"rank:{stage}"
+        if key in self._cache:
+            return self._cache[key]
+        split = self.split
+        frame = split.frames[stage]
+        n_u, n_i = split.n_users, split.n_items
+        t_ptr, t_idx = _csr(frame[USER].to_numpy(), frame[ITEM].to_numpy(), n_u, n_i, f"{stage} frame")
+        known = split.known(stage)
+        k_ptr, k_idx = _csr(known[USER].to_numpy(), known[ITEM].to_numpy(), n_u, n_i, f"known({stage})")
+        n_t = np.diff(t_ptr)
+        users = np.nonzero(n_t > 0)[0]
+        batches = []
+        for lo in range(0, len(users), self.batch_size):
+            ub = users[lo:lo + self.batch_size]
+            batches.append(_Batch(users=torch.from_numpy(ub.astype(np.int64)),
+                                  known=_flat(k_ptr, k_idx, ub, n_i), target=_flat(t_ptr, t_idx, ub, n_i),
+                                  n_pos=torch.from_numpy(n_t[ub].astype(np.int64))))
+        st = self._cache[key] = _RankingStage(users=users, batches=batches)
+        return st
+
+    def _impression_stage(self, stage: str) -> _ImpressionStage:
+        key = f"imp:{stage}"
+        if key in self._cache:
+            return self._cache[key]
+        frame = self.split.frames[stage]
+        missing = [c for c in (IMPRESSION, USER, ITEM, LABEL) if c not in frame.columns]
+        if missing:
+            raise DataError(f"impressions split: the {stage} frame lacks column(s) {', '.join(missing)}")
+        order = np.argsort(frame[USER].to_numpy(), kind="stable")
+        u = frame[USER].to_numpy()[order].astype(np.int64)
+        uniq, first = np.unique(u, return_index=True)
+        bounds = list(first) + [len(u)]
+        slices = []
+        for lo in range(0, len(uniq), self.batch_size):
+            hi = min(lo + self.batch_size, len(uniq))
+            slices.append((torch.from_numpy(uniq[lo:hi]), int(bounds[lo]), int(bounds[hi])))
+        st = self._cache[key] = _ImpressionStage(
+            rows_user=torch.from_numpy(u), rows_item=torch.from_numpy(frame[ITEM].to_numpy()[order].astype(np.int64)),
+            rows_imp=torch.from_numpy(frame[IMPRESSION].to_numpy()[order].astype(np.int64)),
+            rows_label=torch.from_numpy(frame[LABEL].to_numpy()[order].astype(np.float64)), slices=slices)
+        return st
+
+    def _item_categories(self, notes: list[str]) -> torch.Tensor | None:
+        if isinstance(self._categories, str):
+            self._categories = None
+            feats = self.split.item_features
+            col = next((c for c in CATEGORY_COLUMNS if feats is not None and c in feats.columns), None)
+            if col is None:
+                self._cat_note = ("diversity@K skipped: the split has no item categories "
+                                  "(item_features column 'genres' or 'category')")
+            elif len(feats) != self.split.n_items:
+                self._cat_note = (f"diversity@K skipped: item_features has {len(feats)} rows for "
+                                  f"{self.split.n_items} items")
+            else:
+                self._categories = _category_matrix(feats[col])
+                self._cat_note = None
+        if self._categories is None and self._cat_note:
+            notes.append(self._cat_note)
+        return self._categories
+
+    def _self_information(self) -> torch.Tensor:
+        if self._info is None:
+            counts = torch.from_numpy(np.bincount(self.split.train[ITEM].to_numpy().astype(np.int64),
+                                                  minlength=self.split.n_items))
+            self._info = M.self_information(counts)
+        return self._info
+
+    # ---- full / sampled ranking ----------------------------------------------------------------------------------
+    def _evaluate_ranking(self, score_fn, stage: str, timings: dict, rating_fn=None, fresh: bool = False
+                          ) -> EvalResult:
+        notes: list[str] = []
+        ranked = [s for s in self.specs if s.base in _RANKED]
+        want_auc = any(s.base in ("auc", "gauc") for s in self.specs)
+        cats = None
+        if any(s.base == "diversity" for s in self.specs):
+            cats = self._item_categories(notes)
+        active = [s for s in self.specs if not (s.base == "diversity" and cats is None)]
+        info = self._self_information() if any(s.base == "novelty" for s in self.specs) else None
+        n_items = self.split.n_items
+        t_score = 0.0
+        per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active if s.per_unit and s.base not in _RATING}
+        counts = {s.k: torch.zeros(n_items, dtype=torch.int64) for s in active if s.base in M.TOPK_AGGREGATE}
+        auc_w: list[torch.Tensor] = []
+        users_done: list[np.ndarray] = []
+        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode == "sampled" else None
+        st = self._ranking_stage(stage) if (ranked or want_auc) else None
+        acc = [(s.base, s.k) for s in active if s.base in M.TOPK_FUNCTIONS]
+        clock = [0.0]
+        batches = st.batches if st is not None else []
+        for b, s, target, valid in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock):
+            dev = s.device
+            n_pos = b.n_pos.to(dev)
+            if self.kmax:
+                top = _topk(s, self.kmax, stage)
+                hits = torch.gather(target, 1, top).to(torch.float64)  # converted once for all metrics
+                n_pos = n_pos.to(torch.float64)
+            elif torch.isnan(s).any():
+                raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
+            if acc:
+                for name, v in M.topk_table(hits, n_pos, acc).items():
+                    per_unit[name].append(v.cpu())
+            for spec in active:
+                if spec.base == "novelty":
+                    per_unit[spec.name].append(M.novelty(top, info.to(dev), spec.k).cpu())
+                elif spec.base == "diversity":
+                    per_unit[spec.name].append(M.diversity(top, cats.to(dev), spec.k).cpu())
+            for k in counts:
+                counts[k] += M.rec_counts(top, n_items, k).cpu()
+            if want_auc:  # in row chunks: the ranking needs a few [rows, n_items] int64 buffers
+                step = max(1, _AUC_CHUNK // n_items)
+                aw = [M.auc_per_user(s[lo:lo + step], target[lo:lo + step], valid[lo:lo + step])
+                      for lo in range(0, s.shape[0], step)]
+                a, w = torch.cat([x[0] for x in aw]), torch.cat([x[1] for x in aw])
+                auc_w.append(torch.stack([a.cpu(), w.cpu()], 1))
+                if "auc" in per_unit:
+                    per_unit["auc"].append(a.cpu())
+            users_done.append(b.users.numpy())
+        users = np.concatenate(users_done) if users_done else np.zeros(0, dtype=np.int64)
+        names = list(per_unit)
+        table = (torch.stack([torch.cat(per_unit[m]) for m in names], 1).numpy() if users_done and names
+                 else np.zeros((len(users), len(names))))
+        per_user = pd.DataFrame(table, columns=names, index=pd.Index(users, name=USER))  # one float64 block
+        col_means = _nanmean_columns(table)
+        cols = dict(zip(names, col_means))
+        means: dict[str, float] = {}
+        for spec in active:
+            if spec.name in cols:
+                means[spec.name] = cols[spec.name]
+            elif spec.base == "gauc":
+                aw = torch.cat(auc_w) if auc_w else torch.zeros((0, 2), dtype=torch.float64)
+                means[spec.name] = M.gauc(aw[:, 0], aw[:, 1])
+            elif spec.base == "coverage":
+                means[spec.name] = M.coverage_from_counts(counts[spec.k])
+            elif spec.base == "gini":
+                means[spec.name] = M.gini_from_counts(counts[spec.k])
+        if any(s.base in _RATING for s in active):
+            t = time.perf_counter()
+            rt = self._ratings(rating_fn, stage, notes)
+            t_score += time.perf_counter() - t
+            for s in active:
+                if s.base in _RATING and rt is not None:
+                    means[s.name] = (M.mae if s.base == "mae" else M.rmse)(*rt)
+        means = {s.name: means[s.name] for s in active if s.name in means}  # requested order
+        per_user.attrs["mode"] = self.mode_label
+        per_user.attrs["stage"] = stage
+        timings["score_s"] = t_score + clock[0]
+        return EvalResult(stage=stage, mode=self.mode_label, means=means, per_user=per_user, n_users=len(users),
+                          timings=timings, unit="user", notes=notes)
+
+    def _masked(self, score_fn, batches, stage, fresh, want_valid, gen, clock):
+        """Yield (batch, masked scores, target bool [B, n], valid bool [B, n] or None) per batch of users."""
+        n_items = self.split.n_items
+        for b in batches:
+            t = time.perf_counter()
+            s = score_fn(b.users)
+            clock[0] += time.perf_counter() - t
+            s = _check_scores(s, len(b.users), n_items, stage)
+            if not fresh:
+                s = s.clone()  # never write into a tensor the method may keep (e.g. an expanded popularity row)
+            dev = s.device
+            B = s.shape[0]
+            kf, tf = (b.known, b.target) if dev.type == "cpu" else (b.known.to(dev), b.target.to(dev))
+            target = torch.zeros((B, n_items), dtype=torch.bool, device=dev)
+            target.view(-1)[tf] = True
+            valid = None
+            if self.mode == "sampled":
+                known = torch.zeros((B, n_items), dtype=torch.bool, device=dev)
+                known.view(-1)[kf] = True
+                valid = _sample_candidates(target, known, b.n_pos.to(dev), self.num_negatives, gen) & ~known
+                s.masked_fill_(~valid, float("-inf"))
+            else:
+                s = s.contiguous()
+                s.view(-1).index_fill_(0, kf, float("-inf"))
+                if want_valid:
+                    valid = torch.ones((B, n_items), dtype=torch.bool, device=dev)
+                    valid.view(-1)[kf] = False
+            yield b, s, target, valid
+
+    def top_k(self, scores: ScoreSource, stage: str = "test", k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ranked lists the evaluator scores: (users [U], items [U, k]) for the stage's evaluated users, after
+        masking (and, in sampled mode, candidate sampling with the same seed as ``evaluate``)."""
+        if self.split.is_impressions:
+            raise ConfigError("top_k lists are defined for ranking protocols, not impressions")
+        if not 1 <= k <= self.split.n_items:
+            raise ConfigError(f"k must be in 1..{self.split.n_items}, got {k}")
+        if isinstance(scores, torch.Tensor):
+            mat = scores
+            fn, fresh = (lambda u: torch.index_select(mat, 0, u.to(mat.device))), True
+        else:
+            fn, fresh = scores, False
+        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode == "sampled" else None
+        users, items = [], []
+        with torch.no_grad():
+            for b, s, _, _ in self._masked(fn, self._ranking_stage(stage).batches, stage, fresh, False, gen, [0.0]):
+                users.append(b.users.numpy())
+                items.append(_topk(s, k, stage).cpu().numpy())
+        if not users:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, k), dtype=np.int64)
+        return np.concatenate(users), np.concatenate(items)
+
+    def _ratings(self, rating_fn, stage: str, notes: list[str]):
+        frame = self.split.frames[stage]
+        if RATING not in frame.columns:
+            notes.append(f"mae/rmse skipped: the {stage} frame has no rating column")
+            return None
+        if rating_fn is None:
+            notes.append("mae/rmse skipped: the method does not predict ratings (no predict_rating)")
+            return None
+        u = torch.from_numpy(frame[USER].to_numpy().astype(np.int64))
+        i = torch.from_numpy(frame[ITEM].to_numpy().astype(np.int64))
+        chunk = self.batch_size * 256
+        preds = [torch.as_tensor(rating_fn(u[lo:lo + chunk], i[lo:lo + chunk])).reshape(-1).cpu()
+                 for lo in range(0, len(u), chunk)]
+        pred = torch.cat(preds) if preds else torch.zeros(0)
+        if pred.numel() != len(u):
+            raise ValueError(f"predict_rating returned {pred.numel()} values for {len(u)} pairs")
+        return pred, torch.from_numpy(frame[RATING].to_numpy().astype(np.float64))
+
+    # ---- impressions ---------------------------------------------------------------------------------------------
+    def _evaluate_impressions(self, score_fn, stage: str, timings: dict, pairs: bool) -> EvalResult:
+        st = self._impression_stage(stage)
+        t_score = 0.0
+        parts = []
+        for users, lo, hi in st.slices:
+            u, i = st.rows_user[lo:hi], st.rows_item[lo:hi]
+            t = time.perf_counter()
+            if pairs:
+                sc = score_fn(u, i)
+            else:
+                full = score_fn(users)
+                full = _check_scores(full, len(users), self.split.n_items, stage)
+                row = torch.searchsorted(users.to(full.device), u.to(full.device))
+                sc = full[row, i.to(full.device)]
+            t_score += time.perf_counter() - t
+            sc = torch.as_tensor(sc).reshape(-1).cpu()
+            if sc.numel() != hi - lo:
+                raise ValueError(f"score_pairs returned {sc.numel()} scores for {hi - lo} pairs")
+            parts.append(sc)
+        scores = torch.cat(parts).to(torch.float64) if parts else torch.zeros(0, dtype=torch.float64)
+        if torch.isnan(scores).any():
+            raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
+        ks = [s.k for s in self.specs if s.base == "ndcg"]
+        gid, vals = M.impression_metrics(st.rows_imp, st.rows_label, scores, ndcg_ks=ks,
+                                         want_auc=any(s.base == "auc" for s in self.specs),
+                                         want_mrr=any(s.base == "mrr" for s in self.specs))
+        imp_user = torch.zeros(len(gid), dtype=torch.int64)
+        imp_user[torch.searchsorted(gid, st.rows_imp)] = st.rows_user
+        cols = {USER: imp_user.numpy()}
+        cols.update({s.name: vals[s.name].numpy() for s in self.specs})
+        per = pd.DataFrame(cols, index=pd.Index(gid.numpy(), name=IMPRESSION))
+        means = {s.name: _nanmean(cols[s.name]) for s in self.specs}
+        notes = []
+        if "auc" in vals:
+            skipped = int(np.isnan(cols["auc"]).sum())
+            if skipped:
+                notes.append(f"auc: {skipped} impression(s) with a single label class skipped (as MIND)")
+        per.attrs["mode"] = self.mode_label
+        per.attrs["stage"] = stage
+        timings["score_s"] = t_score
+        return EvalResult(stage=stage, mode=self.mode_label, means=means, per_user=per, n_users=len(gid),
+                          timings=timings, unit="impression", notes=notes)
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------------
+_RATING = ("mae", "rmse")
+_AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
+_RANKED = M.TOPK_PER_USER + M.TOPK_AGGREGATE
+
+
+def _nanmean_columns(table: np.ndarray) -> list[float]:
+    if len(table) and not np.isnan(table).any():
+        return [float(v) for v in table.mean(0)]
+    return [_nanmean(table[:, j]) for j in range(table.shape[1])]
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    keep = ~np.isnan(x)
+    return float(x[keep].mean()) if keep.any() else float("nan")
+
+
+def _csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, what: str):
+    """Distinct (user, item) pairs as CSR (indptr [n_users+1], item indices sorted within each user)."""
+    users = users.astype(np.int64, copy=False)
+    items = items.astype(np.int64, copy=False)
+    if len(users) and (users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= n_items):
+        raise DataError(f"{what}: user/item ids out of range 0..{n_users - 1} / 0..{n_items - 1}")
+    codes = np.unique(users * n_items + items)
+    u, i = codes // n_items, codes % n_items
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
+    return indptr, i
+
+
+def _flat(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: int) -> torch.Tensor:
+    """Flat positions (row within batch * n_items + item) of the CSR entries of ``users``, vectorised."""
+    starts = indptr[users]
+    lens = indptr[users + 1] - starts
+    total = int(lens.sum())
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), lens)
+    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = indices[np.repeat(starts, lens) + offs]
+    return torch.from_numpy(rows * n_items + cols.astype(np.int64))
+
+
+def _check_scores(s, B: int, n_items: int, stage: str) -> torch.Tensor:
+    s = torch.as_tensor(s)
+    if s.shape != (B, n_items):
+        raise ValueError(f"scores must be [{B}, {n_items}] for {B} users, got {tuple(s.shape)}")
+    if not s.is_floating_point():
+        s = s.float()
+    return s  # NaN is caught by the top-K selection (or explicitly when no top-K metric is asked)
+
+
+def _topk(s: torch.Tensor, k: int, stage: str) -> torch.Tensor:
+    try:
+        return M.topk_items(s, k)
+    except ValueError as e:
+        raise TrainingError(f"the method returned NaN scores at stage {stage!r} ({e})") from None
+
+
+def _sample_candidates(target: torch.Tensor, known: torch.Tensor, n_pos: torch.Tensor, num_neg: int,
+                       gen: torch.Generator) -> torch.Tensor:
+    """Targets + ``num_neg`` uniform draws per target from the user's free items (not known, not target)."""
+    free = ~(known | target)
+    n_free = free.sum(1)
+    want = n_pos * num_neg
+    m = int(want.max()) if want.numel() else 0
+    cand = target.clone()
+    if m == 0:
+        return cand
+    r = torch.rand((target.shape[0], m), generator=gen).to(target.device)
+    idx = torch.floor(r * n_free[:, None].to(r.dtype)).long()
+    idx = torch.minimum(idx, (n_free[:, None] - 1).clamp(min=0))
+    cum = torch.cumsum(free.long(), 1)
+    item = torch.searchsorted(cum, idx + 1)  # the (idx+1)-th free item
+    ok = (torch.arange(m, device=target.device)[None, :] < want[:, None]) & (n_free[:, None] > 0)
+    rows = torch.arange(target.shape[0], device=target.device)[:, None].expand(-1, m)
+    cand[rows[ok], item[ok]] = True
+    return cand
+
+
+def _category_matrix(col: pd.Series) -> torch.Tensor:
+    """Category sets ('|'-joined strings, lists, single strings or missing) -> bool [n_items, n_categories]."""
+    def to_list(v):
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return [str(x) for x in v if str(x)]
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return []
+        return [p for p in str(v).split("|") if p]
+
+    lists = [to_list(v) for v in col.to_numpy()]
+    vocab = {c: j for j, c in enumerate(sorted({c for lst in lists for c in lst}))}
+    mat = torch.zeros((len(lists), max(1, len(vocab))), dtype=torch.bool)
+    lens = np.array([len(lst) for lst in lists], dtype=np.int64)
+    if lens.sum():
+        rows = torch.from_numpy(np.repeat(np.arange(len(lists), dtype=np.int64), lens))
+        cols = torch.tensor([vocab[c] for lst in lists for c in lst], dtype=torch.int64)
+        mat[rows, cols] = True
+    return mat

@@ -1,0 +1,459 @@
+"""Metric definitions: pure, vectorised torch functions, one value per evaluation unit (user or impression).
+
+Top-K accuracy metrics take ``hits`` (bool ``[U, Kmax]``: is the item at rank r a positive?) and ``n_pos``
+(``[U]``: the user's number of positives) and return a float64 ``[U]`` vector. Each is defined exactly as RecBole
+1.2.1 (``recbole/evaluator/metrics.py``) defines it, so means agree with RecBole to rounding:
+
+    hit@K        1 if any positive is in the top K
+    mrr@K        1 / rank of the first positive in the top K (0 if none)
+    precision@K  (#positives in top K) / K
+    recall@K     (#positives in top K) / n_pos
+    ndcg@K       DCG@K / IDCG, binary gains, discount 1/log2(rank+1), IDCG over min(n_pos, K) positives
+    map@K        sum_{r<=K} hit_r * precision@r / min(n_pos, K)     (RecBole's normalisation)
+
+AUC (per user) is over the user's unmasked items: positives against every other unmasked item, ties 0.5. GAUC is
+RecBole's: per-user AUC weighted by the user's number of positives, users with no positive or no negative left out.
+
+Impression metrics follow the MIND evaluation script (one value per impression): AUC (sklearn's roc_auc_score,
+ties 0.5), MRR = sum(label / rank) / sum(label), nDCG@K = DCG@K / ideal DCG@K of the candidate labels.
+
+Beyond accuracy (from the top-K lists): coverage@K = distinct recommended items / n_items; gini@K = Gini index of
+the recommendation counts over all items (RecBole's GiniIndex); novelty@K = mean over the list of
+-log2(train popularity share), an item unseen in train counting as seen once; diversity@K = mean pairwise Jaccard
+distance of the items' category sets (two items both without categories are at distance 0).
+
+Top-K lists come from ``topk_items``: exact, ties to the lower item id (a stable descending sort), faster than
+``torch.topk`` on CPU.
+
+Names are ``base@K`` (``ndcg@10``) or ``base`` (``auc``, ``gauc``, ``mae``, ``rmse``); ``parse_metric`` validates.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metarec.errors import ConfigError, UnknownNameError
+
+F64 = torch.float64
+
+# ---- names ----------------------------------------------------------------------------------------------------------
+#: top-K metrics with one value per user
+TOPK_PER_USER = ("recall", "ndcg", "hit", "mrr", "precision", "map", "novelty", "diversity")
+#: top-K metrics with only an aggregate value
+TOPK_AGGREGATE = ("coverage", "gini")
+#: metrics without a cut-off
+NO_K = ("auc", "gauc", "mae", "rmse")
+#: metrics whose cut-off is optional (mrr: MIND's impression MRR has none)
+K_OPTIONAL = ("mrr",)
+#: metrics that have only an aggregate value (never a per-unit column)
+AGGREGATE_ONLY = ("gauc", "mae", "rmse") + TOPK_AGGREGATE
+#: metrics the impressions protocol defines (MIND): auc, mrr, ndcg@K
+IMPRESSION_BASES = ("auc", "mrr", "ndcg")
+ALL_BASES = TOPK_PER_USER + TOPK_AGGREGATE + NO_K
+
+_NAME = re.compile(r"^([a-z_]+)(?:@(.*))?$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # canonical: 'ndcg@10', 'auc'
+    base: str  # 'ndcg'
+    k: int | None
+
+    @property
+    def per_unit(self) -> bool:
+        return self.base not in AGGREGATE_ONLY
+
+    @property
+    def is_topk(self) -> bool:
+        return self.k is not None
+
+
+def valid_metric_names() -> list[str]:
+    return sorted([f"{b}@K" for b in TOPK_PER_USER + TOPK_AGGREGATE] + list(NO_K) + list(K_OPTIONAL))
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """Validate one metric name; returns its spec. Unknown base -> UnknownNameError; bad or missing K -> ConfigError."""
+    if not isinstance(name, str):
+        raise ConfigError(f"metric names are strings like 'ndcg@10', got {name!r}")
+    text = name.strip().lower()
+    m = _NAME.match(text)
+    base = m.group(1) if m else text.split("@", 1)[0]
+    if base not in ALL_BASES:
+        raise UnknownNameError("metric", name, valid_metric_names())
+    kpart = m.group(2) if m else text.split("@", 1)[1] if "@" in text else None
+    if kpart is None:
+        if base in NO_K or base in K_OPTIONAL:
+            return MetricSpec(base, base, None)
+        raise ConfigError(f"metric {name!r} needs a cut-off, e.g. '{base}@10'")
+    if base in NO_K:
+        raise ConfigError(f"metric {base!r} takes no cut-off (got {name!r}); write '{base}'")
+    if not re.fullmatch(r"[0-9]+", kpart) or int(kpart) < 1:
+        raise ConfigError(f"metric {name!r}: the cut-off K must be a positive integer, got {kpart!r}")
+    k = int(kpart)
+    if base == "diversity" and k < 2:
+        raise ConfigError(f"metric {name!r}: intra-list diversity needs K >= 2 (pairs of items)")
+    return MetricSpec(f"{base}@{k}", base, k)
+
+
+def parse_metrics(names) -> list[MetricSpec]:
+    """Validate a list of names (a single string is one name); duplicates are dropped, order kept."""
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ConfigError("no metrics requested")
+    out, seen = [], set()
+    for n in names:
+        spec = parse_metric(n)
+        if spec.name not in seen:
+            seen.add(spec.name)
+            out.append(spec)
+    return out
+
+
+# ---- top-K selection ------------------------------------------------------------------------------------------------
+_BLOCK = 32
+
+
+def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B, k] of each row's k highest scores, best first. Ties go to the lower item index (the first k of
+    a stable descending sort), so the lists depend on the scores alone, not on a kernel's tie order.
+
+    Exact, and faster on CPU than ``torch.topk``: block maxima give each row a threshold that at least k items
+    reach, only those candidates are sorted. Raises ValueError if a row holds NaN.
+    """
+    B, n = scores.shape
+    if not 1 <= k <= n:
+        raise ConfigError(f"cut-off {k} must be in 1..{n} (the number of items)")
+    if B == 0:
+        return torch.zeros((0, k), dtype=torch.long, device=scores.device)
+    s = scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
+    s = s.contiguous()
+    nb = n // _BLOCK
+    if nb < 2 * k:  # small catalogues: sorting everything is cheap
+        return _stable_sort_topk(s, k)
+    bm = s[:, :nb * _BLOCK].view(B, nb, _BLOCK).amax(2)  # amax propagates NaN
+    if nb * _BLOCK < n:
+        bm = torch.cat([bm, s[:, nb * _BLOCK:].amax(1, keepdim=True)], 1)
+    if torch.isnan(bm).any():
+        raise ValueError(f"scores contain NaN in {int(torch.isnan(bm).any(1).sum())} row(s)")
+    # threshold: the k-th largest block maximum; k distinct blocks reach it, so >= k items are >= it
+    if s.device.type == "cpu":
+        return _topk_candidates_numpy(s, bm, k)
+    return _topk_candidates_torch(s, bm, k)
+
+
+def _topk_candidates_torch(s: torch.Tensor, bm: torch.Tensor, k: int) -> torch.Tensor:
+    B, n = s.shape
+    th = torch.topk(bm, k, dim=1).values[:, -1:]
+    mask = s >= th
+    cnt = mask.sum(1)
+    C = int(cnt.max())
+    if C > n // 2:
+        return _stable_sort_topk(s, k)
+    rows, cols = mask.nonzero(as_tuple=True)
+    pos = torch.arange(rows.numel(), device=s.device) - (torch.cumsum(cnt, 0) - cnt)[rows]
+    vals = torch.full((B, C), float("-inf"), dtype=s.dtype, device=s.device)
+    idx = torch.zeros((B, C), dtype=torch.long, device=s.device)
+    vals[rows, pos] = s[rows, cols]
+    idx[rows, pos] = cols
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.gather(idx, 1, order)
+
+
+def _stable_sort_topk(s: torch.Tensor, k: int) -> torch.Tensor:
+    if torch.isnan(s).any():
+        raise ValueError(f"scores contain NaN in {int(torch.isnan(s).any(1).sum())} row(s)")
+    return torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def _topk_candidates_numpy(s: torch.Tensor, bm: torch.Tensor, k: int) -> torch.Tensor:
+    # the same selection as _topk_candidates_torch, with numpy's faster compare / nonzero / sort on CPU
+    B, n = s.shape
+    a = s.numpy()
+    b = bm.numpy()
+    th = np.sort(b, axis=1)[:, b.shape[1] - k:b.shape[1] - k + 1]  # numpy's SIMD sort beats partition here
+    flat = np.flatnonzero(a >= th)
+    rows = flat // n
+    cnt = np.bincount(rows, minlength=B)
+    C = int(cnt.max())
+    if C > n // 2:  # e.g. rows with fewer than k finite scores: threshold -inf
+        return _stable_sort_topk(s, k)
+    pos = np.arange(len(flat)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    at = rows * C + pos
+    idx = np.zeros((B, C), dtype=np.int64)
+    idx.reshape(-1)[at] = flat - rows * n
+    vals = a.reshape(-1)[flat]
+    if a.dtype == np.float32:
+        # one unsigned 64-bit key per candidate: (score bits mapped to descending order) << 32 | position, so a
+        # plain (SIMD) sort gives score-descending, position-ascending order: a stable sort without argsort.
+        u = (vals + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into +0.0 (equal scores, equal keys)
+        asc = np.where(u >= np.uint32(0x80000000), ~u, u | np.uint32(0x80000000))
+        keys = np.full((B, C), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding sorts last
+        keys.reshape(-1)[at] = ((~asc).astype(np.uint64) << np.uint64(32)) | pos.astype(np.uint64)
+        order = (np.sort(keys, axis=1)[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    else:
+        neg = np.full((B, C), np.inf, dtype=a.dtype)  # negated scores: padding sorts last
+        neg.reshape(-1)[at] = -vals
+        order = np.argsort(neg, axis=1, kind="stable")[:, :k]
+    return torch.from_numpy(np.take_along_axis(idx, order, axis=1))
+
+
+# ---- top-K accuracy (RecBole definitions) ---------------------------------------------------------------------------
+def _head(hits: torch.Tensor, k: int) -> torch.Tensor:
+    if k > hits.shape[1]:
+        raise ConfigError(f"cut-off {k} exceeds the {hits.shape[1]} ranked positions available")
+    return hits[:, :k].to(F64)
+
+
+def _discounts(k: int, device=None) -> torch.Tensor:
+    return 1.0 / torch.log2(torch.arange(2, k + 2, dtype=F64, device=device))
+
+
+def hit(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    return (_head(hits, k).sum(1) > 0).to(F64)
+
+
+def mrr(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    h = _head(hits, k)
+    first = h.argmax(1)  # first maximum = first hit, if any
+    rr = 1.0 / (first.to(F64) + 1.0)
+    return torch.where(h.sum(1) > 0, rr, torch.zeros_like(rr))
+
+
+def precision(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    return _head(hits, k).sum(1) / k
+
+
+def recall(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    return _head(hits, k).sum(1) / n_pos.to(F64)
+
+
+def ndcg(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    h = _head(hits, k)
+    disc = _discounts(k, h.device)
+    dcg = (h * disc).sum(1)
+    ideal_table = torch.cumsum(disc, 0)
+    n_ideal = torch.clamp(n_pos.long(), max=k)
+    idcg = torch.where(n_ideal > 0, ideal_table[torch.clamp(n_ideal - 1, min=0)], torch.zeros_like(dcg))
+    return dcg / idcg
+
+
+def map_(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
+    h = _head(hits, k)
+    prec_at = torch.cumsum(h, 1) / torch.arange(1, k + 1, dtype=F64, device=h.device)
+    denom = torch.clamp(n_pos.to(F64), max=float(k))
+    return (prec_at * h).sum(1) / denom
+
+
+TOPK_FUNCTIONS = {"recall": recall, "ndcg": ndcg, "hit": hit, "mrr": mrr, "precision": precision, "map": map_}
+
+
+def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
+    """All requested (base, k) top-K accuracy metrics at once, sharing the cumulative sums: the evaluator's hot
+    path. Same definitions as the per-metric functions above (tests hold the two equal)."""
+    h = hits.to(F64)
+    K = h.shape[1]
+    npos = n_pos.to(F64)
+    ranks = torch.arange(1, K + 1, dtype=F64, device=h.device)
+    cum = torch.cumsum(h, 1)
+    bases = {b for b, _ in wanted}
+    out: dict[str, torch.Tensor] = {}
+    if "ndcg" in bases:
+        disc = 1.0 / torch.log2(ranks + 1.0)
+        dcg = torch.cumsum(h * disc, 1)
+        ideal = torch.cumsum(disc, 0)
+    if "map" in bases:
+        ap = torch.cumsum(h * cum / ranks, 1)
+    if "mrr" in bases:
+        first = h.argmax(1)
+        rr = torch.where(cum[:, -1] > 0, 1.0 / (first.to(F64) + 1.0), torch.zeros_like(npos))
+    for base, k in wanted:
+        if k > K:
+            raise ConfigError(f"cut-off {k} exceeds the {K} ranked positions available")
+        c = cum[:, k - 1]
+        if base == "recall":
+            v = c / npos
+        elif base == "precision":
+            v = c / k
+        elif base == "hit":
+            v = (c > 0).to(F64)
+        elif base == "mrr":
+            v = torch.where(first < k, rr, torch.zeros_like(rr))
+        elif base == "ndcg":
+            n_ideal = torch.clamp(npos, max=float(k)).long()
+            idcg = torch.where(n_ideal > 0, ideal[torch.clamp(n_ideal - 1, min=0)], torch.zeros_like(npos))
+            v = dcg[:, k - 1] / idcg
+        elif base == "map":
+            v = ap[:, k - 1] / torch.clamp(npos, max=float(k))
+        else:
+            raise KeyError(base)
+        out[f"{base}@{k}"] = v
+    return out
+
+
+# ---- AUC / GAUC over a full ranking ---------------------------------------------------------------------------------
+def auc_per_user(scores: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row AUC of ``scores`` [U, n]: ``positive`` items against every other ``valid`` item, ties 0.5.
+
+    ``valid`` (bool [U, n], default all) marks the items that take part (not masked); masked items are ignored
+    whatever their score. Returns (auc [U] float64, NaN where a row has no valid positive or no valid negative;
+    n_pos [U] = number of valid positives, the GAUC weight).
+    """
+    U, n = scores.shape
+    if valid is None:
+        valid = torch.ones_like(positive, dtype=torch.bool)
+    positive = positive & valid
+    # order each row by (valid first, then score descending); stable sorts keep this deterministic
+    o1 = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    v1 = torch.gather(valid, 1, o1)
+    o2 = torch.sort((~v1).to(torch.int8), dim=1, stable=True).indices
+    order = torch.gather(o1, 1, o2)
+    s = torch.gather(scores, 1, order)
+    v = torch.gather(valid, 1, order)
+    p = torch.gather(positive, 1, order)
+    # runs of equal (valid, score) within a row -> average descending rank of each run
+    new = torch.ones_like(v)
+    new[:, 1:] = (s[:, 1:] != s[:, :-1]) | (v[:, 1:] != v[:, :-1])
+    flat_new = new.reshape(-1)
+    starts = torch.nonzero(flat_new).squeeze(1)
+    ends = torch.cat([starts[1:], torch.tensor([U * n], device=starts.device)]) - 1
+    run_id = torch.cumsum(flat_new.long(), 0) - 1
+    row_off = (torch.arange(U, device=scores.device) * n).repeat_interleave(n)
+    avg_rank = ((starts + ends).to(F64) / 2.0)[run_id] - row_off.to(F64) + 1.0  # 1-based, descending
+    avg_rank = avg_rank.reshape(U, n)
+    pos_rank_sum = torch.where(p, avg_rank, torch.zeros_like(avg_rank)).sum(1)
+    n_valid = v.sum(1).to(F64)
+    n_pos = p.sum(1).to(F64)
+    n_neg = n_valid - n_pos
+    # RecBole's GAUC formula (descending ranks): ((n+1)P - P(P+1)/2 - sum r) / (P N)
+    pairs = (n_valid + 1.0) * n_pos - n_pos * (n_pos + 1.0) / 2.0 - pos_rank_sum
+    auc = pairs / (n_pos * n_neg)
+    auc = torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
+    return auc, n_pos
+
+
+def gauc(auc: torch.Tensor, n_pos: torch.Tensor) -> float:
+    """RecBole's GAUC: per-user AUC weighted by the number of positives; users without AUC (NaN) left out."""
+    keep = ~torch.isnan(auc)
+    w = n_pos.to(F64)[keep]
+    if w.sum() == 0:
+        return float("nan")
+    return float((auc.to(F64)[keep] * w).sum() / w.sum())
+
+
+# ---- ratings --------------------------------------------------------------------------------------------------------
+def mae(pred: torch.Tensor, true: torch.Tensor) -> float:
+    return float((pred.to(F64) - true.to(F64)).abs().mean())
+
+
+def rmse(pred: torch.Tensor, true: torch.Tensor) -> float:
+    return float(torch.sqrt(((pred.to(F64) - true.to(F64)) ** 2).mean()))
+
+
+# ---- beyond accuracy ------------------------------------------------------------------------------------------------
+def rec_counts(top_items: torch.Tensor, n_items: int, k: int) -> torch.Tensor:
+    """How often each item appears in the top-K lists: int64 [n_items] (sum these over batches)."""
+    return torch.bincount(top_items[:, :k].reshape(-1), minlength=n_items)
+
+
+def coverage_from_counts(counts: torch.Tensor) -> float:
+    return float((counts > 0).sum()) / counts.numel()
+
+
+def gini_from_counts(counts: torch.Tensor) -> float:
+    """Gini index of recommendation counts over all items (zeros included), as RecBole's GiniIndex."""
+    x = torch.sort(counts.to(F64)).values
+    n = x.numel()
+    total = x.sum()
+    if total == 0:
+        return float("nan")
+    i = torch.arange(1, n + 1, dtype=F64, device=x.device)
+    return float(((2 * i - n - 1) * x).sum() / (n * total))
+
+
+def coverage(top_items: torch.Tensor, n_items: int, k: int) -> float:
+    return coverage_from_counts(rec_counts(top_items, n_items, k))
+
+
+def gini(top_items: torch.Tensor, n_items: int, k: int) -> float:
+    return gini_from_counts(rec_counts(top_items, n_items, k))
+
+
+def self_information(train_counts: torch.Tensor) -> torch.Tensor:
+    """-log2(popularity share) per item; an item never seen in train counts as seen once (finite novelty)."""
+    c = torch.clamp(train_counts.to(F64), min=1.0)
+    total = train_counts.to(F64).sum().clamp(min=1.0)
+    return -torch.log2(c / total)
+
+
+def novelty(top_items: torch.Tensor, info: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-user mean self-information (``self_information(train_counts)``) of the top-K items."""
+    return info[top_items[:, :k]].mean(1)
+
+
+def diversity(top_items: torch.Tensor, categories: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-user intra-list diversity: mean pairwise Jaccard distance of the top-K items' category sets.
+
+    ``categories`` is a bool/0-1 matrix [n_items, n_categories].
+    """
+    c = categories.to(F64)[top_items[:, :k]]  # [U, k, G]
+    inter = torch.bmm(c, c.transpose(1, 2))
+    size = c.sum(2)
+    union = size[:, :, None] + size[:, None, :] - inter
+    sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
+    iu = torch.triu_indices(k, k, offset=1, device=top_items.device)
+    return (1.0 - sim[:, iu[0], iu[1]]).mean(1)
+
+
+# ---- impressions (MIND) ---------------------------------------------------------------------------------------------
+def impression_metrics(groups: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
+                       ndcg_ks=(5, 10), want_auc: bool = True, want_mrr: bool = True
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-impression metrics for candidate rows (``groups`` = impression id, ``labels`` 0/1, ``scores``).
+
+    Returns (impression ids [G] sorted, {'auc', 'mrr', 'ndcg@K'...: float64 [G]}). Undefined values are NaN: AUC of
+    an impression with a single label class (MIND skips those), MRR/nDCG of an impression without a click. Ties
+    in the ranking are ordered by row order (deterministic); AUC counts ties 0.5.
+    """
+    groups = groups.long()
+    lab = labels.to(F64)
+    # rank: by impression, then score descending; stable sorts make ties follow row order
+    o = torch.sort(scores, descending=True, stable=True).indices
+    o = o[torch.sort(groups[o], stable=True).indices]
+    g, y, s = groups[o], lab[o], scores[o]
+    gid, inv, counts = torch.unique_consecutive(g, return_inverse=True, return_counts=True)
+    G, n = gid.numel(), g.numel()
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=g.device) - start[inv] + 1  # 1-based within impression
+    npos = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y)
+    out: dict[str, torch.Tensor] = {}
+    nan = torch.full((G,), float("nan"), dtype=F64, device=g.device)
+    if want_mrr:
+        rr = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y / rank.to(F64))
+        out["mrr"] = torch.where(npos > 0, rr / npos.clamp(min=1e-300), nan)
+    for k in ndcg_ks:
+        disc = torch.where(rank <= k, 1.0 / torch.log2(rank.to(F64) + 1.0), torch.zeros_like(y))
+        dcg = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * disc)
+        table = torch.cumsum(_discounts(k, g.device), 0)
+        n_ideal = torch.clamp(npos.long(), max=k)
+        idcg = table[torch.clamp(n_ideal - 1, min=0)]
+        out[f"ndcg@{k}"] = torch.where(npos > 0, dcg / idcg, nan)
+    if want_auc:
+        new = torch.ones(n, dtype=torch.bool, device=g.device)
+        new[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
+        starts = torch.nonzero(new).squeeze(1)
+        ends = torch.cat([starts[1:], torch.tensor([n], device=g.device)]) - 1
+        run = torch.cumsum(new.long(), 0) - 1
+        desc_rank = ((starts + ends).to(F64) / 2.0)[run] - start[inv].to(F64) + 1.0
+        r_sum = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * desc_rank)
+        nn = counts.to(F64)
+        nneg = nn - npos
+        auc = ((nn + 1.0) * npos - npos * (npos + 1.0) / 2.0 - r_sum) / (npos * nneg)
+        out["auc"] = torch.where((npos > 0) & (nneg > 0), auc, nan)
+    return gid, out

@@ -1,0 +1,197 @@
+"""(c) The Evaluator end to end on tiny hand-built Splits with fake methods whose scores we control."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from _eval_helpers import distinct_scores, random_split
+from metarec.errors import ConfigError, TrainingError
+from metarec.eval import EvalResult, Evaluator
+from metarec.protocols.split import Split
+
+torch.set_num_threads(1)
+
+
+def tiny_split(**kw) -> Split:
+    # 4 users, 8 items. user 3 has train only (no valid/test target).
+    train = pd.DataFrame({"user": [0, 0, 1, 1, 2, 3, 3], "item": [0, 1, 2, 3, 4, 5, 6]})
+    valid = pd.DataFrame({"user": [0, 1, 2], "item": [2, 4, 5]})
+    test = pd.DataFrame({"user": [0, 1, 2, 2], "item": [3, 5, 6, 7]})
+    return Split("tiny", "ratio", {}, 0, 4, 8, {"train": train, "valid": valid, "test": test}, **kw)
+
+
+class Fake:
+    """Scores train items highest, then targets, then the rest: a perfect model only if masking works."""
+
+    def __init__(self, split, stage="test"):
+        S = torch.zeros(split.n_users, split.n_items)
+        for u, i in zip(split.test.user, split.test.item):
+            S[u, i] = 5.0
+        for u, i in zip(split.known(stage).user, split.known(stage).item):
+            S[u, i] = 10.0
+        self.S = S
+        self.adapted = None
+
+    def score(self, users):
+        return self.S[users].expand(-1, -1)  # a view: the evaluator must not write into it
+
+    def score_pairs(self, users, items):
+        return self.S[users, items]
+
+    def adapt(self, support):
+        self.adapted = support
+
+
+def test_known_items_are_masked_and_never_recommended():
+    split = tiny_split()
+    m = Fake(split)
+    before = m.S.clone()
+    ev = Evaluator(split, ["hit@1", "precision@1", "recall@2", "ndcg@2"])
+    res = ev.evaluate(m, "test")
+    assert torch.equal(m.S, before)  # the method's tensor untouched
+    assert res.means["hit@1"] == 1.0 and res.means["recall@2"] == 1.0 and res.means["ndcg@2"] == 1.0
+    users, top = ev.top_k(m.score, "test", 4)
+    known = split.known("test")
+    for u, row in zip(users, top):
+        assert not set(row) & set(known[known.user == u].item)
+
+
+def test_users_without_targets_are_skipped():
+    split = tiny_split()
+    res = Evaluator(split, ["ndcg@3"]).evaluate_scores(distinct_scores(4, 8), "test")
+    assert list(res.per_user.index) == [0, 1, 2] and res.n_users == 3 and res.per_user.index.name == "user"
+    res = Evaluator(split, ["ndcg@3"]).evaluate_scores(distinct_scores(4, 8), "valid")
+    assert list(res.per_user.index) == [0, 1, 2]
+
+
+def test_valid_targets_are_known_at_test_time():
+    split = tiny_split()
+    S = torch.zeros(4, 8)
+    S[0, 2] = 9.0  # user 0's valid item would be top-1 at test unless masked
+    S[0, 3] = 1.0  # user 0's test target
+    res = Evaluator(split, ["hit@1"]).evaluate_scores(S, "test")
+    assert res.per_user.loc[0, "hit@1"] == 1.0
+    res = Evaluator(split, ["hit@1"]).evaluate_scores(S, "valid")
+    assert res.per_user.loc[0, "hit@1"] == 1.0  # at valid, item 2 is the target
+
+
+def test_sampled_mode_is_labelled_everywhere_and_deterministic():
+    split = random_split(n_users=30, n_items=300, seed=1)
+    S = distinct_scores(30, 300, seed=2)
+    ev = Evaluator(split, ["ndcg@10", "hit@10", "auc"], mode="sampled", num_negatives=20, seed=5, batch_size=7)
+    res = ev.evaluate_scores(S, "test")
+    assert res.mode == "sampled-20"
+    assert "sampled-20" in str(res) and res.to_dict()["mode"] == "sampled-20"
+    assert res.per_user.attrs["mode"] == "sampled-20"
+    again = Evaluator(split, ["ndcg@10", "hit@10", "auc"], mode="sampled", num_negatives=20, seed=5,
+                      batch_size=7).evaluate_scores(S, "test")
+    assert res.means == again.means
+    full = Evaluator(split, ["ndcg@10", "hit@10", "auc"]).evaluate_scores(S, "test")
+    assert full.mode == "full" and res.means["hit@10"] >= full.means["hit@10"]
+    # the ranked lists never contain known items
+    users, top = ev.top_k(S, "test", 10)
+    known = split.known("test")
+    for u, row in zip(users, top):
+        assert not set(row) & set(known[known.user == u].item) and len(set(row)) == 10
+
+
+def test_sampled_candidates_are_targets_plus_free_negatives():
+    from metarec.eval.evaluator import _sample_candidates
+    g = torch.Generator().manual_seed(0)
+    B, n = 6, 200
+    known = torch.rand(B, n, generator=g) < 0.3
+    target = (torch.rand(B, n, generator=g) < 0.03) & ~known
+    target[:, 0] = True
+    known[:, 0] = False
+    n_pos = target.sum(1)
+    cand = _sample_candidates(target, known, n_pos, 5, g)
+    assert bool((cand & target).eq(target).all()) and not bool((cand & known).any())
+    n_neg = (cand & ~target).sum(1)
+    assert bool((n_neg <= 5 * n_pos).all()) and bool((n_neg >= 1).all())
+
+
+def test_per_user_mean_equals_reported_mean_and_batching_invariance():
+    split = random_split(n_users=50, n_items=70, seed=4)
+    S = distinct_scores(50, 70, seed=3)
+    names = ["recall@10", "ndcg@10", "mrr@5", "map@10", "auc", "novelty@5", "diversity@5", "gauc", "coverage@10"]
+    a = Evaluator(split, names, batch_size=1).evaluate_scores(S, "test")
+    b = Evaluator(split, names, batch_size=1000).evaluate_scores(lambda u: S[u], "test")
+    assert isinstance(a, EvalResult)
+    for col in a.per_user.columns:
+        assert abs(a.per_user[col].mean() - a.means[col]) < 1e-12
+    assert set(a.per_user.columns) == set(names) - {"gauc", "coverage@10"}
+    assert set(a.means) == set(names)
+    pd.testing.assert_frame_equal(a.per_user, b.per_user)
+    assert a.means == pytest.approx(b.means, abs=1e-12)
+    assert {"score_s", "metrics_s", "total_s", "adapt_s"} <= set(a.timings)
+
+
+def test_evaluate_method_equals_evaluate_scores():
+    split = tiny_split()
+    m = Fake(split)
+    names = ["ndcg@3", "recall@3", "auc"]
+    r1 = Evaluator(split, names).evaluate(m, "test")
+    r2 = Evaluator(split, names).evaluate_scores(m.S, "test")
+    pd.testing.assert_frame_equal(r1.per_user, r2.per_user)
+
+
+def test_cold_start_support_goes_to_adapt_and_is_masked():
+    split = tiny_split()
+    split.frames["test_support"] = pd.DataFrame({"user": [2], "item": [7]})
+    m = Fake(split)
+    res = Evaluator(split, ["hit@1"]).evaluate(m, "test")
+    assert m.adapted is split.frames["test_support"]
+    assert 2 in res.per_user.index  # item 6 is still a target
+
+
+def test_diversity_skipped_with_note_without_categories():
+    split = tiny_split()
+    res = Evaluator(split, ["diversity@3", "ndcg@3"]).evaluate_scores(distinct_scores(4, 8), "test")
+    assert "diversity@3" not in res.means and any("diversity" in n for n in res.notes)
+    feats = pd.DataFrame({"category": ["a", "b", None, "a", "c", "c", "b", "a"]})
+    res = Evaluator(tiny_split(item_features=feats), ["diversity@3"]).evaluate_scores(distinct_scores(4, 8))
+    assert 0.0 <= res.means["diversity@3"] <= 1.0
+
+
+def test_rating_metrics_skipped_with_note_when_unavailable():
+    res = Evaluator(tiny_split(), ["mae", "hit@1"]).evaluate(Fake(tiny_split()), "test")
+    assert "mae" not in res.means and any("mae" in n for n in res.notes)
+
+
+def test_nan_scores_raise():
+    S = torch.zeros(4, 8)
+    S[1, 7] = float("nan")  # an unmasked item (NaN on a masked item is overwritten by -inf: harmless)
+    with pytest.raises(TrainingError):
+        Evaluator(tiny_split(), ["hit@1"]).evaluate_scores(S, "test")
+
+
+def test_protocol_checks():
+    split = tiny_split()
+    with pytest.raises(ConfigError):
+        Evaluator(split, ["mrr"])  # ranking needs a cut-off
+    with pytest.raises(ConfigError):
+        Evaluator(split, ["ndcg@9"])  # more than n_items
+    with pytest.raises(ConfigError):
+        Evaluator(split, ["ndcg@3"], mode="exhaustive")
+    imp = Split("m", "impressions", {}, 0, 2, 4, {
+        "train": pd.DataFrame({"user": [0], "item": [0]}),
+        "valid": pd.DataFrame({"impression": [], "user": [], "item": [], "label": []}),
+        "test": pd.DataFrame({"impression": [0, 0], "user": [1, 1], "item": [1, 2], "label": [1, 0]})})
+    with pytest.raises(ConfigError):
+        Evaluator(imp, ["recall@10"])
+    with pytest.raises(ConfigError):
+        Evaluator(imp, ["auc"], mode="sampled")
+    res = Evaluator(imp).evaluate_scores(torch.tensor([[0., 0, 0, 0], [0, 2, 1, 0]]), "test")
+    assert res.means == {"auc": 1.0, "mrr": 1.0, "ndcg@5": 1.0, "ndcg@10": 1.0}
+
+
+def test_auc_row_chunks_change_nothing(monkeypatch):
+    import metarec.eval.evaluator as E
+    split = random_split(n_users=30, n_items=40, seed=6)
+    S = distinct_scores(30, 40, seed=6)
+    a = Evaluator(split, ["auc", "gauc"]).evaluate_scores(S, "test")
+    monkeypatch.setattr(E, "_AUC_CHUNK", 90)  # 2 rows per chunk
+    b = Evaluator(split, ["auc", "gauc"]).evaluate_scores(S, "test")
+    pd.testing.assert_frame_equal(a.per_user, b.per_user)
+    assert a.means == b.means
