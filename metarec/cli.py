@@ -19,7 +19,7 @@ def cmd_datasets(args) -> int:
 
     rows = []
     for card in list_cards():
-        st = status(card.name, load=args.counts)
+        st = status(card.name, load=not args.quick)
         exp = card.expected or {}
         got = st.get("counts") or {}
         match = ""
@@ -29,8 +29,13 @@ def cmd_datasets(args) -> int:
                      got.get("items", exp.get("items")), got.get("interactions", exp.get("interactions")), match,
                      "complete" if card.complete else "partial", card.terms[:48], st.get("path") or ""])
     print(_table(rows, ["dataset", "present", "users", "items", "interactions", "= card", "data", "terms", "path"]))
-    if not args.counts:
-        print("(expected counts from the cards; --counts loads each present dataset and checks them)")
+    if args.quick:
+        print("(--quick: expected counts from the cards, datasets not loaded)")
+    else:
+        print("(users/items/interactions as loaded; '= card' compares them with the card's expected counts)")
+    for card in list_cards():
+        if card.notes and not card.complete and status(card.name)["present"]:
+            print(f"note {card.name}: {card.notes}")
     return 0
 
 
@@ -184,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("datasets", help="list datasets: counts, terms, whether the files are present")
-    s.add_argument("--counts", action="store_true", help="load every present dataset and check its counts")
+    s.add_argument("--quick", action="store_true", help="don't load datasets; show the cards' expected counts")
     s.set_defaults(fn=cmd_datasets)
 
     s = sub.add_parser("download", help="download a dataset with a public URL into the data cache")
