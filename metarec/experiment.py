@@ -58,6 +58,7 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
     per-user frames (under ``per_user``, not JSON) and timings."""
     from metarec.eval import Evaluator
+    from metarec.eval.extras import extras, merge
     from metarec.methods import build_method
 
     method = build_method(method_name, params)
@@ -77,6 +78,10 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
         t0 = time.perf_counter()
         with torch.no_grad():
             res = evaluator.evaluate(method, stage=stage)
+            for extra in extras():
+                more = extra(method, split, stage, evaluator)
+                if more is not None:
+                    merge(res, more)
         out["timings"][f"score_{stage}_s"] = time.perf_counter() - t0
         out["metrics"][stage] = res.means
         out["per_user"][stage] = res.per_user
