@@ -11,6 +11,7 @@ metrics and the validation metric used for model selection. Validated completely
         protocols:
           - general                          # a name, or {name: ..., params: {...}}
           - {name: sequential, params: {min_length: 5}}
+    reference: mf-bpr                        # optional: significance reference (default: best baseline)
     methods:
       pop: {}
       mf-bpr:
@@ -31,6 +32,7 @@ import yaml
 from metarec.errors import ConfigError, MetarecError, UnknownNameError
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "datasets", "methods", "split_seed", "threads",
+            "reference",
             "description"}
 
 
@@ -73,6 +75,7 @@ class Grid:
     methods: dict[str, dict]
     split_seed: int | None = None
     threads: int = 1
+    reference: str | None = None   # significance reference method; default: the best 'baseline'-family method
     raw: dict = field(default_factory=dict)
 
     def runs(self) -> list[RunSpec]:
@@ -227,6 +230,9 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             if not protos:
                 raise _err(where, f"supports protocols {', '.join(supported)}; none is in the grid")
         methods[str(mname)] = {"configs": configs, "protocols": protos}
+    reference = raw.get("reference")
+    if reference is not None and reference not in methods:
+        raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
-                raw=raw)
+                reference=reference, raw=raw)

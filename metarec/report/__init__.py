@@ -30,6 +30,7 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         pd.concat(frames, ignore_index=True).to_parquet(out / "per_user.parquet", index=False)
     atomic_write_json(out / "meta.json", {"grid": grid.name, "valid_metric": grid.valid_metric,
                                           "metrics": grid.metrics, "seeds": grid.seeds,
+                                          "reference": grid.reference,
                                           "grid_file": str(grid.path) if grid.path else None})
     return out
 
@@ -49,11 +50,21 @@ def build(folder: Path) -> dict:
     if notes:
         md.append(f"Evaluation mode: {', '.join(notes)} (sampled-negative ranking, not full ranking).\n")
     groups = tidy[tidy.selected][["dataset", "protocol"]].drop_duplicates().sort_values(["dataset", "protocol"])
-    for _, g in groups.iterrows():
-        frame, info = tables.comparison(tidy, per_user, metrics, g.dataset, g.protocol)
-        title = f"{g.dataset} / {g.protocol} (test)"
+    for _, g in _param_groups(tidy, groups):
+        # one table per protocol setting when a grid varies protocol parameters (e.g. the K-shot sweep of
+        # cold_start): values of different settings are never averaged together or paired with each other
+        sub_tidy, sub_pu = tidy, per_user
+        if g.setting:
+            sub_tidy = tidy[tidy.protocol_params == g.protocol_params]
+            if per_user is not None and "protocol_params" in per_user.columns:
+                sub_pu = per_user[per_user.protocol_params == g.protocol_params]
+        frame, info = tables.comparison(sub_tidy, sub_pu, metrics, g.dataset, g.protocol,
+                                        reference=meta.get("reference"))
+        title = f"{g.dataset} / {g.protocol}{' ' + g.setting if g.setting else ''} (test)"
         md.append(tables.to_markdown(frame, title))
-        stem = f"{g.dataset}_{g.protocol}".replace("-", "_")
+        stem = f"{g.dataset}_{g.protocol}{'_' + g.setting if g.setting else ''}".replace("-", "_").replace("=", "")
+        if g.setting:
+            info["tests"] = [t.assign(protocol_params=g.protocol_params) for t in info["tests"]]
         tex_text = tables.to_latex(frame, title, f"tab:{stem}")
         atomic_write_text(folder / "tables" / f"{stem}.tex", tex_text)
         tex.append(f"tables/{stem}.tex")
@@ -63,3 +74,24 @@ def build(folder: Path) -> dict:
         atomic_write_text(folder / "tables" / "significance.csv", pd.concat(tests).to_csv(index=False))
     figures = plots.all_figures(tidy, metric, folder / "figures")
     return {"markdown": folder / "tables" / "results.md", "latex": tex, "figures": figures}
+
+
+def _param_groups(tidy: pd.DataFrame, groups: pd.DataFrame):
+    """(dataset, protocol) groups, split by protocol_params where the selected runs have several settings; each
+    row gains ``setting`` (e.g. 'k_shot=5', '' when there is one setting) and ``protocol_params``."""
+    sel = tidy[tidy.selected]
+    for i, g in groups.iterrows():
+        params = sorted(sel[(sel.dataset == g.dataset) & (sel.protocol == g.protocol)].protocol_params.unique())
+        if len(params) < 2:
+            yield i, _with(g, "", params[0] if params else "")
+            continue
+        decoded = [json.loads(p) for p in params]
+        varying = sorted(k for k in decoded[0] if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
+        for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
+            yield i, _with(g, "_".join(f"{k}={d.get(k)}" for k in varying), p)
+
+
+def _with(row: pd.Series, setting: str, protocol_params: str) -> pd.Series:
+    row = row.copy()
+    row["setting"], row["protocol_params"] = setting, protocol_params
+    return row

@@ -11,8 +11,9 @@ from metarec.bench.store import lower_is_better
 from metarec.report.stats import paired_tests
 
 T_MARK, W_MARK = "*", "†"
-LEGEND = (f"mean ± std over seeds; best per column in bold; {T_MARK} / {W_MARK}: differs from the best baseline "
-          "(underlined) by a paired t-test / Wilcoxon signed-rank test on per-user values, Holm-corrected, p < 0.05")
+LEGEND = (f"mean ± std over seeds; best per column in bold; {T_MARK} / {W_MARK}: differs from the reference "
+          "(underlined: the grid's reference method, else the best baseline) by a paired t-test / Wilcoxon "
+          "signed-rank test on per-user values, Holm-corrected, p < 0.05")
 
 
 def summary(tidy: pd.DataFrame, stage: str = "test") -> pd.DataFrame:
@@ -41,7 +42,7 @@ class Table:
 
 
 def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[str], dataset: str, protocol: str,
-               alpha: float = 0.05) -> tuple[Table, dict]:
+               alpha: float = 0.05, reference: str | None = None) -> tuple[Table, dict]:
     """A table for one (dataset, protocol): rows methods, columns metrics; cells are dicts for rendering."""
     summ = summary(tidy[(tidy.dataset == dataset) & (tidy.protocol == protocol)])
     metrics = [m for m in metrics if m in set(summ.metric)]
@@ -54,7 +55,7 @@ def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[
     for metric in metrics:
         col = summ[summ.metric == metric].set_index("method")
         best = col["mean"].idxmin() if lower_is_better(metric) else col["mean"].idxmax()
-        ref = best_baseline(summ, metric)
+        ref = reference if reference in set(col.index) else best_baseline(summ, metric)
         info["reference"][metric] = ref
         sig = {}
         if pu is not None and ref is not None:

@@ -53,3 +53,12 @@ def test_shipped_grids_validate():
     for path in ("benchmarks/smoke.yaml", "paper/grid.yaml"):
         grid = load_grid(path)
         assert grid.runs(), path
+
+
+def test_smoke_grid_covers_every_builtin_method():
+    from metarec.methods import list_methods
+
+    grid = load_grid("benchmarks/smoke.yaml")
+    builtin = {name for name, origin in list_methods().items() if origin == "builtin"}
+    assert builtin - set(grid.methods) == set(), "benchmarks/smoke.yaml must run every registered method"
+    assert grid.seeds == [0] and {d["name"] for d in grid.datasets} == {"ml-100k"}

@@ -1,0 +1,181 @@
+"""Registered multi-task methods: ``mtl:single``, ``mtl:shared-bottom``, ``mtl:mmoe``, ``mtl:ple``.
+
+All four share the task definitions (``tasks``), inputs, towers, losses and training loop; only the part between
+the field embeddings and the towers differs (see ``models``). The main task (interaction under ranking protocols,
+click under impressions; in multi-domain each item's own domain task) is what ``score``/``score_pairs`` return, so
+the shared evaluator ranks with it and early-stops on it; ``metarec.eval.tasks`` scores the other tasks' heads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from metarec.data.schema import ITEM, USER
+from metarec.errors import ConfigError
+from metarec.methods.base import as_user_tensor
+from metarec.methods.lightning import LightningMethod
+from metarec.methods.multitask.models import MultiTaskModule, MultiTaskNet
+from metarec.methods.multitask.tasks import (BINARY, REGRESSION, TaskData, item_domains, main_task, resolve_tasks,
+                                             side_info)
+from metarec.methods.registry import register
+
+WEIGHTINGS = ("fixed", "uncertainty")
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """All tasks' labelled rows + fresh negatives each epoch (deterministic given the seed)."""
+
+    def __init__(self, data: TaskData, batch_size: int, seed: int):
+        super().__init__()
+        self.data, self.batch_size, self.seed, self.epoch = data, batch_size, seed, 0
+
+    def train_dataloader(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        u, i, y, m = self.data.epoch(rng)
+        ds = TensorDataset(torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y), torch.from_numpy(m))
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g)
+
+
+class MultiTaskMethod(LightningMethod):
+    family = "multitask"
+    protocols = ("general", "impressions")
+    arch = ""
+    defaults = {**LightningMethod.defaults,
+                "tasks": None,              # list of task names; None: DATASET_TASKS for the split's dataset
+                "task_weights": None,       # {task: weight} or a list aligned with tasks; default 1 each
+                "weighting": "fixed",       # fixed | uncertainty (Kendall et al. 2018)
+                "side_info": True,          # user age/gender/occupation, item genres/category/domain
+                "dim": 16, "expert_hidden": [32], "tower_hidden": [16], "num_experts": 3, "task_experts": 1,
+                "num_levels": 2, "dropout": 0.0, "num_negatives": 2, "like_threshold": 4.0,
+                "lr": 3e-3, "weight_decay": 0.0, "batch_size": 2048,
+                "max_epochs": 20, "eval_every": 2, "patience": 2, "valid_metric": "auto"}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params
+        if p["weighting"] not in WEIGHTINGS:
+            raise ConfigError(f"method {self.name!r}: weighting must be one of {', '.join(WEIGHTINGS)}, "
+                              f"got {p['weighting']!r}")
+        for key in ("expert_hidden", "tower_hidden"):
+            if not isinstance(p[key], (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in p[key]):
+                raise ConfigError(f"method {self.name!r}: {key} must be a list of positive layer widths")
+        if not p["expert_hidden"]:
+            raise ConfigError(f"method {self.name!r}: expert_hidden needs at least one layer")
+        if p["tasks"] is not None and (isinstance(p["tasks"], str) or not isinstance(p["tasks"], (list, tuple))):
+            raise ConfigError(f"method {self.name!r}: tasks must be a list of task names")
+
+    def _weights(self) -> list[float]:
+        w = self.params["task_weights"]
+        names = [t.name for t in self.tasks]
+        if w is None:
+            return [1.0] * len(names)
+        if isinstance(w, dict):
+            unknown = sorted(set(w) - set(names))
+            if unknown:
+                raise ConfigError(f"task_weights names unknown task(s) {unknown}; tasks: {names}")
+            out = [float(w.get(n, 1.0)) for n in names]
+        else:
+            if len(w) != len(names):
+                raise ConfigError(f"task_weights has {len(w)} values for {len(names)} tasks {names}")
+            out = [float(x) for x in w]
+        if any(x < 0 or not np.isfinite(x) for x in out):
+            raise ConfigError(f"task weights must be finite and >= 0, got {out}")
+        if not any(out):
+            raise ConfigError("every task weight is 0: nothing to train")
+        return out
+
+    def fit(self, split, *, seed: int = 0, workdir=None):
+        if self.params["valid_metric"] == "auto":
+            self.params["valid_metric"] = "auc" if split.is_impressions else "ndcg@10"
+        return super().fit(split, seed=seed, workdir=workdir)
+
+    def build_module(self, split):
+        p = self.params
+        self.tasks = resolve_tasks(split, p["tasks"], float(p["like_threshold"]))
+        self.like_threshold = float(p["like_threshold"])
+        self.data = TaskData(split, self.tasks, int(p["num_negatives"]), self.like_threshold)
+        side = side_info(split, self.tasks, use=bool(p["side_info"]))
+        net = MultiTaskNet(self.arch, split.n_users, split.n_items, self.tasks, side, dim=int(p["dim"]),
+                           expert_hidden=list(p["expert_hidden"]), tower_hidden=list(p["tower_hidden"]),
+                           num_experts=int(p["num_experts"]), task_experts=int(p["task_experts"]),
+                           num_levels=int(p["num_levels"]), dropout=float(p["dropout"]))
+        main = main_task(self.tasks)
+        dom = item_domains(split)
+        item_domain = user_domains = None
+        if main is None:
+            item_domain = dom[0]
+            user_domains = np.zeros((split.n_users, len(dom[1])), dtype=bool)
+            uf = split.user_features
+            if uf is not None and "domain" in uf.columns and len(uf) == split.n_users:  # combine() records it
+                index = {d: k for k, d in enumerate(dom[1])}
+                known = uf["domain"].map(index)
+                ok = known.notna().to_numpy()
+                user_domains[np.nonzero(ok)[0], known[ok].astype(np.int64).to_numpy()] = True
+            tr = split.train
+            user_domains[tr[USER].to_numpy(), item_domain[tr[ITEM].to_numpy()]] = True
+        return MultiTaskModule(net, self.tasks, self._weights(), p["weighting"], float(p["lr"]),
+                               float(p["weight_decay"]), self.data.rating_mean, main, split.n_items,
+                               item_domain=item_domain, user_domains=user_domains)
+
+    def build_datamodule(self, split, seed):
+        return TaskDataModule(self.data, int(self.params["batch_size"]), seed)
+
+    # ---- predictions beyond score() ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _pairs(self, fn, users, items, chunk: int = 1 << 16):
+        users = as_user_tensor(users).to(self.module.device)
+        items = as_user_tensor(items).to(self.module.device)
+        outs = [fn(users[lo:lo + chunk], items[lo:lo + chunk]) for lo in range(0, len(users), chunk)]
+        return outs
+
+    def score_pairs(self, users, items) -> torch.Tensor:
+        outs = self._pairs(self.module.pair_scores, users, items)
+        return torch.cat(outs) if outs else torch.zeros(0)
+
+    def predict_tasks(self, users, items) -> dict[str, torch.Tensor]:
+        """Every task's prediction for aligned (user, item) pairs: binary -> probability [n], regression -> value
+        [n], multiclass -> class logits [n, C]."""
+        chunks = self._pairs(lambda u, i: self.module.outputs(u, i), users, items)
+        out = {}
+        for t, task in enumerate(self.tasks):
+            parts = [c[t] for c in chunks]
+            if not parts:
+                v = torch.zeros((0, task.n_classes) if task.n_classes > 1 else 0)
+            else:
+                v = torch.cat(parts)
+            out[task.name] = torch.sigmoid(v) if task.kind == BINARY else v
+        return out
+
+    def predict_rating(self, users, items) -> torch.Tensor:
+        if not any(t.kind == REGRESSION for t in self.tasks):
+            raise ConfigError(f"method {self.name!r} was trained without a rating task")
+        return self.predict_tasks(users, items)["rating"]
+
+    def gate_weights(self, users, items) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return self.module.net.gate_weights(as_user_tensor(users), as_user_tensor(items))
+
+
+@register("mtl:single")
+class SingleTask(MultiTaskMethod):
+    """One independent network per task (own embeddings, bottom and tower), trained side by side."""
+    arch = "single"
+
+
+@register("mtl:shared-bottom")
+class SharedBottom(MultiTaskMethod):
+    arch = "shared-bottom"
+
+
+@register("mtl:mmoe")
+class MMoE(MultiTaskMethod):
+    arch = "mmoe"
+
+
+@register("mtl:ple")
+class PLE(MultiTaskMethod):
+    arch = "ple"

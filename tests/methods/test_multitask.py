@@ -1,0 +1,232 @@
+"""Multi-task recommenders: gates are distributions, zero-weight tasks leave their towers untouched, shapes hold for
+any number of tasks/experts, tasks come from the real data, and the per-task extra reports per-user metrics."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from metarec.data import load_dataset
+from metarec.data.schema import IMPRESSION, ITEM, LABEL, RATING, TIME, USER, Dataset
+from metarec.errors import ConfigError
+from metarec.eval import Evaluator
+from metarec.eval.tasks import task_metrics
+from metarec.methods import build_method, get_method
+from metarec.methods.multitask.models import MultiTaskNet
+from metarec.methods.multitask.multidomain import combine
+from metarec.methods.multitask.tasks import BINARY, MULTICLASS, REGRESSION, SideInfo, Task, TaskData, resolve_tasks
+from metarec.protocols import Split
+
+torch.set_num_threads(1)
+ARCHS = ["mtl:single", "mtl:shared-bottom", "mtl:mmoe", "mtl:ple"]
+FAST = {"max_epochs": 2, "progress_bar": False, "batch_size": 512, "dim": 8, "expert_hidden": [16],
+        "tower_hidden": [8], "num_experts": 2, "eval_every": 1}
+
+
+def _tiny(n_users=60, n_items=300, seed=0, name="ml-100k") -> Split:
+    """The first users x items of ml-100k (real ratings and side information), split 80/10/10 at random."""
+    ds = load_dataset("ml-100k")
+    f = ds.interactions
+    f = f[(f[USER] < n_users) & (f[ITEM] < n_items)].reset_index(drop=True)
+    r = np.random.default_rng(seed).random(len(f))
+    frames = {"train": f[r < 0.8].reset_index(drop=True), "valid": f[(r >= 0.8) & (r < 0.9)].reset_index(drop=True),
+              "test": f[r >= 0.9].reset_index(drop=True)}
+    return Split(dataset=name, protocol="general", params={}, seed=seed, n_users=n_users, n_items=n_items,
+                 frames=frames, item_features=ds.item_features.iloc[:n_items].reset_index(drop=True),
+                 user_features=ds.user_features.iloc[:n_users].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Split:
+    return _tiny()
+
+
+def _side(n_users, n_items, rng) -> SideInfo:
+    return SideInfo(user_fields=rng.integers(0, 3, (n_users, 2)), user_sizes=[3, 3], user_names=["a", "b"],
+                    item_bags=[rng.integers(0, 5, (n_items, 3))], item_sizes=[5], item_names=["genres"])
+
+
+def _tasks(T: int) -> list[Task]:
+    kinds = [Task("interaction", BINARY), Task("rating", REGRESSION), Task("category", MULTICLASS, 4, list("abcd"))]
+    return [kinds[t % 3] if t < 3 else Task(f"extra{t}", BINARY) for t in range(T)]
+
+
+# ---- gates and shapes ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["mmoe", "ple"])
+@pytest.mark.parametrize("T,E", [(1, 1), (2, 3), (3, 2), (5, 4)])
+def test_gates_sum_to_one(arch, T, E):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = MultiTaskNet(arch, 20, 30, _tasks(T), _side(20, 30, rng), dim=4, expert_hidden=[8], tower_hidden=[4],
+                       num_experts=E, task_experts=2, num_levels=2, dropout=0.0)
+    u, i = torch.randint(0, 20, (17,)), torch.randint(0, 30, (17,))
+    gates = net.gate_weights(u, i)
+    # MMoE: one gate per task over E experts; PLE: per level one gate per task over K+S, plus the shared gate below
+    # the last level over T*K+S
+    assert len(gates) == (T if arch == "mmoe" else 2 * T + 1)
+    widths = {g.shape[1] for g in gates}
+    assert widths == ({E} if arch == "mmoe" else ({2 + E, T * 2 + E} if T > 1 else {2 + E}))
+    for g in gates:
+        assert g.shape[0] == 17 and (g >= 0).all()
+        torch.testing.assert_close(g.sum(-1), torch.ones(17))
+
+
+@pytest.mark.parametrize("arch", ["single", "shared-bottom", "mmoe", "ple"])
+@pytest.mark.parametrize("T,E,levels", [(1, 1, 1), (2, 2, 2), (3, 4, 3), (6, 3, 1)])
+def test_shapes_any_tasks_and_experts(arch, T, E, levels):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    tasks = _tasks(T)
+    net = MultiTaskNet(arch, 20, 30, tasks, _side(20, 30, rng), dim=4, expert_hidden=[8, 6], tower_hidden=[4],
+                       num_experts=E, task_experts=1, num_levels=levels, dropout=0.0)
+    u, i = torch.randint(0, 20, (11,)), torch.randint(0, 30, (11,))
+    outs = net(u, i)
+    assert sorted(outs) == list(range(T))
+    for t, task in enumerate(tasks):
+        assert outs[t].shape == ((11, task.n_classes) if task.kind == MULTICLASS else (11,))
+    # the users x items grid (factorised first layer) gives the same numbers as the aligned pairs
+    uu, ii = torch.arange(5), torch.arange(30)
+    grid = net(uu, ii, grid=True, needed=[0])[0]
+    pairs = net(uu.repeat_interleave(30), ii.repeat(5), needed=[0])[0]
+    torch.testing.assert_close(grid, pairs, rtol=1e-5, atol=1e-5)
+
+
+# ---- loss weights ----------------------------------------------------------------------------------------------
+def _tower_states(module, t):
+    net = module.net
+    mods = [net.towers[t]] + ([net.embeds[t], net.bottoms[t]] if net.arch == "single" else [])
+    return [copy.deepcopy(m.state_dict()) for m in mods]
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_zero_weight_leaves_tower_untrained(tiny, name):
+    params = {**FAST, "valid_metric": None, "task_weights": {"like": 0.0}}
+    method = build_method(name, params)
+    pl.seed_everything(3, verbose=False)  # fit() seeds the same way before building the module
+    before = method.build_module(tiny)
+    names = [t.name for t in method.tasks]
+    like, rating = names.index("like"), names.index("rating")
+    init_like, init_rating = _tower_states(before, like), _tower_states(before, rating)
+    method.fit(tiny, seed=3)
+    after_like, after_rating = _tower_states(method.module, like), _tower_states(method.module, rating)
+    for a, b in zip(init_like, after_like):
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}: zero-weight task's {k} changed"
+    changed = any(not torch.equal(a[k], b[k]) for a, b in zip(init_rating, after_rating) for k in a)
+    assert changed, "a trained task's tower must change (else the test above proves nothing)"
+
+
+def test_uncertainty_weighting_learns_log_variances(tiny):
+    method = build_method("mtl:mmoe", {**FAST, "valid_metric": None, "weighting": "uncertainty"})
+    method.fit(tiny, seed=0)
+    s = method.module.log_vars.detach()
+    assert s.shape == (3,) and torch.isfinite(s).all() and (s != 0).any()
+
+
+def test_bad_weights_and_tasks_rejected(tiny):
+    with pytest.raises(ConfigError, match="weighting"):
+        build_method("mtl:mmoe", {"weighting": "magic"})
+    with pytest.raises(ConfigError, match="every task weight is 0"):
+        build_method("mtl:mmoe", {**FAST, "task_weights": [0, 0, 0]}).fit(tiny)
+    with pytest.raises(ConfigError, match="unknown task"):
+        build_method("mtl:mmoe", {**FAST, "tasks": ["interaction", "dwell"]}).fit(tiny)
+    with pytest.raises(ConfigError, match="needs item categories"):
+        resolve_tasks(tiny, ["interaction", "category"], 4.0)
+
+
+# ---- tasks from the data ---------------------------------------------------------------------------------------
+def test_movielens_tasks_from_real_ratings(tiny):
+    tasks = resolve_tasks(tiny, None, 4.0)
+    assert [t.name for t in tasks] == ["interaction", "rating", "like"]
+    data = TaskData(tiny, tasks, num_negatives=2, like_threshold=4.0)
+    rating = tiny.train[RATING].to_numpy()
+    np.testing.assert_array_equal(data.labels[:, 1], rating)
+    np.testing.assert_array_equal(data.labels[:, 2], (rating >= 4).astype(np.float32))
+    u, i, y, m = data.epoch(np.random.default_rng(0))
+    n = len(tiny.train)
+    assert len(u) == 3 * n
+    assert (y[n:, 0] == 0).all() and m[n:, 0].all() and not m[n:, 1:].any()  # negatives: interaction only
+    train_pairs = set(zip(tiny.train[USER], tiny.train[ITEM]))
+    assert not any((a, b) in train_pairs for a, b in zip(u[n:], i[n:]))
+
+
+def test_category_task_masks_unknown_categories():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 12, 10
+    cats = ["news", "", "sports", "", "news", "", "", "finance", "", ""]  # 6 of 10 unknown
+    rows = []
+    for imp in range(30):
+        u = imp % n_users
+        for it in rng.choice(n_items, 4, replace=False):
+            rows.append((imp, u, it, int(rng.random() < 0.3), imp))
+    imps = pd.DataFrame(rows, columns=[IMPRESSION, USER, ITEM, LABEL, TIME])
+    frames = {"train": imps[imps[LABEL] == 1][[USER, ITEM, TIME]].reset_index(drop=True),
+              "train_impressions": imps[imps[IMPRESSION] < 20].reset_index(drop=True),
+              "valid": imps[(imps[IMPRESSION] >= 20) & (imps[IMPRESSION] < 25)].reset_index(drop=True),
+              "test": imps[imps[IMPRESSION] >= 25].reset_index(drop=True)}
+    split = Split(dataset="mind-tiny", protocol="impressions", params={}, seed=0, n_users=n_users, n_items=n_items,
+                  frames=frames, item_features=pd.DataFrame({"category": cats}))
+    tasks = resolve_tasks(split, None, 4.0)
+    assert [t.name for t in tasks] == ["click", "category"] and tasks[1].classes == ["finance", "news", "sports"]
+    data = TaskData(split, tasks, 0, 4.0)
+    known = np.array([c != "" for c in cats])[frames["train_impressions"][ITEM].to_numpy()]
+    np.testing.assert_array_equal(data.mask[:, 1], known)
+    method = build_method("mtl:mmoe", {**FAST, "batch_size": 16})
+    method.fit(split, seed=0)
+    res = task_metrics(method, split, "test", Evaluator(split))
+    test_known = np.array([c != "" for c in cats])[frames["test"][ITEM].to_numpy()]
+    assert any(f"{test_known.sum()} of {len(test_known)}" in n for n in res.notes)
+    assert 0.0 <= res.means["category/accuracy"] <= 1.0 and "click/auc" in res.means
+
+
+# ---- per-task metrics through run_one -------------------------------------------------------------------------
+def test_run_one_reports_every_task_with_per_user_values(tiny):
+    from metarec.experiment import run_one
+
+    out = run_one(tiny, "mtl:ple", FAST, seed=0, metrics=["ndcg@10", "recall@10"])
+    test, pu = out["metrics"]["test"], out["per_user"]["test"]
+    for m in ("ndcg@10", "rating/mae", "rating/rmse", "rating/user_mae", "like/auc", "like/gauc",
+              "like/pooled_auc"):
+        assert m in test and np.isfinite(test[m]), m
+    assert {"rating/user_mae", "like/auc"} <= set(pu.columns)
+    assert pu["rating/user_mae"].mean() == pytest.approx(test["rating/user_mae"])
+    assert test["rating/rmse"] >= test["rating/mae"] > 0
+    # the pooled MAE is the method's own predictions against the test ratings
+    method = build_method("mtl:ple", FAST).fit(tiny, seed=0)
+    t = tiny.test
+    pred = method.predict_rating(t[USER].to_numpy(), t[ITEM].to_numpy()).double()
+    assert float((pred - torch.tensor(t[RATING].to_numpy(), dtype=torch.float64)).abs().mean()) \
+        == pytest.approx(test["rating/mae"], rel=1e-6)
+    assert get_method("mtl:ple").family == "multitask"
+
+
+def test_multidomain_combined_dataset():
+    ds = load_dataset("ml-100k")
+
+    def part(name, lo, hi):
+        f = ds.interactions[(ds.interactions[USER] < 40) & (ds.interactions[ITEM] >= lo) & (ds.interactions[ITEM] < hi)]
+        f = f.assign(**{ITEM: f[ITEM] - lo}).reset_index(drop=True)
+        return Dataset(name=name, interactions=f, user_ids=ds.user_ids[:40], item_ids=ds.item_ids[lo:hi])
+
+    a, b = part("a", 0, 150), part("b", 150, 400)
+    both = combine([a, b])
+    assert both.n_users == 80 and both.n_items == 400
+    assert both.interactions[USER].max() < 80 and (both.item_features.domain.iloc[:150] == "a").all()
+    split_rng = np.random.default_rng(0).random(len(both.interactions))
+    f = both.interactions
+    split = Split(dataset=both.name, protocol="general", params={}, seed=0, n_users=both.n_users,
+                  n_items=both.n_items, frames={"train": f[split_rng < 0.8], "valid": f[(split_rng >= 0.8) &
+                                                                                     (split_rng < 0.9)],
+                                                "test": f[split_rng >= 0.9]},
+                  item_features=both.item_features, user_features=both.user_features)
+    method = build_method("mtl:mmoe", FAST).fit(split, seed=0)
+    assert [t.name for t in method.tasks] == ["domain:a", "domain:b"]
+    s = method.score(torch.arange(80))
+    assert torch.isinf(s[:40, 150:]).all() and torch.isinf(s[40:, :150]).all()  # users see their own domain
+    assert torch.isfinite(s[:40, :150]).all()
+    res = task_metrics(method, split, "test", Evaluator(split, metrics=["ndcg@10"]))
+    assert {"a/ndcg@10", "b/ndcg@10"} <= set(res.means)
