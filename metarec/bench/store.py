@@ -121,6 +121,12 @@ def select_configs(tidy: pd.DataFrame, valid_metric: str) -> pd.DataFrame:
     means = val.groupby(cell + ["params"], sort=True)["value"].mean().reset_index()
     best = means.sort_values("value", ascending=lower_is_better(valid_metric), kind="stable").drop_duplicates(cell)
     chosen = set(map(tuple, best[cell + ["params"]].to_numpy()))
+    # a method that does not report the validation metric (e.g. pop under valid_metric: query/mae) cannot be
+    # selected on it: keep it, with its first configuration, rather than dropping it from every table
+    scored = set(map(tuple, best[cell].to_numpy()))
+    for key, params in tidy.groupby(cell, sort=True)["params"]:
+        if tuple(key) not in scored:
+            chosen.add((*key, sorted(params.unique())[0]))
     tidy["selected"] = [t in chosen for t in zip(tidy.dataset, tidy.protocol, tidy.protocol_params, tidy.method,
                                                   tidy.params)]
     return tidy

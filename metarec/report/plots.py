@@ -15,6 +15,11 @@ import pandas as pd  # noqa: E402
 from metarec.report.tables import summary  # noqa: E402
 
 
+def _stem(metric: str) -> str:
+    """A file-name-safe form of a metric name: 'ndcg@10' -> 'ndcg10', 'query/mae' -> 'query_mae'."""
+    return metric.replace("@", "").replace("/", "_")
+
+
 def _save(fig, folder: Path, stem: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -45,7 +50,7 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
         ax.set_xlabel(f"{metric} (test, mean ± std over seeds)", fontsize=8)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    return _save(fig, folder, f"bars_{metric.replace('@', '')}")
+    return _save(fig, folder, f"bars_{_stem(metric)}")
 
 
 def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, stem: str, families=None,
@@ -88,7 +93,7 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, folder, f"kshot_{metric.replace('@', '')}")
+    return _save(fig, folder, f"kshot_{_stem(metric)}")
 
 
 def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:

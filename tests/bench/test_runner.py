@@ -130,3 +130,17 @@ def test_report_tables_and_figures(reference, tmp_path):
     assert ((sig.t_p_holm >= sig.t_p - 1e-12) & (sig.t_p_holm <= 1)).all()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["valid_metric"] == "ndcg@10"
+
+
+def test_selection_keeps_methods_without_the_valid_metric():
+    from metarec.bench.store import select_configs
+
+    rows = []
+    for method, params, metric, value in (("a", '{"x": 1}', "mae", 0.9), ("a", '{"x": 2}', "mae", 0.8),
+                                          ("pop", "{}", "ndcg@10", 0.1)):
+        for stage in ("valid", "test"):
+            rows.append({"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": method,
+                         "params": params, "seed": 0, "stage": stage, "metric": metric, "value": value})
+    t = select_configs(pd.DataFrame(rows), "mae")
+    assert set(t[t.selected].method) == {"a", "pop"}
+    assert set(t[t.selected & (t.method == "a")].params) == {'{"x": 2}'}  # lower MAE wins
