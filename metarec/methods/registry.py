@@ -27,9 +27,33 @@ def _plugins() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+# Built-in method packages, one per family; importing a package runs its @register decorators.
+BUILTIN_PACKAGES = ("metarec.methods.classic", "metarec.methods.recbole", "metarec.methods.distill",
+                    "metarec.methods.multitask", "metarec.methods.meta")
+
+
 def _load_builtins() -> None:
-    # importing the packages runs their @register decorators
-    import metarec.methods.classic  # noqa: F401
+    import importlib
+
+    for package in BUILTIN_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as e:
+            if e.name != package:  # the package exists but one of its imports is missing
+                _warn_once(package, e)
+        except Exception as e:  # never let one family's failure break the other methods
+            _warn_once(package, e)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(package: str, error: Exception) -> None:
+    if package not in _WARNED:
+        _WARNED.add(package)
+        import warnings
+
+        warnings.warn(f"{package} not loaded ({type(error).__name__}: {error}); its methods are unavailable")
 
 
 def list_methods() -> dict[str, str]:
