@@ -3,6 +3,7 @@ dir (not into metarec, not into the venv), it is listed, runs inside a grid and 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_outside_plugin_in_methods_grid_and_report(tmp_path):
     site = tmp_path / "site"
+    source = tmp_path / "plugin-src"  # a copy: building writes build/ and egg-info next to the sources
+    shutil.copytree(REPO / "examples" / "plugin", source)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(site), str(REPO / "examples" / "plugin")],
+                          "--no-index", "--target", str(site), str(source)],
                          capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": str(site), "METAREC_HOME": str(tmp_path / "home")}
