@@ -18,7 +18,6 @@ evaluator and from RecBole's own evaluator (same split, same masks) and the publ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

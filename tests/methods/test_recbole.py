@@ -80,7 +80,8 @@ def test_general_files_list_every_item(general, tmp_path):
         df = _read_inter(tmp_path / f"x.{stage}.inter")
         assert list(df.columns) == ["user_id:token", "item_id:token"] and len(df) == rows[stage]
         f = general.frames[stage]
-        assert np.array_equal(df["user_id:token"].astype(int), f.user) and np.array_equal(df["item_id:token"].astype(int), f.item)
+        assert np.array_equal(df["user_id:token"].astype(int), f.user)
+        assert np.array_equal(df["item_id:token"].astype(int), f.item)
     items = _read_inter(tmp_path / "x.item")["item_id:token"].astype(int)
     assert np.array_equal(items, np.arange(general.n_items))
 
@@ -222,8 +223,8 @@ def _impressions_split(n_users=30, n_items=40, n_imp=150, seed=0) -> Split:
         rows += [(imp, u, int(i), int(y), 1000 + imp) for i, y in zip(cand, lab)]
     df = pd.DataFrame(rows, columns=["impression", "user", "item", "label", "timestamp"])
     cut1, cut2 = int(n_imp * 0.8), int(n_imp * 0.9)
-    frames = {"train_impressions": df[df.impression < cut1], "valid": df[(df.impression >= cut1) & (df.impression < cut2)],
-              "test": df[df.impression >= cut2]}
+    frames = {"train_impressions": df[df.impression < cut1],
+              "valid": df[(df.impression >= cut1) & (df.impression < cut2)], "test": df[df.impression >= cut2]}
     frames["train"] = frames["train_impressions"][frames["train_impressions"].label == 1][["user", "item", "timestamp"]]
     feats = pd.DataFrame({"category": [f"c {i % 4}" for i in range(n_items)], "subcategory": [None] * n_items})
     return Split(dataset="toy-imp", protocol="impressions", params={}, seed=0, n_users=n_users, n_items=n_items,
