@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+")
     ap.add_argument("--out", default="results/distill")
     ap.add_argument("--repeats", type=int, default=5, help="inference-time repeats (median)")
+    ap.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
         raw["methods"] = {k: v for k, v in raw["methods"].items() if k in args.methods}
     grid = parse_grid(raw, source=args.grid, path=Path(args.grid))
     t0 = time.time()
-    res = run_grid(grid, progress=False)
+    res = run_grid(grid, progress=False, retry_failed=args.retry_failed)
     print(f"[distill] runs: {res['counts']}  ({time.time() - t0:.0f} s)")
     for f in res["failures"]:
         print(f"[distill] FAILED {f['spec']['method']} {f['spec']['dataset']}/{f['spec']['protocol']}: {f['reason']}")

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int)
     ap.add_argument("--ks", nargs="+", type=int)
     ap.add_argument("--results", default="results")
+    ap.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     args = ap.parse_args(argv)
     for name in args.grids:
         raw = load(name, args.seeds, args.ks)
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
             continue
         grid = parse_grid(raw, source=f"benchmarks/{name}.yaml", path=HERE / f"{name}.yaml")
         t0 = time.time()
-        out = run_grid(grid, progress=False)
+        out = run_grid(grid, progress=False, retry_failed=args.retry_failed)
         print(f"\n=== grid {grid.name}: {out['counts']} in {time.time() - t0:.0f}s; seeds {grid.seeds} ===")
         for f in out["failures"]:
             print(f"FAILED {f['params']}: {f['reason']}")

@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -128,7 +127,7 @@ def run_part(raw: dict, seeds, results: Path) -> None:
 
 def run_multidomain(raw: dict, seeds, results: Path) -> None:
     """The combined Amazon 2018 dataset: every method x seed with run_one, exported in the harness's format."""
-    from metarec.bench.store import lower_is_better, select_configs  # noqa: F401
+    from metarec.bench.store import select_configs
     from metarec.data import load_dataset
     from metarec.experiment import run_one
     from metarec.methods import get_method

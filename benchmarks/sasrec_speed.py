@@ -19,6 +19,7 @@ Goal (issue 5): ours <= 0.3x RecBole's time per epoch and a higher or equal NDCG
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/sasrec_speed")
+    ap.add_argument("--refit", action="store_true", help="fit again even where <out>/<side>.json exists")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     split = get_split("ml-100k", "sequential")
@@ -60,29 +62,40 @@ def main(argv=None) -> int:
     work = home() / "bench" / "sasrec_speed"
 
     evaluator = Evaluator(split, metrics=metrics)
+    out = Path(args.out)
 
-    def fit_and_test(name: str, params: dict, workdir: Path):
+    def side(key: str, name: str, params: dict, history_of) -> dict:
+        """Fit one side and keep its raw figures in <out>/<key>.json, so a crash or rerun never repeats a fit."""
+        path = out / f"{key}.json"
+        if path.exists() and not args.refit:
+            print(f"[sasrec_speed] {key}: reusing {path}")
+            return json.loads(path.read_text())
         m = build_method(name, params)
         t = time.perf_counter()
-        m.fit(split, seed=args.seed, workdir=workdir)
+        m.fit(split, seed=args.seed, workdir=work / key)
         fit_s = time.perf_counter() - t
-        return m, fit_s, evaluator.evaluate(m, stage="test").means
+        epochs, hist = history_of(m)
+        rec = {"method": name, "params": params, "fit_wall_s": fit_s, "epoch_s": [float(x) for x in epochs],
+               "valid_ndcg@10": [(int(e), float(v)) for e, v in hist],
+               "test": evaluator.evaluate(m, stage="test").means, "num_parameters": m.num_parameters(),
+               "recbole_test_result": getattr(m, "recbole_test_result", None)}
+        atomic_write_json(path, rec)
+        print(f"[sasrec_speed] {key}: {len(epochs)} epochs, median {statistics.median(epochs):.2f} s/epoch, "
+              f"test NDCG@10 {rec['test']['ndcg@10']:.4f}")
+        return rec
 
-    rb_method, rb_wall, rb_test = fit_and_test(
-        "recbole:SASRec", {"epochs": args.recbole_epochs, "stopping_step": args.recbole_stopping_step,
-                           "device": "cpu", "hidden_size": D, "n_layers": LAYERS, "n_heads": HEADS,
-                           "inner_size": INNER, "MAX_ITEM_LIST_LENGTH": MAX_LEN, "eval_step": 1}, work / "recbole")
-    our_method, our_fit, our_test = fit_and_test(
-        "distill:student", {"dim": D, "n_layers": LAYERS, "n_heads": HEADS, "max_len": MAX_LEN,
-                            "max_epochs": args.epochs, "eval_every": 1, "patience": 5, "progress_bar": False},
-        work / "ours")
-    rb = {"metrics": {"test": rb_test}, "num_parameters": rb_method.num_parameters()}
-    ours = {"metrics": {"test": our_test}, "num_parameters": our_method.num_parameters(),
-            "timings": {"fit_s": our_fit}}
-    rb_epochs = list(rb_method.epoch_times)
-    rb_hist = [(int(e), float(v)) for e, v in rb_method.valid_history]
-    our_epochs = list(our_method.module.epoch_times)
-    our_hist = [(int(e), float(v)) for e, v in our_method.valid_history]
+    # ours first: it is the short one, so a failure shows up before RecBole's long run
+    ours = side("ours", "distill:student",
+                {"dim": D, "n_layers": LAYERS, "n_heads": HEADS, "max_len": MAX_LEN, "max_epochs": args.epochs,
+                 "eval_every": 1, "patience": 5, "progress_bar": False},
+                lambda m: (m.module.epoch_times, m.valid_history))
+    rb = side("recbole", "recbole:SASRec",
+              {"epochs": args.recbole_epochs, "stopping_step": args.recbole_stopping_step, "device": "cpu",
+               "hidden_size": D, "n_layers": LAYERS, "n_heads": HEADS, "inner_size": INNER,
+               "MAX_ITEM_LIST_LENGTH": MAX_LEN, "eval_step": 1},
+              lambda m: (m.epoch_times, m.valid_history))
+    rb_epochs, rb_hist = rb["epoch_s"], [tuple(x) for x in rb["valid_ndcg@10"]]
+    our_epochs, our_hist = ours["epoch_s"], [tuple(x) for x in ours["valid_ndcg@10"]]
     rb_best = max(v for _, v in rb_hist)
     rb_best_at = first_reach(rb_hist, rb_epochs, rb_best)
     our_reach = first_reach(our_hist, our_epochs, rb_best)
@@ -91,14 +104,10 @@ def main(argv=None) -> int:
     summary = {
         "split": split.describe(), "config": {"d": D, "layers": LAYERS, "heads": HEADS, "inner": INNER,
                                               "max_len": MAX_LEN, "threads": args.threads},
-        "recbole": {"epochs_run": len(rb_epochs), "epoch_s": rb_epochs, "median_epoch_s": rb_epoch_s,
-                    "valid_ndcg@10": rb_hist, "best_valid_ndcg@10": rb_best,
-                    "best_at": rb_best_at, "test": rb["metrics"]["test"], "params": rb["num_parameters"],
-                    "fit_wall_s": rb_wall, "recbole_test_result": rb_method.recbole_test_result},
-        "ours": {"epochs_run": len(our_epochs), "epoch_s": our_epochs, "median_epoch_s": our_epoch_s,
-                 "valid_ndcg@10": our_hist, "best_valid_ndcg@10": max(v for _, v in our_hist),
-                 "reach_recbole_best": our_reach, "test": ours["metrics"]["test"], "params": ours["num_parameters"],
-                 "fit_s": ours["timings"]["fit_s"]},
+        "recbole": {**rb, "epochs_run": len(rb_epochs), "median_epoch_s": rb_epoch_s,
+                    "best_valid_ndcg@10": rb_best, "best_at": rb_best_at},
+        "ours": {**ours, "epochs_run": len(our_epochs), "median_epoch_s": our_epoch_s,
+                 "best_valid_ndcg@10": max(v for _, v in our_hist), "reach_recbole_best": our_reach},
     }
     summary["epoch_time_ratio"] = our_epoch_s / rb_epoch_s
     summary["time_to_recbole_best_ratio"] = (our_reach[1] / rb_best_at[1]) if our_reach and rb_best_at else None
@@ -109,23 +118,22 @@ def main(argv=None) -> int:
         "test NDCG@10 | test Recall@10 | params |",
         "|---|---|---|---|---|---|---|---|",
         f"| RecBole SASRec | {len(rb_epochs)} (cap {args.recbole_epochs}) | {rb_epoch_s:.2f} | {rb_best:.4f} | "
-        f"{rb_best_at[1]:.1f} (epoch {rb_best_at[0] + 1}) | {rb['metrics']['test']['ndcg@10']:.4f} | "
-        f"{rb['metrics']['test']['recall@10']:.4f} | {rb['num_parameters']:,} |",
+        f"{rb_best_at[1]:.1f} (epoch {rb_best_at[0] + 1}) | {rb['test']['ndcg@10']:.4f} | "
+        f"{rb['test']['recall@10']:.4f} | {rb['num_parameters']:,} |",
         f"| ours (distill:student backbone) | {len(our_epochs)} | {our_epoch_s:.2f} | "
         f"{summary['ours']['best_valid_ndcg@10']:.4f} | "
         + (f"{our_reach[1]:.1f} (epoch {our_reach[0] + 1})" if our_reach else "not reached") +
-        f" | {ours['metrics']['test']['ndcg@10']:.4f} | {ours['metrics']['test']['recall@10']:.4f} | "
+        f" | {ours['test']['ndcg@10']:.4f} | {ours['test']['recall@10']:.4f} | "
         f"{ours['num_parameters']:,} |",
         "",
         f"time per epoch ratio (ours / RecBole): {summary['epoch_time_ratio']:.3f} (goal <= 0.3)",
         "time to RecBole's best valid NDCG@10 ratio: " + (f"{summary['time_to_recbole_best_ratio']:.3f}"
                                                           if summary["time_to_recbole_best_ratio"] else "n/a"),
-        f"test NDCG@10 ours - RecBole: {ours['metrics']['test']['ndcg@10'] - rb['metrics']['test']['ndcg@10']:+.4f}"
+        f"test NDCG@10 ours - RecBole: {ours['test']['ndcg@10'] - rb['test']['ndcg@10']:+.4f}"
         " (goal >= 0)",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", text)
     return 0

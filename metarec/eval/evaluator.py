@@ -22,6 +22,7 @@ MIND's per-impression AUC / MRR / nDCG@K.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -144,16 +145,17 @@ class Evaluator:
         ``method.adapt`` first."""
         t0 = time.perf_counter()
         timings = {"adapt_s": 0.0}
-        sup = self.split.support(stage)
-        if sup is not None and hasattr(method, "adapt"):
-            method.adapt(sup)
-            timings["adapt_s"] = time.perf_counter() - t0
-        rating_fn = getattr(method, "predict_rating", None)
-        with torch.no_grad():
-            if self.split.is_impressions:
-                res = self._evaluate_impressions(method.score_pairs, stage, timings, pairs=True)
-            else:
-                res = self._evaluate_ranking(method.score, stage, timings, rating_fn=rating_fn, fresh=False)
+        with scoring_stage(method, stage):
+            sup = self.split.support(stage)
+            if sup is not None and hasattr(method, "adapt"):
+                method.adapt(sup)
+                timings["adapt_s"] = time.perf_counter() - t0
+            rating_fn = getattr(method, "predict_rating", None)
+            with torch.no_grad():
+                if self.split.is_impressions:
+                    res = self._evaluate_impressions(method.score_pairs, stage, timings, pairs=True)
+                else:
+                    res = self._evaluate_ranking(method.score, stage, timings, rating_fn=rating_fn, fresh=False)
         res.timings["total_s"] = time.perf_counter() - t0
         res.timings["metrics_s"] = res.timings["total_s"] - res.timings["score_s"] - res.timings["adapt_s"]
         return res
@@ -467,6 +469,22 @@ class Evaluator:
 _RATING = ("mae", "rmse")
 _AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
 _RANKED = M.TOPK_PER_USER + M.TOPK_AGGREGATE
+
+
+@contextmanager
+def scoring_stage(method, stage: str):
+    """Tell ``method`` which stage it is being scored for (``set_stage``, when it has one) and restore its previous
+    stage afterwards, so scoring outside an evaluation is unaffected."""
+    setter = getattr(method, "set_stage", None)
+    if setter is None:
+        yield
+        return
+    previous = getattr(method, "stage", None)
+    setter(stage)
+    try:
+        yield
+    finally:
+        setter(previous)
 
 
 def _nanmean_columns(table: np.ndarray) -> list[float]:

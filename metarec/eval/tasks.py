@@ -26,7 +26,7 @@ import torch
 
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, RATING, USER
 from metarec.eval import metrics as M
-from metarec.eval.evaluator import EvalResult
+from metarec.eval.evaluator import EvalResult, scoring_stage
 from metarec.eval.extras import register_extra
 
 
@@ -128,7 +128,8 @@ def task_metrics(method, split, stage: str, evaluator) -> EvalResult | None:
     domains = [t for t in tasks if getattr(t, "domain", None) is not None]
     if domains and not split.is_impressions and split.user_features is not None \
             and "domain" in split.user_features.columns:
-        res = evaluator.evaluate_scores(method.score, stage)
+        with scoring_stage(method, stage):
+            res = evaluator.evaluate_scores(method.score, stage)
         user_dom = split.user_features["domain"].to_numpy()[res.per_user.index.to_numpy()]
         for dom in sorted(set(user_dom)):
             sub = res.per_user[user_dom == dom]

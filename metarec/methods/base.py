@@ -6,6 +6,8 @@
     score_pairs(users, items)         [n] scores for (user, item) pairs (impressions / CTR); default: gathers score()
     predict_rating(users, items)      [n] predicted ratings (MAE/RMSE)
     adapt(support)                    cold start: see the stage's support interactions before scoring
+    set_stage(stage)                  which history score() reads: 'valid' = train, 'test' = train + valid (the
+                                      evaluator sets it around every evaluation; None = 'test')
     num_parameters()                  trainable parameter count (reported in results)
 
 A method never reads dataset files, computes metrics or writes results: the evaluator and the runner do.
@@ -20,6 +22,8 @@ import pandas as pd
 import torch
 
 from metarec.errors import ConfigError
+
+STAGES = ("valid", "test")
 
 
 class Method:
@@ -59,6 +63,15 @@ class Method:
 
     def adapt(self, support: pd.DataFrame) -> None:  # cold start; default: nothing to adapt
         return None
+
+    #: the stage being scored ('valid' | 'test'; None = 'test'): models that read a user's history at scoring
+    #: time (sequence models) must read train at 'valid' and train + valid at 'test'
+    stage: str | None = None
+
+    def set_stage(self, stage: str | None) -> None:
+        if stage not in STAGES + (None,):
+            raise ValueError(f"stage must be one of {', '.join(STAGES)} or None, got {stage!r}")
+        self.stage = stage
 
     def num_parameters(self) -> int:
         return 0

@@ -11,12 +11,17 @@ they are removed from meta-train, and valid/test queries contain only new items.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from metarec.data.schema import ITEM, TIME, USER, Dataset
 from metarec.errors import ConfigError
 from metarec.protocols.base import check_ratios, chronological, make_split, protocol
 from metarec.protocols.leakage import check_cold_users, check_no_test_pair_in_train
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("cold_start", user_ratios=[0.7, 0.1, 0.2], k_shot=10, n_query=10, min_history=None, max_history=None,

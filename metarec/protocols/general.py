@@ -1,11 +1,16 @@
 """`general`: per-user random split (default 8:1:1), the standard protocol for general (non-sequential) top-K."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from metarec.data.schema import USER, Dataset
 from metarec.protocols.base import check_ratios, dedupe_pairs, make_split, protocol, random_rank_within_user, split_counts
 from metarec.protocols.leakage import check_no_test_pair_in_train
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("general", ratios=[0.8, 0.1, 0.1])

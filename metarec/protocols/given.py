@@ -2,10 +2,15 @@
 leave-one-out), so published numbers can be reproduced on exactly their split."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from metarec.data.schema import Dataset
 from metarec.errors import ConfigError
 from metarec.protocols.base import make_split, protocol
 from metarec.protocols.leakage import check_no_test_pair_in_train
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("given", allow_repeats=False)

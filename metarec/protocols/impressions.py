@@ -5,6 +5,8 @@ evaluator ranks candidates within each impression. ``train`` holds what a method
 candidates with labels (for CTR-style models)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,9 @@ from metarec.data.schema import IMPRESSION, ITEM, LABEL, TIME, USER, Dataset
 from metarec.errors import ConfigError
 from metarec.protocols.base import check_ratios, make_split, protocol
 from metarec.protocols.leakage import check_time_order
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("impressions", ratios=[0.8, 0.1, 0.1])

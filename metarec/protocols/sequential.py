@@ -5,10 +5,15 @@ Repeat consumption (the same item again later) is kept: it is part of a sequence
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from metarec.data.schema import USER, Dataset
 from metarec.errors import ConfigError
 from metarec.protocols.base import chronological, make_split, protocol
 from metarec.protocols.leakage import check_latest_is_test, check_no_test_pair_in_train
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("sequential", min_length=3)

@@ -1,12 +1,17 @@
 """`temporal`: one global time cut. Train is everything before the first cut, valid between the cuts, test after."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from metarec.data.schema import ITEM, TIME, USER, Dataset
 from metarec.errors import ConfigError
 from metarec.protocols.base import check_ratios, dedupe_pairs, make_split, protocol
 from metarec.protocols.leakage import check_no_test_pair_in_train, check_time_order
+
+if TYPE_CHECKING:
+    from metarec.protocols.split import Split
 
 
 @protocol("temporal", ratios=[0.8, 0.1, 0.1], drop_cold=True)

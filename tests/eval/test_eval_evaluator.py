@@ -195,3 +195,33 @@ def test_auc_row_chunks_change_nothing(monkeypatch):
     b = Evaluator(split, ["auc", "gauc"]).evaluate_scores(S, "test")
     pd.testing.assert_frame_equal(a.per_user, b.per_user)
     assert a.means == b.means
+
+
+def test_the_evaluator_sets_the_stage_while_it_scores_and_restores_it():
+    """Methods reading a history at scoring time learn the stage from set_stage (no stack inspection); a method
+    without set_stage (Fake) is scored as before."""
+    from metarec.methods.base import Method
+
+    class StageSpy(Method):
+        name = "stage-spy"
+
+        def __init__(self, split):
+            super().__init__()
+            self.fake, self.seen = Fake(split), []
+
+        def score(self, users):
+            self.seen.append(self.stage)
+            return self.fake.score(users)
+
+    split = tiny_split()
+    m = StageSpy(split)
+    m.set_stage("test")
+    ev = Evaluator(split, ["hit@1"])
+    ev.evaluate(m, "valid")
+    assert set(m.seen) == {"valid"} and m.stage == "test"
+    m.seen.clear()
+    ev.evaluate(m, "test")
+    assert set(m.seen) == {"test"} and m.stage == "test"
+    with pytest.raises(ValueError, match="stage must be one of"):
+        m.set_stage("train")
+    ev.evaluate(Fake(split), "valid")  # no set_stage: nothing to tell

@@ -259,8 +259,11 @@ def test_sequential_scores_read_the_stage_history(seq_split, home):
     m.set_stage("test")
     st = m.score(users)
     assert not torch.allclose(sv, st)      # the test history includes the valid item
-    m._stage = None                        # the evaluator's stage is found on its own
+    m.set_stage(None)                      # the evaluator sets its own stage (and restores None after)
     res = Evaluator(seq_split, metrics=["ndcg@10"]).evaluate(m, stage="valid")
+    assert m.stage is None
+    with pytest.raises(ValueError, match="stage must be one of"):
+        m.set_stage("train")
     ev = Evaluator(seq_split, metrics=["ndcg@10"]).evaluate_scores(sv, stage="valid")
     assert res.means["ndcg@10"] == pytest.approx(ev.means["ndcg@10"])
 

@@ -207,8 +207,9 @@ def test_sasrec_one_epoch_and_histories_match_recbole(sequential, tmp_path):
     a = ev.evaluate(m, "valid").means
     m.set_stage("test")
     assert ev.evaluate(m, "valid").means == a
-    m._stage = None
-    assert ev.evaluate(m, "valid").means == a
+    assert m.stage == "test"               # the evaluator restores the stage it found
+    m.set_stage(None)
+    assert ev.evaluate(m, "valid").means == a and m.stage is None
 
 
 # ---- training: context-aware (impressions) ---------------------------------------------------------------------

@@ -25,15 +25,12 @@ counted: it is used only during training.
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 
 from metarec.errors import ConfigError
-from metarec.methods.base import as_user_tensor
+from metarec.methods.base import STAGES, as_user_tensor
 from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interaction_matrix, last_window,
                                                training_chunks, user_sequences)
 from metarec.methods.distill.module import DistillDataModule, DistillModule, FrozenTeacher
@@ -50,20 +47,6 @@ TEACHER_KEYS = ("dim", "n_layers", "n_heads", "dropout", "input_dropout", "lr", 
                 "eval_every")
 #: parameters a student shares with its teacher
 SHARED_KEYS = ("max_len", "batch_size", "weight_decay", "valid_metric", "accelerator", "text_max_len", "bag_repeats")
-STAGES = ("valid", "test")
-
-
-def stage_from_evaluator() -> str | None:
-    """The ``stage`` argument of the metarec ``Evaluator.evaluate`` call that is scoring us, if any."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "evaluate" and code.co_filename.endswith(os.path.join("eval", "evaluator.py")):
-            stage = frame.f_locals.get("stage")
-            if stage in STAGES:
-                return stage
-        frame = frame.f_back
-    return None
 
 
 _MINILM_PARAMS: list[int] = []
@@ -100,7 +83,6 @@ class DistillMethod(LightningMethod):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._stage: str | None = None
         self._frozen_teacher: FrozenTeacher | None = None
         self.text_info: dict = {}
 
@@ -203,17 +185,11 @@ class DistillMethod(LightningMethod):
         # depends on whether the teacher was trained or loaded
 
     # ---- scoring --------------------------------------------------------------------------------------------------
-    def set_stage(self, stage: str) -> None:
-        """Which history the model reads at scoring time: 'valid' (train) or 'test' (train + valid)."""
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        self._stage = stage
-
     @torch.no_grad()
     def score(self, users) -> torch.Tensor:
         if getattr(self, "module", None) is None:
             raise RuntimeError(f"{self.name}: call fit() before scoring")
-        stage = self._stage or stage_from_evaluator() or "test"
+        stage = self.stage or "test"   # set by the evaluator (Method.set_stage); outside it, test
         users = as_user_tensor(users).to(self.module.device)
         return self.module.score(users, stage)
 

@@ -29,9 +29,8 @@ score(users): RecBole's ``full_sort_predict`` for the users' RecBole ids; the co
   get the training-popularity row (train counts) and are counted in ``unknown_users_scored``.
 
 Sequence models read a user's history at scoring time from ``split.known(stage)`` in order (valid: train; test:
-train + valid), exactly the sequences written to the valid/test files. The stage is the one of the
-``metarec.eval.Evaluator`` call that is scoring (read from its frame); outside the evaluator, the last
-``set_stage(stage)``, else 'test'.
+train + valid), exactly the sequences written to the valid/test files. The stage is the one the
+``metarec.eval.Evaluator`` sets (``Method.set_stage``) around every evaluation; outside it, 'test'.
 
 All calls into RecBole run inside ``metarec.compat.recbole_runtime`` (see there for the shims).
 """
@@ -297,22 +296,6 @@ def recbole_session(root: Path, model: str, verbose: bool = False):
         logger.setLevel(old_level)
 
 
-_EVALUATOR_FILE = os.path.join("metarec", "eval", "evaluator.py")
-
-
-def _stage_from_evaluator() -> str | None:
-    """The ``stage`` of the metarec Evaluator call (evaluate, top_k, ...) that is scoring us, if any: the stage
-    the evaluator masks for is the stage whose history the model must read."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(_EVALUATOR_FILE):
-            stage = frame.f_locals.get("stage")
-            if stage in ("valid", "test"):
-                return stage
-        frame = frame.f_back
-    return None
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # the method
 # ---------------------------------------------------------------------------------------------------------------
@@ -329,7 +312,6 @@ class RecBoleMethod(Method):
         if self.params["config"] is not None and not isinstance(self.params["config"], dict):
             raise ConfigError(f"method {self.name!r}: 'config' must be a mapping of RecBole config keys")
         self._model = self._dataset = None
-        self._stage: str | None = None
         self.recbole_valid_result: dict[str, float] = {}
         self.recbole_test_result: dict[str, float] = {}
         self.unknown_users_scored = 0
@@ -519,13 +501,6 @@ class RecBoleMethod(Method):
             self._histories[stage] = (torch.from_numpy(seq), torch.from_numpy(length))
         return self._histories[stage]
 
-    def set_stage(self, stage: str) -> None:
-        """Which history sequence models read when score() is called outside metarec's evaluator: 'valid' (train)
-        or 'test' (train + valid, the default). Inside the evaluator its stage is used."""
-        if stage not in ("valid", "test"):
-            raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
-        self._stage = stage
-
     # ---- scoring ------------------------------------------------------------------------------------------------
     def _require_fit(self):
         if self._model is None:
@@ -541,7 +516,7 @@ class RecBoleMethod(Method):
         rb = self._user_rb[users]
         ok = rb >= 0
         if self.kind == "sequential":
-            stage = _stage_from_evaluator() or self._stage or "test"
+            stage = self.stage or "test"   # set by the evaluator (Method.set_stage)
             seq, length = self._history(stage)
             ok &= length[users] > 0
         self.unknown_users_scored += int((~ok).sum())
