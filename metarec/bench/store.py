@@ -37,7 +37,8 @@ class RunStore:
         self.runs.mkdir(parents=True, exist_ok=True)
         self.failed.mkdir(parents=True, exist_ok=True)
         for stale in self.runs.glob(".tmp-*"):  # a run killed mid-write: its half folder is worthless
-            shutil.rmtree(stale, ignore_errors=True)
+            if not _writer_alive(stale.name):    # (another runner on this grid may be writing it right now)
+                shutil.rmtree(stale, ignore_errors=True)
 
     def is_done(self, key: str) -> bool:
         return (self.runs / key / RESULT).is_file()
@@ -140,3 +141,20 @@ def write_table(df: pd.DataFrame, folder: Path, stem: str = "results") -> tuple[
     os.replace(tmp, pq)
     atomic_write_text(csv, df.to_csv(index=False))
     return pq, csv
+
+
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that named ``.tmp-<key>-<pid>`` is still running on this machine."""
+    try:
+        pid = int(temp_name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, owned by someone else
+        return True
+    return True

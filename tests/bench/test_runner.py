@@ -144,3 +144,25 @@ def test_selection_keeps_methods_without_the_valid_metric():
     t = select_configs(pd.DataFrame(rows), "mae")
     assert set(t[t.selected].method) == {"a", "pop"}
     assert set(t[t.selected & (t.method == "a")].params) == {'{"x": 2}'}  # lower MAE wins
+
+
+def test_prepare_removes_dead_writers_temp_folders_only(tmp_path):
+    """A killed run's half-written folder goes; one that another live runner on the same grid is writing stays."""
+    from metarec.bench.store import RunStore
+
+    store = RunStore("g", tmp_path)
+    store.prepare()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+        (store.runs / f".tmp-aaaa-{live.pid}").mkdir()
+        (store.runs / f".tmp-bbbb-{int(dead.stdout)}").mkdir()
+        (store.runs / ".tmp-cccc-notapid").mkdir()
+        store.prepare()
+        assert sorted(p.name for p in store.runs.iterdir()) == [f".tmp-aaaa-{live.pid}"]
+    finally:
+        live.kill()
+        live.wait()
+    store.prepare()
+    assert not list(store.runs.iterdir())
