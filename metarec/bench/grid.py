@@ -18,6 +18,7 @@ metrics and the validation metric used for model selection. Validated completely
         params: {max_epochs: 40}             # fixed parameters
         grid: {lr: [0.001, 0.005]}           # every combination is a configuration
         protocols: [general]                 # optional: only these protocols
+        exclude: [amazon-office/general]     # optional: skip these datasets or dataset/protocol pairs
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class Grid:
                 for mname, m in self.methods.items():
                     if m["protocols"] and proto["name"] not in m["protocols"]:
                         continue
+                    if d["name"] in m["exclude"] or f"{d['name']}/{proto['name']}" in m["exclude"]:
+                        continue
                     for combo in m["configs"]:
                         for seed in self.seeds:
                             out.append(RunSpec(
@@ -118,7 +121,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     from metarec.data import list_cards
     from metarec.eval.metrics import parse_metric
     from metarec.methods import get_method
-    from metarec.protocols import get_protocol
+    from metarec.protocols import PROTOCOLS, get_protocol
 
     if not isinstance(raw, dict):
         raise _err(source, "a grid is a mapping with keys datasets, methods, seeds, metrics ...")
@@ -199,8 +202,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     for mname, m in raw["methods"].items():
         where = f"{source}: methods.{mname}"
         m = m or {}
-        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols"}:
-            raise _err(where, "valid keys: params, grid, protocols")
+        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols", "exclude"}:
+            raise _err(where, "valid keys: params, grid, protocols, exclude")
         try:
             cls = get_method(str(mname))
         except MetarecError as e:
@@ -229,7 +232,14 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             protos = [p for p in supported if p in proto_names]
             if not protos:
                 raise _err(where, f"supports protocols {', '.join(supported)}; none is in the grid")
-        methods[str(mname)] = {"configs": configs, "protocols": protos}
+        exclude = m.get("exclude") or []
+        if not isinstance(exclude, list) or not all(isinstance(e, str) and e.count("/") <= 1 and all(e.split("/"))
+                                                    for e in exclude):
+            raise _err(f"{where}.exclude", f"must be a list of 'dataset' or 'dataset/protocol' names, got {exclude!r}")
+        for e in exclude:
+            if "/" in e and e.split("/")[1] not in PROTOCOLS:
+                raise _err(f"{where}.exclude", f"unknown protocol in {e!r} (valid: {', '.join(sorted(PROTOCOLS))})")
+        methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude}
     reference = raw.get("reference")
     if reference is not None and reference not in methods:
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")

@@ -25,6 +25,17 @@ def test_valid_grid_expands():
     assert grid.valid_metric == "ndcg@10"
 
 
+def test_exclude_skips_a_dataset_or_a_dataset_protocol_pair():
+    datasets = [{"name": "ml-100k", "protocols": ["general", "sequential"]},
+                {"name": "amazon-office", "protocols": ["general"]}]
+    methods = {"pop": {}, "mf-bpr": {"exclude": ["amazon-office"]}, "distill:student": {"exclude": ["ml-100k/general"]}}
+    runs = {(r.method, r.dataset, r.protocol) for r in parse_grid(with_(datasets=datasets, methods=methods)).runs()}
+    assert ("pop", "amazon-office", "general") in runs and ("pop", "ml-100k", "sequential") in runs
+    assert {(d, p) for m, d, p in runs if m == "mf-bpr"} == {("ml-100k", "general"), ("ml-100k", "sequential")}
+    assert {(d, p) for m, d, p in runs if m == "distill:student"} == {("ml-100k", "sequential"),
+                                                                      ("amazon-office", "general")}
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"datasets": [{"name": "ml-10k"}]}, r"datasets\[0\]\.name: unknown dataset 'ml-10k'.*valid: .*ml-100k"),
     ({"methods": {"mf-bpx": {}}}, r"methods\.mf-bpx: unknown method 'mf-bpx' \(did you mean 'mf-bpr'\?\); valid: .*pop"),
@@ -36,6 +47,8 @@ def test_valid_grid_expands():
     ({"methods": {"mf-bpr": {"grid": {"lr": 0.1}}}}, r"methods\.mf-bpr\.grid\.lr: must be a non-empty list"),
     ({"eval_mode": "fast"}, r"eval_mode: must be 'full' or 'sampled'"),
     ({"colour": 1}, r"unknown key\(s\) colour; valid: "),
+    ({"methods": {"pop": {"exclude": "ml-100k"}}}, r"methods\.pop\.exclude: must be a list of 'dataset' or"),
+    ({"methods": {"pop": {"exclude": ["ml-100k/genral"]}}}, r"methods\.pop\.exclude: unknown protocol in 'ml-100k/genral'"),
 ])
 def test_bad_grids(changes, message):
     with pytest.raises(ConfigError, match=message):
