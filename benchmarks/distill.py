@@ -116,8 +116,8 @@ def summarize(tidy: pd.DataFrame, root: Path, repeats: int) -> tuple[str, dict]:
             vals = {m: h[h.metric == m].set_index("seed").value for m in ("ndcg@10", "recall@10")}
             params = json.loads(h.params.iloc[0])
             rows[method] = {
-                "ndcg@10": float(vals["ndcg@10"].mean()), "ndcg@10_std": float(vals["ndcg@10"].std(ddof=0)),
-                "recall@10": float(vals["recall@10"].mean()), "recall@10_std": float(vals["recall@10"].std(ddof=0)),
+                "ndcg@10": float(vals["ndcg@10"].mean()), "ndcg@10_std": float(vals["ndcg@10"].std(ddof=1)),
+                "recall@10": float(vals["recall@10"].mean()), "recall@10_std": float(vals["recall@10"].std(ddof=1)),
                 "seeds": sorted(int(s) for s in vals["ndcg@10"].index), "per_seed_ndcg@10": vals["ndcg@10"].to_dict(),
                 "params": int(h.num_parameters.iloc[0]), "score_s_report": float(h.score_s.mean()),
                 "infer_s": _safe(inference_time, method, params, split, repeats), "config": params}
