@@ -103,7 +103,7 @@ def fmt(mean: float, std: float, digits: int = 4) -> str:
 
 
 def summarize(tidy: pd.DataFrame, root: Path, repeats: int) -> tuple[str, dict]:
-    from metarec.experiment import get_split
+    from metarec.bench.experiment import get_split
 
     sel = tidy[tidy.selected & (tidy.stage == "test")]
     lines, out = [], {}

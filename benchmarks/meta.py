@@ -158,7 +158,7 @@ def summarise(tidy: pd.DataFrame, folder: Path) -> None:
 def random_order_ndcg(dataset: str, params: dict, seed: int, k: int = 3) -> float:
     """Exact expectation of MeLU's nDCG@k when each user's query items are put in random order, averaged over
     the test users of that split: E[DCG@k] = mean gain x sum of the first k discounts."""
-    from metarec.experiment import get_split
+    from metarec.bench.experiment import get_split
 
     test = get_split(dataset, "cold_start", params, seed).test
     out = []

@@ -16,7 +16,7 @@ import torch
 
 import metarec  # noqa: F401  (offline settings, compat shims)
 from metarec.eval import Evaluator
-from metarec.experiment import get_split
+from metarec.bench.experiment import get_split
 from metarec.methods import build_method
 
 

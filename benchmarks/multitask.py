@@ -129,7 +129,7 @@ def run_multidomain(raw: dict, seeds, results: Path) -> None:
     """The combined Amazon 2018 dataset: every method x seed with run_one, exported in the harness's format."""
     from metarec.bench.store import select_configs
     from metarec.data import load_dataset
-    from metarec.experiment import run_one
+    from metarec.bench.experiment import run_one
     from metarec.methods import get_method
     from metarec.methods.multitask.multidomain import combine
     from metarec.protocols import get_protocol

@@ -26,7 +26,7 @@ import torch
 
 import metarec  # noqa: F401  (compat shims)
 from metarec.eval import Evaluator
-from metarec.experiment import get_split
+from metarec.bench.experiment import get_split
 from metarec.methods import build_method
 from metarec.utils import atomic_write_json, home
 

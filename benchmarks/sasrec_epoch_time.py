@@ -16,7 +16,7 @@ import time
 import torch
 
 import metarec  # noqa: F401  (compat shims)
-from metarec.experiment import get_split
+from metarec.bench.experiment import get_split
 from metarec.methods import build_method
 from metarec.utils import atomic_write_json, home
 

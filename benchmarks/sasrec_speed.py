@@ -33,7 +33,7 @@ import torch
 
 import metarec  # noqa: F401  (offline flags, shims)
 from metarec.eval import Evaluator
-from metarec.experiment import get_split
+from metarec.bench.experiment import get_split
 from metarec.methods import build_method
 from metarec.utils import atomic_write_json, atomic_write_text, home
 

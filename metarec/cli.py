@@ -57,7 +57,7 @@ def _preprocess(args) -> dict:
 
 
 def cmd_split(args) -> int:
-    from metarec.experiment import get_split, split_dir
+    from metarec.bench.experiment import get_split, split_dir
     from metarec.protocols import get_protocol
     from metarec.utils import parse_assignments
 
@@ -78,7 +78,7 @@ def cmd_split(args) -> int:
 def cmd_run(args) -> int:
     import time
 
-    from metarec.experiment import get_split, run_one
+    from metarec.bench.experiment import get_split, run_one
     from metarec.methods import build_method
     from metarec.protocols import get_protocol
     from metarec.utils import atomic_write_json, home, parse_assignments, versions
@@ -151,6 +151,13 @@ def cmd_bench(args) -> int:
           f"{c['failed']} failed now, {c['skipped_failed']} failed earlier (skipped; --retry-failed reruns them)")
     for f in out["failures"]:
         print(f"  failed {f['key']}: {f['reason'][:160]}")
+    if out.get("trials") is not None:
+        t = out["trials"]
+        print(f"tuning: {t.study.nunique()} studies, {len(t)} trials ({(t.state == 'PRUNED').sum()} pruned, "
+              f"{(t.state == 'FAIL').sum()} failed), {t.wall_s.sum() / 60:.1f} min of trial runs; "
+              f"{out['store'].root / 'trials.csv'}")
+        for note in out.get("notes", []):
+            print(f"  {note}")
     if not out["tidy"].empty:
         print(f"tidy table: {out['store'].root / 'results.parquet'} (+ .csv); next: metarec report {args.grid}")
     return 0 if not c["failed"] else 1

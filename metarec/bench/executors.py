@@ -1,111 +1,149 @@
 """Executors: in-process sequential (default), a local process pool (``--jobs N``), and Ray (``--executor ray``,
 optionally ``--address`` of a running cluster). All of them call ``execute_run`` on the same specs; runs are
-deterministic given their seed and thread count, so every executor yields the same results table."""
+deterministic given their seed and thread count, so every executor yields the same results table.
+
+An executor is a small job queue: ``submit(job)`` and ``next_done() -> (job, outcome)``. The runner keeps at most
+``slots`` jobs in flight, which lets a tuning study ask for its next trial as soon as the last one is told.
+"""
 from __future__ import annotations
 
-import sys
 import time
-from typing import Callable, Iterator
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
+from metarec.bench.execute import execute_run
+from metarec.bench.grid import RunSpec
 from metarec.errors import UnknownNameError
 
 
-def _bar(total: int, progress: bool, counts: dict):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="grid", unit="run", disable=not progress or total == 0, file=sys.stderr,
-                dynamic_ncols=True)
-
-
-def _update(bar, outcome: dict, counts: dict) -> None:
-    bar.update(1)
-    done = counts.get("done", 0) + (outcome["status"] == "done")
-    failed = counts.get("failed", 0) + (outcome["status"] == "failed")
-    bar.set_postfix(done=done, failed=failed, left=bar.total - bar.n)
-    if outcome["status"] == "failed":
-        bar.write(f"run {outcome['key']} failed: {outcome['reason'][:200]}")
+@dataclass
+class Job:
+    spec: RunSpec
+    key: str
+    trial: dict | None = None   # a tuning trial's study handle (see metarec.bench.execute)
+    tag: Any = None             # the runner's bookkeeping, never sent to a worker
 
 
-def sequential(todo, grid_name, root, *, jobs=1, address=None, progress=True, counts=None) -> Iterator[dict]:
-    from metarec.bench.runner import execute_run
+class Sequential:
+    """Runs each job in this process when its outcome is asked for."""
 
-    with _bar(len(todo), progress, counts) as bar:
-        for p in todo:
-            outcome = execute_run(p.spec, p.key, grid_name, root)
-            _update(bar, outcome, counts)
-            yield outcome
+    slots = 1
 
+    def __init__(self, grid_name: str, root: str, jobs: int = 1, address: str | None = None):
+        self.grid_name, self.root = grid_name, root
+        self.queue: deque[Job] = deque()
 
-def pool(todo, grid_name, root, *, jobs=2, address=None, progress=True, counts=None) -> Iterator[dict]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
 
-    from metarec.bench.runner import execute_run
+    def pending(self) -> int:
+        return len(self.queue)
 
-    # spawn, not fork: a forked torch/OpenMP runtime can deadlock in the child
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as ex, \
-            _bar(len(todo), progress, counts) as bar:
-        futures = {ex.submit(execute_run, p.spec, p.key, grid_name, root): p for p in todo}
-        for fut in as_completed(futures):
-            p = futures[fut]
-            try:
-                outcome = fut.result()
-            except BrokenProcessPool as e:  # the worker died (killed, out of memory): record, go on
-                outcome = _record_crash(p, grid_name, root, f"worker process died: {e}")
-            _update(bar, outcome, counts)
-            yield outcome
+    def next_done(self) -> tuple[Job, dict]:
+        job = self.queue.popleft()
+        return job, execute_run(job.spec, job.key, self.grid_name, self.root, job.trial)
+
+    def close(self) -> None:
+        self.queue.clear()
 
 
-def ray_executor(todo, grid_name, root, *, jobs=2, address=None, progress=True, counts=None) -> Iterator[dict]:
-    import os
+class Pool(Sequential):
+    """A local process pool (spawned workers: a forked torch/OpenMP runtime can deadlock in the child)."""
 
-    import ray
+    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
-    from metarec.bench.runner import execute_run
+        super().__init__(grid_name, root)
+        self.slots = max(1, jobs)
+        self.ex = ProcessPoolExecutor(max_workers=self.slots, mp_context=mp.get_context("spawn"))
+        self.futures: dict = {}
 
-    started = not ray.is_initialized()
-    if started:
-        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                      logging_level="ERROR")
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            # a local instance; workers must import the same metarec and see the same data roots
-            env = {k: v for k, v in os.environ.items() if k.startswith(("METAREC_", "HF_", "TRANSFORMERS_"))}
-            ray.init(num_cpus=max(1, jobs), runtime_env={"env_vars": env}, **kwargs)
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
-        pending = {remote.remote(p.spec, p.key, grid_name, root): p for p in todo}
-        with _bar(len(todo), progress, counts) as bar:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                p = pending.pop(ready[0])
-                try:
-                    outcome = ray.get(ready[0])
-                except Exception as e:  # a worker crash surfaces here
-                    outcome = _record_crash(p, grid_name, root, f"ray worker failed: {type(e).__name__}: {e}")
-                _update(bar, outcome, counts)
-                yield outcome
-    finally:
-        if started:
+    def submit(self, job: Job) -> None:
+        self.futures[self.ex.submit(execute_run, job.spec, job.key, self.grid_name, self.root, job.trial)] = job
+
+    def pending(self) -> int:
+        return len(self.futures)
+
+    def next_done(self) -> tuple[Job, dict]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        done, _ = wait(list(self.futures), return_when=FIRST_COMPLETED)
+        fut = min(done, key=lambda f: self.futures[f].key)  # several done at once: a stable order
+        job = self.futures.pop(fut)
+        try:
+            return job, fut.result()
+        except BrokenProcessPool as e:  # the worker died (killed, out of memory): record, go on
+            return job, record_crash(job, self.grid_name, self.root, f"worker process died: {e}")
+
+    def close(self) -> None:
+        self.ex.shutdown(wait=True, cancel_futures=True)
+        self.futures.clear()
+
+
+class Ray(Sequential):
+    """Ray tasks on a local instance, or on a running cluster (``address``)."""
+
+    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None):
+        import os
+
+        import ray
+
+        super().__init__(grid_name, root)
+        self.slots = max(1, jobs)
+        self.started = not ray.is_initialized()
+        if self.started:
+            kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                          logging_level="ERROR")
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                # a local instance; workers must import the same metarec and see the same data roots
+                env = {k: v for k, v in os.environ.items() if k.startswith(("METAREC_", "HF_", "TRANSFORMERS_"))}
+                ray.init(num_cpus=self.slots, runtime_env={"env_vars": env}, **kwargs)
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self.refs: dict = {}
+
+    def submit(self, job: Job) -> None:
+        self.refs[self.remote.remote(job.spec, job.key, self.grid_name, self.root, job.trial)] = job
+
+    def pending(self) -> int:
+        return len(self.refs)
+
+    def next_done(self) -> tuple[Job, dict]:
+        import ray
+
+        ready, _ = ray.wait(list(self.refs), num_returns=1)
+        job = self.refs.pop(ready[0])
+        try:
+            return job, ray.get(ready[0])
+        except Exception as e:  # a worker crash surfaces here
+            return job, record_crash(job, self.grid_name, self.root, f"ray worker failed: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        import ray
+
+        self.refs.clear()
+        if self.started:
             ray.shutdown()
 
 
-def _record_crash(p, grid_name, root, reason: str) -> dict:
+def record_crash(job: Job, grid_name: str, root: str, reason: str) -> dict:
     from pathlib import Path
 
     from metarec.bench.store import RunStore
 
-    RunStore(grid_name, Path(root)).record_failure(p.key, {"key": p.key, "reason": reason, "params": p.spec.params,
-                                                          "time": time.time()})
-    return {"key": p.key, "status": "failed", "reason": reason}
+    RunStore(grid_name, Path(root)).record_failure(job.key, {"key": job.key, "reason": reason,
+                                                            "params": job.spec.params, "time": time.time()})
+    return {"key": job.key, "status": "failed", "reason": reason}
 
 
-EXECUTORS: dict[str, Callable] = {"sequential": sequential, "pool": pool, "ray": ray_executor}
+EXECUTORS: dict[str, type[Sequential]] = {"sequential": Sequential, "pool": Pool, "ray": Ray}
 
 
-def get_executor(name: str) -> Callable:
+def get_executor(name: str) -> type[Sequential]:
     if name not in EXECUTORS:
         raise UnknownNameError("executor", name, EXECUTORS)
     return EXECUTORS[name]

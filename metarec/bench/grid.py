@@ -19,6 +19,24 @@ metrics and the validation metric used for model selection. Validated completely
         grid: {lr: [0.001, 0.005]}           # every combination is a configuration
         protocols: [general]                 # optional: only these protocols
         exclude: [amazon-office/general]     # optional: skip these datasets or dataset/protocol pairs
+
+A ``tune:`` block turns the grid into select-then-confirm (see ``metarec.bench.tune`` and docs/tuning.md): every
+method with a search space gets its own Optuna study per dataset x protocol, the same budget for all, on tuning
+seeds disjoint from ``seeds``; the best trial's parameters are then re-run on every evaluation seed.
+
+    tune:
+      trials: 20            # trials per study ...
+      budget_s: 1800        # ... or seconds of trial run time per study, whichever ends first (null: no limit)
+      seeds: [100]          # tuning seeds (split and training); a trial's value is the mean over them
+      metric: ndcg@10       # the validation metric optimised (default: valid_metric)
+      pruner: median        # median | none: stop trials whose validation curve falls below the median
+      sampler_seed: 0       # TPE's seed; startup_trials: random trials before TPE (default min(10, trials // 2))
+      parallel: 1           # trials of one study in flight at once (1: the same trials on every executor)
+    methods:
+      mf-bpr:
+        params: {max_epochs: 400}          # fixed; a fixed parameter is never searched
+        search: {dim: [32, 64, 128]}       # optional: replaces the method's declared search_space
+        tune: false                        # optional: run params as they are (no study)
 """
 from __future__ import annotations
 
@@ -31,10 +49,24 @@ from typing import Any
 import yaml
 
 from metarec.errors import ConfigError, MetarecError, UnknownNameError
+from metarec.methods.space import parse_space
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "datasets", "methods", "split_seed", "threads",
-            "reference",
-            "description"}
+            "reference", "tune", "description"}
+TUNE_KEYS = {"trials", "budget_s", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
+PRUNERS = ("median", "none")
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    trials: int | None
+    budget_s: float | None
+    seeds: tuple[int, ...]
+    metric: str
+    pruner: str
+    sampler_seed: int
+    startup_trials: int
+    parallel: int
 
 
 @dataclass(frozen=True)
@@ -77,9 +109,11 @@ class Grid:
     split_seed: int | None = None
     threads: int = 1
     reference: str | None = None   # significance reference method; default: the best 'baseline'-family method
+    tune: TuneSpec | None = None
     raw: dict = field(default_factory=dict)
 
-    def runs(self) -> list[RunSpec]:
+    def cells(self) -> list[tuple[dict, dict, str]]:
+        """(dataset, protocol, method name) for every cell the grid runs, in grid order."""
         out = []
         for d in self.datasets:
             for proto in d["protocols"]:
@@ -88,14 +122,29 @@ class Grid:
                         continue
                     if d["name"] in m["exclude"] or f"{d['name']}/{proto['name']}" in m["exclude"]:
                         continue
-                    for combo in m["configs"]:
-                        for seed in self.seeds:
-                            out.append(RunSpec(
-                                dataset=d["name"], preprocess=d["preprocess"], protocol=proto["name"],
-                                protocol_params=proto["params"],
-                                split_seed=self.split_seed if self.split_seed is not None else seed,
-                                method=mname, params=combo, seed=seed, metrics=tuple(self.metrics),
-                                eval_mode=self.eval_mode, threads=self.threads))
+                    out.append((d, proto, mname))
+        return out
+
+    def spec(self, dataset: dict, protocol: dict, method: str, params: dict, seed: int) -> RunSpec:
+        return RunSpec(dataset=dataset["name"], preprocess=dataset["preprocess"], protocol=protocol["name"],
+                       protocol_params=protocol["params"],
+                       split_seed=self.split_seed if self.split_seed is not None else seed,
+                       method=method, params=params, seed=seed, metrics=tuple(self.metrics),
+                       eval_mode=self.eval_mode, threads=self.threads)
+
+    def is_tuned(self, method: str) -> bool:
+        return self.tune is not None and bool(self.methods[method]["space"])
+
+    def runs(self) -> list[RunSpec]:
+        """Every run known before tuning: all configurations x seeds of untuned methods (a tuned method's runs
+        depend on its study and are planned by ``metarec.bench.tune``)."""
+        out = []
+        for d, proto, mname in self.cells():
+            if self.is_tuned(mname):
+                continue
+            for combo in self.methods[mname]["configs"]:
+                for seed in self.seeds:
+                    out.append(self.spec(d, proto, mname, combo, seed))
         return out
 
 
@@ -197,13 +246,16 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
 
     if not isinstance(raw["methods"], dict) or not raw["methods"]:
         raise _err(f"{source}: methods", "must be a non-empty mapping of method name -> settings")
+    tune = _parse_tune(raw.get("tune"), source, seeds, valid_metric)
+    if tune is not None and tune.metric not in metrics:
+        metrics = [tune.metric] + list(metrics)
     methods = {}
     proto_names = {p["name"] for d in datasets for p in d["protocols"]}
     for mname, m in raw["methods"].items():
         where = f"{source}: methods.{mname}"
         m = m or {}
-        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols", "exclude"}:
-            raise _err(where, "valid keys: params, grid, protocols, exclude")
+        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols", "exclude", "search", "tune"}:
+            raise _err(where, "valid keys: params, grid, search, tune, protocols, exclude")
         try:
             cls = get_method(str(mname))
         except MetarecError as e:
@@ -239,10 +291,77 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         for e in exclude:
             if "/" in e and e.split("/")[1] not in PROTOCOLS:
                 raise _err(f"{where}.exclude", f"unknown protocol in {e!r} (valid: {', '.join(sorted(PROTOCOLS))})")
-        methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude}
+        space = {}
+        if tune is not None and m.get("tune", True) is not False:
+            if m.get("grid"):
+                raise _err(f"{where}.grid", "a tuned grid searches; write the values as search: {param: [...]} "
+                                            "(or set tune: false for this method)")
+            try:
+                space = parse_space(m["search"], f"{where}.search", cls.defaults) if "search" in m \
+                    else cls.declared_space()
+            except MetarecError as e:
+                raise _err(where, str(e)) from None
+            space = {k: v for k, v in space.items() if k not in fixed}  # a fixed parameter is not searched
+        elif "search" in m:
+            raise _err(f"{where}.search", "needs the grid's tune: block (or remove tune: false)")
+        if m.get("tune", True) not in (True, False):
+            raise _err(f"{where}.tune", f"must be true or false, got {m['tune']!r}")
+        methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude, "space": space,
+                               "fixed": fixed}
     reference = raw.get("reference")
     if reference is not None and reference not in methods:
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
-                reference=reference, raw=raw)
+                reference=reference, tune=tune, raw=raw)
+
+
+def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:
+    from metarec.eval.metrics import parse_metric
+
+    if raw is None or raw is False:
+        return None
+    where = f"{source}: tune"
+    if not isinstance(raw, dict):
+        raise _err(where, "a mapping with trials and/or budget_s, seeds, metric, pruner ...")
+    unknown = sorted(set(raw) - TUNE_KEYS)
+    if unknown:
+        raise _err(where, f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TUNE_KEYS))}")
+
+    def positive(key, kind=int, default=None):
+        v = raw.get(key, default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int) or v <= 0:
+            raise _err(f"{where}.{key}", f"must be a positive {'number' if kind is float else 'integer'}, got {v!r}")
+        return kind(v)
+
+    trials = positive("trials")
+    budget = positive("budget_s", float)
+    if trials is None and budget is None:
+        raise _err(where, "give trials, budget_s or both: every study needs a budget that ends")
+    tseeds = raw.get("seeds", [max(seeds) + 1000])
+    if not isinstance(tseeds, list) or not tseeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                             for s in tseeds) or len(set(tseeds)) != len(tseeds):
+        raise _err(f"{where}.seeds", f"must be a non-empty list of distinct integers, got {tseeds!r}")
+    shared = sorted(set(tseeds) & set(seeds))
+    if shared:
+        raise _err(f"{where}.seeds", f"tuning seeds must differ from the evaluation seeds (shared: {shared}): "
+                                     "a configuration chosen on a split must not be scored on the same split")
+    metric = str(raw.get("metric", valid_metric))
+    try:
+        parse_metric(metric)
+    except MetarecError as e:
+        raise _err(f"{where}.metric", str(e)) from None
+    pruner = raw.get("pruner", "median")
+    if pruner not in PRUNERS:
+        raise _err(f"{where}.pruner", f"must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    sampler_seed = raw.get("sampler_seed", 0)
+    if not isinstance(sampler_seed, int) or isinstance(sampler_seed, bool):
+        raise _err(f"{where}.sampler_seed", f"must be an integer, got {sampler_seed!r}")
+    startup = raw.get("startup_trials", min(10, max(1, (trials or 20) // 2)))
+    if not isinstance(startup, int) or isinstance(startup, bool) or startup < 0:
+        raise _err(f"{where}.startup_trials", f"must be a non-negative integer, got {startup!r}")
+    parallel = positive("parallel", default=1)
+    return TuneSpec(trials=trials, budget_s=budget, seeds=tuple(tseeds), metric=metric, pruner=pruner,
+                    sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel)

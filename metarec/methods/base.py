@@ -10,12 +10,17 @@
                                       evaluator sets it around every evaluation; None = 'test')
     num_parameters()                  trainable parameter count (reported in results)
 
+Tuning: a method declares ``search_space`` next to its ``defaults`` (see ``metarec.methods.space``). A method that
+validates while it trains calls ``self.report(step, value)`` after every validation; the tuner installs a reporter
+there (Optuna's pruner) and, when it answers "prune", the method stops training early, keeps its best weights and
+finishes like any run (``pruned`` is then True and recorded in the run's result).
+
 A method never reads dataset files, computes metrics or writes results: the evaluator and the runner do.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +40,8 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     #: protocols the method supports; None = all ranking protocols
     protocols: ClassVar[tuple[str, ...] | None] = None
+    #: parameter -> distribution (``metarec.methods.space``): what a tuned grid searches by default
+    search_space: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -48,6 +55,21 @@ class Method:
                     and not isinstance(default, bool) and not isinstance(value, (int, float)):
                 raise ConfigError(f"method {self.name!r}: parameter {key!r} must be a number, got {value!r}")
         self.n_users = self.n_items = 0
+        self.reporter: Callable[[int, float], bool] | None = None
+        self.pruned = False
+
+    @classmethod
+    def declared_space(cls) -> dict:
+        """The parsed ``search_space`` (a ConfigError names a parameter the method does not have)."""
+        from metarec.methods.space import parse_space
+
+        return parse_space(cls.search_space, f"method {cls.name!r}: search_space", cls.defaults)
+
+    def report(self, step: int, value: float) -> bool:
+        """Called after each validation with the validation metric; True means: stop now (the trial is pruned)."""
+        if self.reporter is not None and self.reporter(int(step), float(value)):
+            self.pruned = True
+        return self.pruned
 
     def fit(self, split, *, seed: int = 0, workdir: str | Path | None = None) -> "Method":
         raise NotImplementedError

@@ -14,6 +14,7 @@ import copy
 import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,12 @@ def _validation_callback(method: "LightningMethod", split, metric: str, every: i
 
         def __init__(self):
             self.evaluator = Evaluator(split, metrics=[metric])
-            self.best, self.best_state, self.best_epoch, self.history = -float("inf"), None, -1, []
+            self.best, self.best_state, self.best_epoch, self.history, self.curve = -float("inf"), None, -1, [], []
             self.bad_evals = 0
+            self.t0 = time.perf_counter()
+
+        def on_train_start(self, trainer, module):
+            self.t0 = time.perf_counter()
 
         def on_train_epoch_end(self, trainer, module):
             epoch = trainer.current_epoch
@@ -67,6 +72,7 @@ def _validation_callback(method: "LightningMethod", split, metric: str, every: i
                 value = float(self.evaluator.evaluate(method, stage="valid").means[metric])
             module.train()
             self.history.append((epoch, value))
+            self.curve.append((epoch, value, time.perf_counter() - self.t0))  # + seconds since training began
             module.log(f"valid/{metric}", value, prog_bar=True, on_epoch=True)
             if value > self.best:
                 self.best, self.best_epoch, self.bad_evals = value, epoch, 0
@@ -75,6 +81,8 @@ def _validation_callback(method: "LightningMethod", split, metric: str, every: i
                 self.bad_evals += 1
                 if self.bad_evals >= patience:
                     trainer.should_stop = True
+            if method.report(epoch, value):  # a tuner's pruner judged this trial hopeless
+                trainer.should_stop = True
 
     return ValidateOnSplit()
 
@@ -122,6 +130,7 @@ class LightningMethod(Method):
             self.module.load_state_dict(callbacks[0].best_state)
             self.best_epoch, self.best_valid = callbacks[0].best_epoch, callbacks[0].best
             self.valid_history = callbacks[0].history
+            self.valid_curve = callbacks[0].curve
         self.module.eval()
         return self
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from metarec.bench.store import RunStore, write_table
-from metarec.report import plots, tables
+from metarec.report import plots, tables, tuning
 from metarec.utils import atomic_write_json, atomic_write_text
 
 RESULTS = Path("results")
@@ -28,6 +28,12 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
                                 method=r.method, seed=r.seed))
     if frames:
         pd.concat(frames, ignore_index=True).to_parquet(out / "per_user.parquet", index=False)
+    trials = store.root / "trials.parquet"
+    if trials.is_file():  # a tuned grid: its trials table and the studies' database (resumable, inspectable)
+        write_table(pd.read_parquet(trials), out, stem="trials")
+        db = store.root / "tuning.db"
+        if db.is_file():
+            _copy_sqlite(db, out / "tuning.db")
     atomic_write_json(out / "meta.json", {"grid": grid.name, "valid_metric": grid.valid_metric,
                                           "metrics": grid.metrics, "seeds": grid.seeds,
                                           "reference": grid.reference,
@@ -73,7 +79,26 @@ def build(folder: Path) -> dict:
     if tests:
         atomic_write_text(folder / "tables" / "significance.csv", pd.concat(tests).to_csv(index=False))
     figures = plots.all_figures(tidy, metric, folder / "figures")
+    if (folder / "trials.parquet").is_file():
+        tuned = tuning.write(pd.read_parquet(folder / "trials.parquet"), folder)
+        figures["budget"] = tuned["figures"]
     return {"markdown": folder / "tables" / "results.md", "latex": tex, "figures": figures}
+
+
+def _copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite database (its backup API), written under a temporary name first."""
+    import os
+    import sqlite3
+
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    a, b = sqlite3.connect(src), sqlite3.connect(tmp)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+    os.replace(tmp, dst)
 
 
 def _param_groups(tidy: pd.DataFrame, groups: pd.DataFrame):

@@ -13,7 +13,7 @@ import torch
 from metarec.data import load_dataset
 from metarec.errors import ConfigError
 from metarec.eval.query_ranking import melu_ndcg, query_metrics, query_ranking
-from metarec.experiment import run_one
+from metarec.bench.experiment import run_one
 from metarec.methods import build_method, get_method, list_methods
 from metarec.methods.meta.model import feature_codes
 from metarec.protocols import get_protocol

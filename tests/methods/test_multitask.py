@@ -185,7 +185,7 @@ def test_category_task_masks_unknown_categories():
 
 # ---- per-task metrics through run_one -------------------------------------------------------------------------
 def test_run_one_reports_every_task_with_per_user_values(tiny):
-    from metarec.experiment import run_one
+    from metarec.bench.experiment import run_one
 
     out = run_one(tiny, "mtl:ple", FAST, seed=0, metrics=["ndcg@10", "recall@10"])
     test, pu = out["metrics"]["test"], out["per_user"]["test"]

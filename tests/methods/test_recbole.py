@@ -20,6 +20,7 @@ from metarec.eval import Evaluator  # noqa: E402
 from metarec.methods import build_method, get_method, list_methods  # noqa: E402
 from metarec.methods.recbole import METHODS, MODELS, search_space  # noqa: E402
 from metarec.methods.recbole.adapter import CONFIG_DIR, dataset_token, load_model_yaml, write_atomic_files  # noqa: E402
+from metarec.methods.space import parse_space  # noqa: E402
 from metarec.protocols import Split, get_protocol  # noqa: E402
 from tests.protocols.test_protocols import toy  # noqa: E402
 
@@ -52,8 +53,9 @@ def test_every_model_is_registered_with_its_yaml():
         assert spec["model"] == model and spec["kind"] == kind, f"{CONFIG_DIR / model}.yaml"
         for key, value in spec["params"].items():
             assert cls.defaults[key] == value
-        for key, grid in search_space(model).items():
-            assert key in cls.defaults and isinstance(grid, list) and grid, (model, key)
+        space = parse_space(search_space(model), model, cls.defaults)  # raises on an unknown key or a bad range
+        assert search_space(model) == cls.search_space
+        assert bool(space) == (model != "Pop"), f"{model}: every model but Pop declares a search space"
     assert {"Pop", "ItemKNN", "BPR", "NeuMF", "LightGCN", "MultiVAE", "GRU4Rec", "SASRec", "BERT4Rec", "FM",
             "DeepFM", "WideDeep"} == set(METHODS)
 

@@ -15,6 +15,8 @@ class ItemKNNCosine(Method):
     """Item kNN: cosine similarity between item columns, shrunk, top-k neighbours per item."""
 
     defaults = {"k": 100, "shrink": 10.0}
+    # what a tuned grid searches (metarec.methods.space words: plain dicts, no metarec import needed for them)
+    search_space = {"k": {"int": [10, 1000], "log": True}, "shrink": {"float": [0.0, 200.0]}}
 
     def fit(self, split, *, seed=0, workdir=None):
         self.n_users, self.n_items = split.n_users, split.n_items

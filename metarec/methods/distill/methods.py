@@ -36,6 +36,7 @@ from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interact
 from metarec.methods.distill.module import DistillDataModule, DistillModule, FrozenTeacher
 from metarec.methods.lightning import LightningMethod
 from metarec.methods.registry import build_method, register
+from metarec.methods.space import loguniform, uniform
 
 STUDENT_SIZE = {"dim": 32, "n_layers": 1}
 TEACHER_SIZE = {"dim": 128, "n_layers": 2}
@@ -75,6 +76,10 @@ class DistillMethod(LightningMethod):
     family = "distill"
     protocols = ("sequential", "general")
     defaults = {**COMMON, **STUDENT_SIZE}
+    # sizes stay fixed (teacher vs student size is what the family compares); optimisation and regularisation
+    # are searched. KD methods add their loss's own knobs.
+    search_space = {"lr": loguniform(3e-4, 1e-2), "dropout": uniform(0.0, 0.5), "input_dropout": uniform(0.0, 0.7),
+                    "weight_decay": loguniform(1e-8, 1e-3)}
     kd: ClassVar[str | None] = None
     #: None (id embeddings only), "fixed" (pre-computed MiniLM vectors) or "student" (DistilBERT student)
     text_mode: ClassVar[str | None] = None
@@ -234,6 +239,7 @@ class KDSoft(DistillMethod):
     """Student + soft-label KD (Hinton): hard loss + kd_weight * T^2 KL(teacher || student) over all items."""
 
     defaults = _student_defaults(kd_weight=1.0, temperature=2.0)
+    search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "temperature": [1.0, 2.0, 4.0, 8.0]}
     kd = "soft"
     uses_teacher = True
 
@@ -243,6 +249,8 @@ class KDRD(DistillMethod):
     """Student + Ranking Distillation (Tang & Wang 2018): teacher top-K as rank-weighted extra positives."""
 
     defaults = _student_defaults(kd_weight=0.5, kd_k=10, rd_lambda=5.0)
+    search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "kd_k": [5, 10, 20, 50],
+                    "rd_lambda": loguniform(0.5, 50.0)}
     kd = "rd"
     uses_teacher = True
 
@@ -252,6 +260,7 @@ class KDRRD(DistillMethod):
     """Student + relaxed ranking distillation (DE-RRD style listwise loss on the teacher's top-K)."""
 
     defaults = _student_defaults(kd_weight=0.5, kd_k=10)
+    search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "kd_k": [5, 10, 20, 50]}
     kd = "rrd"
     uses_teacher = True
 

@@ -38,6 +38,7 @@ from metarec.methods.base import as_user_tensor
 from metarec.methods.lightning import FiniteLossGuard, LightningMethod
 from metarec.methods.meta.model import LOCAL_CHOICES, build_net, split_stages
 from metarec.methods.registry import register
+from metarec.methods.space import loguniform
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "finetune", "global")
 META_ALGORITHMS = ("maml", "fomaml", "reptile")
@@ -260,6 +261,10 @@ class _MetaBase(LightningMethod):
                 "n_neg": 4,
                 "item_ids": None,              # learned item-id embedding: None = only without item features
                 "max_epochs": 30, "eval_every": 5, "patience": 2}
+    # the adaptation budget (inner_steps, support size) is the protocol's and stays fixed; the learning rates and
+    # the network's width are searched (meta:global has no inner loop: its space drops inner_lr)
+    search_space = {"outer_lr": loguniform(1e-4, 1e-2), "inner_lr": loguniform(1e-3, 0.5), "dim": [16, 32, 64],
+                    "hidden": [32, 64, 128]}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -384,3 +389,4 @@ class MetaGlobal(_MetaBase):
     algorithm = "global"
     family = "baseline"
     defaults = {**_MetaBase.defaults, "max_epochs": 10, "eval_every": 2}
+    search_space = {k: v for k, v in _MetaBase.search_space.items() if k != "inner_lr"}

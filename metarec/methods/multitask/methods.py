@@ -20,6 +20,7 @@ from metarec.methods.multitask.models import MultiTaskModule, MultiTaskNet
 from metarec.methods.multitask.tasks import (BINARY, REGRESSION, TaskData, item_domains, main_task, resolve_tasks,
                                              side_info)
 from metarec.methods.registry import register
+from metarec.methods.space import integer, loguniform, uniform
 
 WEIGHTINGS = ("fixed", "uncertainty")
 
@@ -53,6 +54,8 @@ class MultiTaskMethod(LightningMethod):
                 "num_levels": 2, "dropout": 0.0, "num_negatives": 2, "like_threshold": 4.0,
                 "lr": 3e-3, "weight_decay": 0.0, "batch_size": 2048,
                 "max_epochs": 20, "eval_every": 2, "patience": 2, "valid_metric": "auto"}
+    search_space = {"lr": loguniform(3e-4, 3e-2), "weight_decay": loguniform(1e-8, 1e-3),
+                    "dropout": uniform(0.0, 0.5), "dim": [8, 16, 32, 64], "num_negatives": integer(1, 8)}
 
     def __init__(self, **params):
         super().__init__(**params)

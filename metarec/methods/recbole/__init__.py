@@ -1,6 +1,6 @@
 """RecBole 1.2.1 classical baselines, registered as ``recbole:<Model>`` (see ``adapter``).
 
-Each model's defaults and search grid live in ``baselines/recbole/<Model>.yaml``.
+Each model's defaults and search space live in ``configs/<Model>.yaml`` (package data).
 """
 from metarec.methods.recbole.adapter import MODELS, RecBoleMethod, make_method, search_space
 from metarec.methods.registry import register

@@ -69,7 +69,8 @@ MODELS: dict[str, str] = {
 KIND_PROTOCOLS = {"general": ("general", "given", "temporal"), "sequential": ("sequential",),
                   "context": ("impressions", "general", "given", "temporal")}
 ACCEPTED_PROTOCOLS = {**KIND_PROTOCOLS, "general": ("general", "given", "temporal", "sequential")}
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "baselines" / "recbole"
+#: each model's defaults and search space, shipped as package data (metarec/methods/recbole/configs/<Model>.yaml)
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 UID, IID, SEQ, SEQ_LEN = "user_id", "item_id", "item_id_list", "item_length"
 #: side information written for context-aware models (list-valued columns become token_seq fields)
@@ -80,7 +81,7 @@ CONTEXT_RANKING = {"train_neg_sample_args": {"distribution": "uniform", "sample_
 RANKING_METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
 RANKING_TOPK = [10, 20]
 
-#: parameters every RecBole method accepts (besides its model's own, from baselines/recbole/<Model>.yaml).
+#: parameters every RecBole method accepts (besides its model's own, from configs/<Model>.yaml).
 #: RecBole config keys pass through unchanged; ``device``, ``show_progress``, ``verbose`` and ``config`` are ours.
 COMMON_DEFAULTS: dict[str, Any] = {
     "epochs": 300,
@@ -105,20 +106,24 @@ OURS = ("device", "show_progress", "verbose", "config")
 
 
 def load_model_yaml(model: str, config_dir: Path | None = None) -> dict[str, Any]:
-    """``baselines/recbole/<Model>.yaml``: {'params': {...}, 'search': {...}, ...}; {} when the file is absent
-    (a non-editable install): RecBole's own model defaults then apply."""
+    """``configs/<Model>.yaml``: {'params': {...}, 'search': {...}, ...}. A missing or malformed file is an error
+    naming it: a RecBole model silently running on RecBole's own defaults would not be the model the docs describe."""
     path = (config_dir or CONFIG_DIR) / f"{model}.yaml"
     if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"{path}: RecBole config for {model} not found (every registered RecBole model ships one)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML") from None
     if not isinstance(data, dict) or not isinstance(data.get("params", {}), dict) \
             or not isinstance(data.get("search", {}) or {}, dict):
         raise ConfigError(f"{path}: expected a mapping with 'params' and 'search' mappings")
     return data
 
 
-def search_space(model: str) -> dict[str, list]:
-    """The harness's small grid for ``recbole:<model>`` (from its YAML)."""
+def search_space(model: str) -> dict[str, Any]:
+    """The declared search space of ``recbole:<model>`` (its YAML's ``search:`` block, raw)."""
     return dict(load_model_yaml(model).get("search") or {})
 
 
@@ -299,6 +304,10 @@ def recbole_session(root: Path, model: str, verbose: bool = False):
 # ---------------------------------------------------------------------------------------------------------------
 # the method
 # ---------------------------------------------------------------------------------------------------------------
+class _Pruned(Exception):
+    """Raised from RecBole's per-validation callback to stop its training loop (pruned tuning trial)."""
+
+
 class RecBoleMethod(Method):
     """A RecBole model trained by RecBole's trainer on the split's benchmark files."""
 
@@ -440,9 +449,21 @@ class RecBoleMethod(Method):
         trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
         show = bool(config["show_progress"])
         t0 = time.perf_counter()
+        self.valid_curve: list[tuple[int, float, float]] = []   # (epoch, valid score, seconds since training began)
+        train_t0 = time.perf_counter()
+
+        def after_validation(epoch: int, score: float) -> None:
+            self.valid_history.append((epoch, float(score)))
+            self.valid_curve.append((epoch, float(score), time.perf_counter() - train_t0))
+            if self.report(epoch, float(score)):  # a tuner's pruner stopped this trial
+                raise _Pruned
+
         try:
-            best_score, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=show,
-                                                 callback_fn=lambda e, s: self.valid_history.append((e, float(s))))
+            try:
+                best_score, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=show,
+                                                     callback_fn=after_validation)
+            except _Pruned:  # RecBole saved the best checkpoint before calling back: finish from it as usual
+                best_score, best_valid = trainer.best_valid_score, trainer.best_valid_result
             self.timings["train_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=show) if len(test_data) \
@@ -577,12 +598,12 @@ class RecBoleMethod(Method):
 
 
 def make_method(model: str, kind: str) -> type[RecBoleMethod]:
-    """The Method subclass for one RecBole model; defaults = common + kind + baselines/recbole/<Model>.yaml params."""
+    """The Method subclass for one RecBole model; defaults = common + kind + configs/<Model>.yaml params."""
     spec = load_model_yaml(model)
     defaults = {**COMMON_DEFAULTS, **KIND_DEFAULTS[kind], **(spec.get("params") or {})}
     doc = spec.get("description") or f"RecBole {model} ({kind}), trained by RecBole on the metarec split"
     return type(f"RecBole{model}", (RecBoleMethod,), {
         "__doc__": doc, "model_name": model, "kind": kind, "defaults": defaults,
-        "protocols": KIND_PROTOCOLS[kind], "search": dict(spec.get("search") or {}),
+        "protocols": KIND_PROTOCOLS[kind], "search_space": dict(spec.get("search") or {}),
         "__module__": __name__,
     })

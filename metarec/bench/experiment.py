@@ -54,14 +54,16 @@ def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
 
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
             metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
-            eval_mode: str = "full") -> dict[str, Any]:
+            eval_mode: str = "full", reporter=None) -> dict[str, Any]:
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
-    per-user frames (under ``per_user``, not JSON) and timings."""
+    per-user frames (under ``per_user``, not JSON) and timings. ``reporter(step, valid_value) -> prune?`` is handed
+    to the method (a tuning trial's pruner); a pruned run finishes with its best weights and says ``pruned``."""
     from metarec.eval import Evaluator
     from metarec.eval.extras import extras, merge
     from metarec.methods import build_method
 
     method = build_method(method_name, params)
+    method.reporter = reporter
     metrics = metrics_for(split, metrics)
     evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed)
     t0 = time.perf_counter()
@@ -87,7 +89,9 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
         out["per_user"][stage] = res.per_user
         out["eval_mode"] = res.mode
         out[f"{stage}_users"] = res.n_users
-    for attr in ("best_epoch", "best_valid", "epochs_trained"):
+    out["pruned"] = bool(method.pruned)
+    # valid_curve: (epoch, valid metric, seconds since training began) per validation, for time-to-quality
+    for attr in ("best_epoch", "best_valid", "epochs_trained", "valid_curve"):
         if hasattr(method, attr):
             out[attr] = getattr(method, attr)
     return out

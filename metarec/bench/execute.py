@@ -1,0 +1,89 @@
+"""One grid cell, executed: ``execute_run`` is a top-level function so that the in-process, process-pool and Ray
+executors all run exactly the same code (and import nothing of the runner that drives them).
+
+A tuning trial's run also gets ``trial`` = {storage, study, trial_id, pruner, metric}: the worker re-opens the
+study from its SQLite database and reports the method's validation metric to it after every validation, so
+Optuna's pruner (which reads the other trials of the same study from the database) can stop it early.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from metarec.bench.grid import RunSpec
+from metarec.bench.store import RunStore, write_run
+from metarec.utils import git_revision, versions
+
+
+def trial_reporter(trial: dict | None, method_valid_metric: str | None):
+    """``(step, value) -> prune?`` for a trial's run, or None (no trial, or the method validates on another metric
+    than the study optimises, so its curve cannot be compared with the study's)."""
+    if not trial or not trial.get("pruner") or trial["pruner"] == "none":
+        return None
+    if str(method_valid_metric or "").lower() != trial["metric"]:
+        return None
+    from metarec.bench.tune import open_trial
+
+    handle = open_trial(trial)
+
+    def report(step: int, value: float) -> bool:
+        handle.report(value, step)
+        return bool(handle.should_prune())
+
+    return report
+
+
+def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict | None = None) -> dict[str, Any]:
+    """Run one grid cell and commit its folder; never raises for a failing method (the failure is recorded)."""
+    import torch
+
+    import metarec  # noqa: F401  (shims, in a fresh worker process)
+    from metarec.bench.experiment import get_split, run_one
+    from metarec.methods import build_method, get_method
+
+    store = RunStore(grid_name, Path(root))
+    if store.is_done(key):
+        return {"key": key, "status": "cached"}
+    torch.set_num_threads(spec.threads)
+    tmp = store.temp_folder(key)
+    handler = logging.FileHandler(tmp / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root_logger = logging.getLogger()
+    root_logger.addHandler(handler)
+    logging.captureWarnings(True)
+    t0 = time.time()
+    try:
+        split = get_split(spec.dataset, spec.protocol, spec.protocol_params, spec.split_seed, spec.preprocess,
+                          root=Path(root))
+        logging.getLogger("metarec").warning("run %s: %s %s on %s/%s seed %d%s", key, spec.method, spec.params,
+                                             spec.dataset, spec.protocol, spec.seed,
+                                             f" (trial {trial['number']} of {trial['study']})" if trial else "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            valid_metric = build_method(spec.method, dict(spec.params)).params.get("valid_metric")
+            reporter = trial_reporter(trial, valid_metric)
+            res = run_one(split, spec.method, dict(spec.params), seed=spec.seed, metrics=list(spec.metrics),
+                          workdir=tmp / "work", eval_mode=spec.eval_mode, reporter=reporter)
+    except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
+        reason = f"{type(e).__name__}: {e}"
+        logging.getLogger("metarec").error("run %s failed: %s", key, reason)
+        store.record_failure(key, {"key": key, "reason": reason, "traceback": traceback.format_exc(),
+                                   "spec": spec.identity("?"), "params": spec.params})
+        return {"key": key, "status": "failed", "reason": reason}
+    finally:
+        root_logger.removeHandler(handler)
+        handler.close()
+    per_user = res.pop("per_user")
+    result = {**res, "key": key, "config_params": spec.params, "family": getattr(get_method(spec.method), "family", ""),
+              "split_seed": spec.split_seed, "preprocess": spec.preprocess, "versions": versions(),
+              "git_revision": git_revision(), "wall_s": time.time() - t0}
+    if trial:
+        result["trial"] = {k: trial[k] for k in ("study", "number")}
+    config = {**spec.identity(res["split_fingerprint"]), "resolved_params": res["params"], "threads": spec.threads}
+    write_run(tmp, config, result, per_user)
+    store.commit(key, tmp)
+    return {"key": key, "status": "done"}

@@ -1,0 +1,292 @@
+"""Equal-budget tuning: one Optuna study per dataset x protocol x method, then select-then-confirm.
+
+Studies live in one SQLite database per grid (``<store>/tuning.db``, Optuna's RDB storage), so a tuning run killed
+at any moment resumes with the trials it had, and pool/Ray workers report to the same study. Each study:
+
+- **Same budget for every method**: at most ``tune.trials`` trials and at most ``tune.budget_s`` seconds of trial
+  run time (the sum of the trials' run wall times, so waiting in a queue costs nothing), whichever ends first. A
+  trial started inside the budget runs to its end. Failed and pruned trials count: they were spent.
+- **Trials are runs**: a trial runs the method with its sampled parameters on every tuning seed (split and training
+  seed, disjoint from the evaluation seeds) as ordinary run-store runs keyed like any other, so a configuration is
+  never trained twice (a re-sampled configuration, or a resumed trial, reads the stored run). Its value is the mean
+  validation metric over the tuning seeds.
+- **Deterministic**: TPE is re-seeded for each ask from (sampler_seed, trial number); with ``parallel: 1`` a study's
+  trial sequence depends on nothing but its own finished trials, so the sequential, pool and Ray executors (and a
+  run resumed after SIGKILL) select the same configuration. A trial that was running when its process died is
+  re-attached on the next start (same number, same parameters), not re-drawn.
+- **Pruning**: the first tuning seed's run reports its validation metric after every validation; Optuna's median
+  pruner (which compares only with *completed* trials, so it stays deterministic) may stop it. The pruned run still
+  finishes as a run (best weights so far, evaluated); the trial is told PRUNED and is never selected.
+- **Confirm**: the best completed trial's parameters are re-run on every evaluation seed; only those runs (and the
+  untuned methods' runs) enter the results table. Trials are listed in ``trials.{parquet,csv}``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metarec.bench.grid import Grid, RunSpec
+from metarec.bench.store import RunStore, lower_is_better, run_key
+
+DB_NAME = "tuning.db"
+
+
+def storage_url(store_root: Path) -> str:
+    return f"sqlite:///{Path(store_root).resolve() / DB_NAME}"
+
+
+def _storage(url: str):
+    import optuna
+
+    # several processes (the driver, pool/Ray workers reporting intermediate values) share one SQLite file:
+    # wait for its lock instead of failing at once
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+
+
+def _pruner(name: str, startup: int):
+    import optuna
+
+    if name == "median":
+        # no pruning before `startup` trials finished nor in a run's first two validations: early curves of
+        # different learning rates cross
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, startup), n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def open_trial(info: dict):
+    """In a worker: the live Optuna trial ``info`` names, re-opened from its study's database (for report/prune)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=info["study"], storage=_storage(info["storage"]),
+                              pruner=_pruner(info["pruner"], info["startup"]))
+    return optuna.trial.Trial(study, info["trial_id"])
+
+
+@dataclass
+class PendingTrial:
+    number: int
+    trial_id: int
+    params: dict
+    seed_index: int = 0
+    values: list = field(default_factory=list)
+    wall_s: float = 0.0
+    keys: list = field(default_factory=list)
+
+
+@dataclass
+class StudyRun:
+    """The driver's view of one study."""
+
+    name: str
+    dataset: dict
+    protocol: dict
+    method: str
+    fixed: dict
+    space: dict
+    study: Any
+    inflight: dict = field(default_factory=dict)   # trial number -> PendingTrial
+    confirmed: bool = False
+    note: str = ""
+
+    @property
+    def cell(self) -> tuple[str, str, str]:
+        return self.dataset["name"], self.protocol["name"], self.method
+
+
+class Tuner:
+    """Plans trial runs and confirm runs; the runner executes them and hands every outcome back."""
+
+    def __init__(self, grid: Grid, store: RunStore, key_of):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.grid, self.store, self.key_of = grid, store, key_of
+        self.spec_t = grid.tune
+        self.url = storage_url(store.root)
+        self.storage = _storage(self.url)
+        self.direction = "minimize" if lower_is_better(self.spec_t.metric) else "maximize"
+        self.studies: list[StudyRun] = []
+        self.confirm_keys: list[str] = []
+        for d, proto, mname in grid.cells():
+            if grid.is_tuned(mname):
+                m = grid.methods[mname]
+                name = self.study_name(d, proto, mname, m)
+                study = optuna.create_study(study_name=name, storage=self.storage, direction=self.direction,
+                                            load_if_exists=True,
+                                            pruner=_pruner(self.spec_t.pruner, self.spec_t.startup_trials))
+                study.set_user_attr("cell", [d["name"], proto["name"], mname])
+                self.studies.append(StudyRun(name, d, proto, mname, m["fixed"], m["space"], study))
+
+    def study_name(self, d: dict, proto: dict, method: str, m: dict) -> str:
+        """Readable cell + a hash of everything that defines the study: change the space, the fixed parameters,
+        the tuning seeds or the metric and a new study starts (an old one is never mixed with a new space)."""
+        t = self.spec_t
+        ident = {"dataset": d["name"], "preprocess": d["preprocess"], "protocol": proto["name"],
+                 "protocol_params": proto["params"], "method": method, "fixed": m["fixed"],
+                 "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
+                 "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
+                 "eval_mode": self.grid.eval_mode, "split_seed": self.grid.split_seed}
+        return f"{d['name']}/{proto['name']}/{method}/{run_key(ident)[:10]}"
+
+    # ---- budget --------------------------------------------------------------------------------------------
+    def _finished(self, s: StudyRun):
+        from optuna.trial import TrialState
+
+        return [t for t in s.study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+    def spent(self, s: StudyRun) -> tuple[int, float]:
+        """(trials started, seconds of trial run time spent) so far."""
+        trials = s.study.get_trials(deepcopy=False)
+        return len(trials), sum(float(t.user_attrs.get("wall_s", 0.0)) for t in trials)
+
+    def budget_left(self, s: StudyRun) -> bool:
+        n, secs = self.spent(s)
+        t = self.spec_t
+        return (t.trials is None or n < t.trials) and (t.budget_s is None or secs < t.budget_s)
+
+    # ---- planning ------------------------------------------------------------------------------------------
+    def _spec(self, s: StudyRun, params: dict, seed: int) -> RunSpec:
+        return self.grid.spec(s.dataset, s.protocol, s.method, params, seed)
+
+    def _trial_job(self, s: StudyRun, p: PendingTrial):
+        from metarec.bench.executors import Job
+
+        seed = self.spec_t.seeds[p.seed_index]
+        spec = self._spec(s, {**s.fixed, **p.params}, seed)
+        if p.seed_index == 0:
+            info = {"storage": self.url, "study": s.name, "trial_id": p.trial_id, "number": p.number,
+                    "pruner": self.spec_t.pruner, "startup": self.spec_t.startup_trials,
+                    "metric": self.spec_t.metric}
+        else:
+            info = {"study": s.name, "number": p.number, "pruner": "none"}
+        return Job(spec, self.key_of(spec), info, tag=("trial", s.name, p.number))
+
+    def _ask(self, s: StudyRun) -> PendingTrial:
+        from optuna.samplers import TPESampler
+
+        number = len(s.study.get_trials(deepcopy=False))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multivariate TPE is 'experimental'
+            s.study.sampler = TPESampler(seed=(self.spec_t.sampler_seed * 1_000_003 + number) % (2**31),
+                                         n_startup_trials=self.spec_t.startup_trials, multivariate=True,
+                                         constant_liar=self.spec_t.parallel > 1)
+            trial = s.study.ask({k: d.to_optuna() for k, d in s.space.items()})
+        return PendingTrial(trial.number, trial._trial_id, dict(trial.params))
+
+    def start(self) -> list:
+        """Jobs to run first: re-attached trials of a killed run, then each study's first trials."""
+        from optuna.trial import TrialState
+
+        jobs = []
+        for s in self.studies:
+            for t in s.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                p = PendingTrial(t.number, t._trial_id, dict(t.params))
+                s.inflight[p.number] = p
+                jobs.append(self._trial_job(s, p))
+            jobs += self._more(s)
+        return jobs
+
+    def _more(self, s: StudyRun) -> list:
+        jobs = []
+        while len(s.inflight) < self.spec_t.parallel and self.budget_left(s):
+            p = self._ask(s)
+            s.inflight[p.number] = p
+            jobs.append(self._trial_job(s, p))
+        if not s.inflight and not s.confirmed:
+            jobs += self._confirm(s)
+        return jobs
+
+    def _confirm(self, s: StudyRun) -> list:
+        from metarec.bench.executors import Job
+
+        s.confirmed = True
+        try:
+            best = s.study.best_trial
+        except ValueError:  # no completed trial
+            s.note = "no trial completed: nothing to confirm"
+            return []
+        params = {**s.fixed, **best.params}
+        jobs = []
+        for seed in self.grid.seeds:
+            spec = self._spec(s, params, seed)
+            key = self.key_of(spec)
+            self.confirm_keys.append(key)
+            jobs.append(Job(spec, key, None, tag=("confirm", s.name)))
+        return jobs
+
+    def on_done(self, job, outcome: dict) -> list:
+        """Record a trial run's outcome; returns the follow-up jobs (next seed, next trials, confirm runs)."""
+        from optuna.trial import TrialState
+
+        kind, name = job.tag[0], job.tag[1]
+        if kind != "trial":
+            return []
+        s = next(x for x in self.studies if x.name == name)
+        p = s.inflight[job.tag[2]]
+        p.keys.append(job.key)
+        if outcome["status"] == "failed":
+            self._tell(s, p, TrialState.FAIL, reason=outcome.get("reason", ""))
+            return self._more(s)
+        result = self.store.load_result(job.key)
+        p.wall_s += float(result.get("wall_s", 0.0))
+        value = result.get("metrics", {}).get("valid", {}).get(self.spec_t.metric)
+        if value is None or not math.isfinite(float(value)):
+            self._tell(s, p, TrialState.FAIL, reason=f"no finite valid {self.spec_t.metric} (the split needs a "
+                                                      f"validation stage to tune on)")
+            return self._more(s)
+        p.values.append(float(value))
+        if result.get("pruned"):
+            self._tell(s, p, TrialState.PRUNED)
+            return self._more(s)
+        if p.seed_index + 1 < len(self.spec_t.seeds):
+            p.seed_index += 1
+            return [self._trial_job(s, p)]
+        self._tell(s, p, TrialState.COMPLETE, value=sum(p.values) / len(p.values))
+        return self._more(s)
+
+    def _tell(self, s: StudyRun, p: PendingTrial, state, value: float | None = None, reason: str = "") -> None:
+        import optuna
+
+        trial = optuna.trial.Trial(s.study, p.trial_id)
+        trial.set_user_attr("wall_s", p.wall_s)
+        trial.set_user_attr("runs", p.keys)
+        trial.set_user_attr("seed_values", p.values)
+        if reason:
+            trial.set_user_attr("reason", reason[:500])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s.study.tell(p.number, values=value if state == optuna.trial.TrialState.COMPLETE else None,
+                         state=state)
+        del s.inflight[p.number]
+
+    # ---- tables --------------------------------------------------------------------------------------------
+    def trials_table(self) -> pd.DataFrame:
+        rows = []
+        for s in self.studies:
+            best_number = None
+            try:
+                best_number = s.study.best_trial.number
+            except ValueError:
+                pass
+            for t in s.study.get_trials(deepcopy=False):
+                rows.append({"study": s.name, "dataset": s.dataset["name"], "protocol": s.protocol["name"],
+                             "protocol_params": json.dumps(s.protocol["params"], sort_keys=True),
+                             "method": s.method, "number": t.number, "state": t.state.name,
+                             "value": t.value if t.value is not None else float("nan"),
+                             "params": json.dumps({**s.fixed, **t.params}, sort_keys=True, default=str),
+                             "searched": json.dumps(t.params, sort_keys=True, default=str),
+                             "wall_s": float(t.user_attrs.get("wall_s", float("nan"))),
+                             "selected": t.number == best_number, "metric": self.spec_t.metric,
+                             "direction": self.direction, "reason": t.user_attrs.get("reason", ""),
+                             "space": json.dumps({k: v.describe() for k, v in s.space.items()}, sort_keys=True)})
+        cols = ["study", "dataset", "protocol", "protocol_params", "method", "number", "state", "value", "params",
+                "searched", "wall_s", "selected", "metric", "direction", "reason", "space"]
+        return pd.DataFrame(rows, columns=cols)

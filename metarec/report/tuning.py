@@ -1,0 +1,89 @@
+"""What the tuning budget bought: per dataset x protocol, budget curves (best validation metric so far against
+trials and against trial run time, one line per method) and a table of each method's selected parameters, trials
+run / pruned / failed and total tuning time. Reads ``trials.parquet`` (written by a tuned grid) alone."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metarec.report.plots import _save, plt
+from metarec.utils import atomic_write_text
+
+
+def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
+    """One study's trials in order, with ``best`` = the best completed value up to each trial (NaN before the
+    first completed one) and ``elapsed_s`` = cumulative trial run time."""
+    t = trials.sort_values("number").reset_index(drop=True)
+    ok = t.value.where(t.state == "COMPLETE")
+    minimise = (t.direction == "minimize").any()
+    t["best"] = ok.cummin() if minimise else ok.cummax()
+    t["elapsed_s"] = t.wall_s.fillna(0.0).cumsum()
+    return t
+
+
+def selected_table(trials: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (ds, proto, method), t in trials.groupby(["dataset", "protocol", "method"], sort=True):
+        sel = t[t.selected]
+        searched = json.loads(sel.searched.iloc[0]) if len(sel) else {}
+        rows.append({"dataset": ds, "protocol": proto, "method": method,
+                     "selected": ", ".join(f"{k}={_short(v)}" for k, v in sorted(searched.items())) or "(none completed)",
+                     "valid": float(sel.value.iloc[0]) if len(sel) else float("nan"),
+                     "trials": len(t), "pruned": int((t.state == "PRUNED").sum()),
+                     "failed": int((t.state == "FAIL").sum()), "tuning_s": float(t.wall_s.fillna(0).sum()),
+                     "space": t.space.iloc[0]})
+    return pd.DataFrame(rows)
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
+    out = []
+    for (ds, proto), g in trials.groupby(["dataset", "protocol"], sort=True):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for method, t in g.groupby("method", sort=True):
+            c = best_so_far(t)
+            if c.best.notna().any():
+                axes[0].step(c.number + 1, c.best, where="post", label=method)
+                axes[1].step(c.elapsed_s / 60, c.best, where="post", label=method)
+        metric = g.metric.iloc[0]
+        axes[0].set_xlabel("trials")
+        axes[1].set_xlabel("trial run time (min)")
+        for ax in axes:
+            ax.set_ylabel(f"best valid {metric} so far", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        fig.suptitle(f"{ds} / {proto}: what the tuning budget bought", fontsize=9)
+        fig.tight_layout()
+        out += _save(fig, folder, f"budget_{ds}_{proto}".replace("-", "_"))
+    return out
+
+
+def write(trials: pd.DataFrame, folder: Path) -> dict:
+    """tables/tuning.md + figures/budget_*.{png,pdf}."""
+    folder = Path(folder)
+    table = selected_table(trials)
+    lines = ["# Tuning: selected parameters and what the budget bought\n",
+             f"Metric: validation {trials.metric.iloc[0]} ({trials.direction.iloc[0]}), the mean over the tuning "
+             "seeds; the selected trial's parameters were re-run on every evaluation seed.\n"]
+    for (ds, proto), g in table.groupby(["dataset", "protocol"], sort=True):
+        lines.append(f"\n## {ds} / {proto}\n")
+        lines.append("| method | selected | valid | trials | pruned | failed | tuning time |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for _, r in g.iterrows():
+            valid = "" if np.isnan(r.valid) else f"{r.valid:.4f}"
+            lines.append(f"| {r.method} | {r.selected} | {valid} | {r.trials} | {r.pruned} | {r.failed} | "
+                         f"{r.tuning_s / 60:.1f} min |")
+        lines.append(f"\nTotal tuning time: {g.tuning_s.sum() / 3600:.2f} h.")
+    lines.append("\n## Search spaces\n")
+    for (method, space), _ in table.groupby(["method", "space"], sort=True):
+        lines.append(f"- {method}: " + ", ".join(f"{k} {v}" for k, v in json.loads(space).items()))
+    md = folder / "tables" / "tuning.md"
+    atomic_write_text(md, "\n".join(lines) + "\n")
+    return {"markdown": md, "figures": budget_curves(trials, folder / "figures")}

@@ -1,0 +1,258 @@
+"""Tuning: search spaces, the tune: grid block, studies in SQLite, select-then-confirm, resume after SIGKILL,
+executors agreeing, pruning."""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from metarec.bench import parse_grid, run_grid
+from metarec.errors import ConfigError
+from metarec.methods.space import parse_space, space_size
+
+FAST = {"max_epochs": 2, "eval_every": 1, "progress_bar": False}
+TUNED = {"name": "tuned", "seeds": [0, 1], "metrics": ["ndcg@10", "recall@10"],
+         "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
+         "tune": {"trials": 3, "seeds": [7], "sampler_seed": 3, "startup_trials": 2},
+         "methods": {"pop": {},
+                     "mf-bpr": {"params": {**FAST, "dim": 8}, "search": {"lr": {"float": [1e-3, 5e-2], "log": True}}}}}
+
+
+def trial_values(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[["study", "number", "state", "value", "params", "selected"]].sort_values(
+        ["study", "number"]).reset_index(drop=True)
+
+
+def table_values(tidy: pd.DataFrame) -> pd.DataFrame:
+    cols = ["method", "params", "seed", "stage", "metric", "value"]
+    return tidy[cols].sort_values(cols[:5]).reset_index(drop=True)
+
+
+# ---- spaces -------------------------------------------------------------------------------------------------
+def test_space_parsing_accepts_each_kind():
+    space = parse_space({"lr": {"float": [1e-4, 1e-1], "log": True}, "p": {"float": [0.0, 0.5], "step": 0.1},
+                         "dim": {"int": [8, 64], "log": True}, "loss": ["bpr", "ce"],
+                         "act": {"categorical": ["relu"]}}, "s", {"lr": 0, "p": 0, "dim": 0, "loss": 0, "act": 0})
+    assert space["lr"].kind == "float" and space["lr"].log and space["lr"].low == 1e-4
+    assert space["p"].step == 0.1 and space["dim"].kind == "int" and space["loss"].choices == ("bpr", "ce")
+    assert space_size({"loss": space["loss"], "act": space["act"]}) == 2
+    assert space_size({"p": space["p"]}) == 6 and space_size({"lr": space["lr"]}) == float("inf")
+    dist = space["dim"].to_optuna()
+    assert (dist.low, dist.high, dist.log) == (8, 64, True)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"lr": {"float": [0.0, 1.0], "log": True}}, "log-scale range must be positive"),
+    ({"lr": {"float": [1.0, 0.5]}}, "low must be below high"),
+    ({"lr": {"float": [1e-3, 1e-1], "log": True, "step": 0.1}}, "step and log cannot be combined"),
+    ({"lr": {"int": [1.5, 3]}}, "int needs"),
+    ({"lr": {"float": [1, 2], "int": [1, 2]}}, "exactly one of"),
+    ({"lr": {"floaty": [1, 2]}}, "exactly one of"),
+    ({"lr": []}, "non-empty list"),
+    ({"lr": [[64, 32]]}, "categorical values must be"),
+    ({"lr": {"categorical": [1], "log": True}}, "unknown key"),
+    ({"lr": 0.1}, "a distribution is"),
+    ({"nope": [1, 2]}, "not a parameter of this method"),
+])
+def test_space_errors_name_the_parameter(raw, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        parse_space(raw, "methods.x.search", {"lr": 0.1})
+    assert "methods.x.search." in str(e.value)
+
+
+def test_every_registered_method_declares_a_valid_space():
+    from metarec.methods import get_method, list_methods
+
+    tuned = []
+    for name in list_methods():
+        cls = get_method(name)
+        space = cls.declared_space()  # raises on a parameter the method does not have
+        if space:
+            tuned.append(name)
+    assert "mf-bpr" in tuned and "recbole:BPR" in tuned
+
+
+# ---- the tune: block ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, message", [
+    ({"tune": {"seeds": [7]}}, "give trials, budget_s or both"),
+    ({"tune": {"trials": 3, "seeds": [0]}}, "tuning seeds must differ"),
+    ({"tune": {"trials": 0}}, "trials: must be a positive integer"),
+    ({"tune": {"trials": 3, "budget_s": -1}}, "budget_s: must be a positive number"),
+    ({"tune": {"trials": 3, "pruner": "hyperband"}}, "pruner: must be one of"),
+    ({"tune": {"trials": 3, "metric": "ndcg@x"}}, "tune.metric"),
+    ({"tune": {"trials": 3, "trails": 4}}, "unknown key"),
+])
+def test_tune_block_errors(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid({**TUNED, **change})
+
+
+def test_grid_and_search_keys_checked():
+    g = copy.deepcopy(TUNED)
+    g["methods"]["mf-bpr"]["grid"] = {"lr": [0.01]}
+    with pytest.raises(ConfigError, match="a tuned grid searches"):
+        parse_grid(g)
+    g = copy.deepcopy(TUNED)
+    del g["tune"]
+    with pytest.raises(ConfigError, match="needs the grid's tune: block"):
+        parse_grid(g)
+    g = copy.deepcopy(TUNED)
+    g["methods"]["mf-bpr"]["search"] = {"lrr": [0.1]}
+    with pytest.raises(ConfigError, match="methods.mf-bpr.search.lrr: not a parameter"):
+        parse_grid(g)
+
+
+def test_fixed_parameters_leave_the_space_and_untuned_methods_run_plain():
+    g = copy.deepcopy(TUNED)
+    del g["methods"]["mf-bpr"]["search"]          # the declared space: lr and reg
+    g["methods"]["mf-bpr"]["params"]["reg"] = 0.0  # fixed: not searched
+    grid = parse_grid(g)
+    assert set(grid.methods["mf-bpr"]["space"]) == {"lr"}
+    assert grid.is_tuned("mf-bpr") and not grid.is_tuned("pop")
+    assert {s.method for s in grid.runs()} == {"pop"}  # the tuned method's runs come from its study
+    g["methods"]["mf-bpr"]["tune"] = False
+    assert {s.method for s in parse_grid(g).runs()} == {"pop", "mf-bpr"}
+
+
+# ---- studies ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tuned_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tuned")
+    out = run_grid(parse_grid(TUNED), root=root, progress=False)
+    assert not out["failures"], out["failures"]
+    return root, out
+
+
+def test_select_then_confirm(tuned_reference):
+    import optuna
+
+    root, out = tuned_reference
+    trials, tidy, store = out["trials"], out["tidy"], out["store"]
+    assert len(trials) == 3 and set(trials.state) == {"COMPLETE"}
+    assert trials.params.nunique() == 3                    # three different learning rates were tried
+    best = trials.loc[trials.value.idxmax()]
+    assert trials.selected.sum() == 1 and bool(best.selected)
+    # only confirm runs (evaluation seeds 0 and 1, the best trial's parameters) and pop enter the table
+    mf = tidy[tidy.method == "mf-bpr"]
+    assert set(mf.params) == {best.params} and set(mf.seed) == {0, 1}
+    assert set(tidy.seed) == {0, 1} and set(tidy.method) == {"pop", "mf-bpr"}
+    # every trial is a run in the store, on the tuning seed, with the trial's value as its valid metric
+    study = optuna.load_study(study_name=best.study, storage=f"sqlite:///{store.root / 'tuning.db'}")
+    for t in study.trials:
+        (key,) = t.user_attrs["runs"]
+        r = store.load_result(key)
+        assert r["seed"] == 7 and r["trial"]["number"] == t.number
+        assert r["metrics"]["valid"]["ndcg@10"] == pytest.approx(t.value, abs=1e-12)
+    assert (store.root / "trials.csv").is_file()
+
+
+def test_rerun_recomputes_nothing_and_adds_no_trial(tuned_reference):
+    root, out = tuned_reference
+    stamps = {p.parent.name: p.stat().st_mtime_ns for p in out["store"].runs.glob("*/result.json")}
+    again = run_grid(parse_grid(TUNED), root=root, progress=False)
+    # finished studies are read from the database: only pop's and the confirm runs are looked up (all stored)
+    assert again["counts"]["done"] == 0 and again["counts"]["cached"] == 2 + 2 and len(stamps) == 3 + 2 + 2
+    assert stamps == {p.parent.name: p.stat().st_mtime_ns for p in out["store"].runs.glob("*/result.json")}
+    pd.testing.assert_frame_equal(trial_values(again["trials"]), trial_values(out["trials"]))
+
+
+def test_more_trials_continue_the_same_study(tuned_reference, tmp_path):
+    """Raising the budget continues each study from its trials (their runs are not recomputed)."""
+    import shutil
+
+    root, out = tuned_reference
+    shutil.copytree(root, tmp_path / "copy")
+    more = copy.deepcopy(TUNED)
+    more["tune"]["trials"] = 4
+    again = run_grid(parse_grid(more), root=tmp_path / "copy", progress=False)
+    assert len(again["trials"]) == 4
+    pd.testing.assert_frame_equal(trial_values(again["trials"]).iloc[:3].drop(columns="selected"),
+                                  trial_values(out["trials"]).drop(columns="selected"))
+    assert again["counts"]["done"] in (1, 3)  # the new trial, plus new confirm runs if the best one changed
+
+
+def test_sigkill_during_tuning_then_resume(tuned_reference, tmp_path):
+    _, ref = tuned_reference
+    grid_file = tmp_path / "tuned.yaml"
+    grid_file.write_text(yaml.safe_dump(TUNED))
+    env = {**os.environ, "METAREC_HOME": str(tmp_path / "home")}
+    runs = tmp_path / "home" / "grids" / "tuned" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # pop's runs come after the study's trials in the queue: wait for 2 finished trial runs
+    while time.time() < deadline and len(list(runs.glob("*/result.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/result.json")}
+    assert 2 <= len(finished) < 3 + 2 + 2, "the kill must land during tuning"
+    done = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for key, stamp in finished.items():
+        assert (runs / key / "result.json").stat().st_mtime_ns == stamp  # no finished trial recomputed
+    trials = pd.read_parquet(tmp_path / "home" / "grids" / "tuned" / "trials.parquet")
+    pd.testing.assert_frame_equal(trial_values(trials), trial_values(ref["trials"]))  # the same study
+    resumed = pd.read_parquet(tmp_path / "home" / "grids" / "tuned" / "results.parquet")
+    pd.testing.assert_frame_equal(table_values(resumed), table_values(ref["tidy"]))
+
+
+def test_pool_and_ray_select_the_same_configuration(tuned_reference, tmp_path):
+    _, ref = tuned_reference
+    for executor in ("pool", "ray"):
+        out = run_grid(parse_grid(TUNED), root=tmp_path / executor, executor=executor, jobs=2, progress=False)
+        assert not out["failures"], (executor, out["failures"])
+        pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]), obj=executor)
+        pd.testing.assert_frame_equal(table_values(out["tidy"]), table_values(ref["tidy"]), obj=executor)
+
+
+# ---- pruning ------------------------------------------------------------------------------------------------
+def test_a_pruned_lightning_run_stops_and_says_so(tmp_path):
+    from metarec.bench.experiment import get_split, run_one
+
+    split = get_split("ml-100k", "general", root=tmp_path)
+    calls = []
+
+    def reporter(step, value):
+        calls.append((step, value))
+        return step >= 1  # prune at the second validation
+
+    res = run_one(split, "mf-bpr", {**FAST, "max_epochs": 20, "dim": 8}, metrics=["ndcg@10"],
+                  workdir=tmp_path / "w", reporter=reporter)
+    assert res["pruned"] and [s for s, _ in calls] == [0, 1] and res["epochs_trained"] == 2
+    plain = run_one(split, "mf-bpr", {**FAST, "max_epochs": 3, "dim": 8}, metrics=["ndcg@10"], workdir=tmp_path / "v")
+    assert not plain["pruned"] and plain["epochs_trained"] == 3
+
+
+def test_median_pruner_prunes_a_trial_below_the_median(tmp_path):
+    """Through the worker's reporter: a trial whose curve is below every completed trial's is pruned after warm-up."""
+    import optuna
+
+    from metarec.bench.execute import trial_reporter
+    from metarec.bench.tune import _pruner, _storage
+
+    url = f"sqlite:///{tmp_path / 'tuning.db'}"
+    study = optuna.create_study(study_name="s", storage=_storage(url), direction="maximize", pruner=_pruner("median", 1))
+    for level in (0.3, 0.4):
+        t = study.ask()
+        for step in range(4):
+            t.report(level, step)
+        study.tell(t, level)
+    live = study.ask()
+    info = {"storage": url, "study": "s", "trial_id": live._trial_id, "number": live.number, "pruner": "median",
+            "startup": 1, "metric": "ndcg@10"}
+    good, bad = trial_reporter(info, "NDCG@10"), trial_reporter(info, "ndcg@10")
+    assert good(0, 0.01) is False           # warm-up step: never pruned
+    assert bad(1, 0.01) is True             # below the median of the completed trials at step 1
+    assert trial_reporter(info, "mae") is None and trial_reporter({**info, "pruner": "none"}, "ndcg@10") is None
+    live2 = study.ask()
+    ok = trial_reporter({**info, "trial_id": live2._trial_id}, "ndcg@10")
+    assert ok(1, 0.5) is False              # above the median: goes on
