@@ -46,6 +46,28 @@ def get_split(dataset: str, protocol: str, params: dict | None = None, seed: int
     return split
 
 
+def time_scoring(method, split, batch_size: int, repeats: int, min_total_s: float = 1.0) -> float:
+    """Seconds for ``score()`` over every test user in evaluator-sized batches: the fastest of at least ``repeats``
+    passes (and of as many as fit in ``min_total_s``) -- the minimum, as timeit advises, because on a shared CPU the
+    slower passes measure the neighbours' load, not the model."""
+    import numpy as np
+
+    users = torch.from_numpy(split.users("test").astype(np.int64))
+    previous = method.stage
+    method.set_stage("test")
+    times: list[float] = []
+    try:
+        with torch.no_grad():
+            while len(times) < repeats or sum(times) < min_total_s:
+                t = time.perf_counter()
+                for lo in range(0, len(users), batch_size):
+                    method.score(users[lo:lo + batch_size])
+                times.append(time.perf_counter() - t)
+    finally:
+        method.set_stage(previous)
+    return min(times)
+
+
 def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
     if metrics:
         return list(metrics)
@@ -54,7 +76,7 @@ def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
 
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
             metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
-            eval_mode: str = "full", reporter=None) -> dict[str, Any]:
+            eval_mode: str = "full", reporter=None, inference_repeats: int = 0) -> dict[str, Any]:
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
     per-user frames (under ``per_user``, not JSON) and timings. ``reporter(step, valid_value) -> prune?`` is handed
     to the method (a tuning trial's pruner); a pruned run finishes with its best weights and says ``pruned``."""
@@ -89,6 +111,8 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
         out["per_user"][stage] = res.per_user
         out["eval_mode"] = res.mode
         out[f"{stage}_users"] = res.n_users
+    if inference_repeats and "test" in stages and len(split.frames["test"]) and not split.is_impressions:
+        out["timings"]["infer_test_s"] = time_scoring(method, split, evaluator.batch_size, inference_repeats)
     out["pruned"] = bool(method.pruned)
     # valid_curve: (epoch, valid metric, seconds since training began) per validation, for time-to-quality
     for attr in ("best_epoch", "best_valid", "epochs_trained", "valid_curve"):

@@ -52,7 +52,7 @@ from metarec.errors import ConfigError, MetarecError, UnknownNameError
 from metarec.methods.space import parse_space
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "datasets", "methods", "split_seed", "threads",
-            "reference", "tune", "description"}
+            "reference", "tune", "summaries", "inference_repeats", "description"}
 TUNE_KEYS = {"trials", "budget_s", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
 PRUNERS = ("median", "none")
 
@@ -84,6 +84,9 @@ class RunSpec:
     metrics: tuple
     eval_mode: str
     threads: int
+    #: > 0: also time scoring every test user, fastest of this many passes (results' timings.infer_test_s). Not part
+    #: of the identity: it measures the run, it does not change what the run computes.
+    inference_repeats: int = 0
 
     def identity(self, split_fingerprint: str) -> dict[str, Any]:
         return {"dataset": self.dataset, "preprocess": self.preprocess, "protocol": self.protocol,
@@ -110,6 +113,8 @@ class Grid:
     threads: int = 1
     reference: str | None = None   # significance reference method; default: the best 'baseline'-family method
     tune: TuneSpec | None = None
+    summaries: list = field(default_factory=list)   # report summaries (metarec.report.summaries)
+    inference_repeats: int = 0
     raw: dict = field(default_factory=dict)
 
     def cells(self) -> list[tuple[dict, dict, str]]:
@@ -130,7 +135,7 @@ class Grid:
                        protocol_params=protocol["params"],
                        split_seed=self.split_seed if self.split_seed is not None else seed,
                        method=method, params=params, seed=seed, metrics=tuple(self.metrics),
-                       eval_mode=self.eval_mode, threads=self.threads)
+                       eval_mode=self.eval_mode, threads=self.threads, inference_repeats=self.inference_repeats)
 
     def is_tuned(self, method: str) -> bool:
         return self.tune is not None and bool(self.methods[method]["space"])
@@ -308,12 +313,27 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             raise _err(f"{where}.tune", f"must be true or false, got {m['tune']!r}")
         methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude, "space": space,
                                "fixed": fixed}
+    summaries = raw.get("summaries") or []
+    if not isinstance(summaries, list) or not all(isinstance(x, str) for x in summaries):
+        raise _err(f"{source}: summaries", f"must be a list of summary names, got {summaries!r}")
+    from metarec.report.summaries import get_summary
+
+    for i, sname in enumerate(summaries):
+        try:
+            get_summary(sname)
+        except MetarecError as e:
+            raise _err(f"{source}: summaries[{i}]", str(e)) from None
+    repeats = raw.get("inference_repeats", 0)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 0:
+        raise _err(f"{source}: inference_repeats", f"must be a non-negative integer, got {repeats!r}")
     reference = raw.get("reference")
+    if "vs_reference" in summaries and reference is None:
+        raise _err(f"{source}: summaries", "vs_reference needs the grid's reference: method")
     if reference is not None and reference not in methods:
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
-                reference=reference, tune=tune, raw=raw)
+                reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, raw=raw)
 
 
 def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:

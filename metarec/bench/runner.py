@@ -59,8 +59,11 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
     planned = plan(grid, root, key_of)
     tuner = None
     if grid.tune is not None and any(grid.is_tuned(m) for _, _, m in grid.cells()):
-        from metarec.bench.tune import Tuner
+        from metarec.bench.tune import Tuner, adopt_committed_studies
 
+        adopted = adopt_committed_studies(grid.name, store.root)
+        if adopted and progress:
+            print(f"tuning: continuing the studies committed in {adopted}", file=sys.stderr)
         tuner = Tuner(grid, store, key_of)
     counts = {"total": 0, "cached": 0, "done": 0, "failed": 0, "skipped_failed": 0}
     seen: set[str] = set()

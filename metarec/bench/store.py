@@ -92,12 +92,13 @@ def tidy_table(store: RunStore, keys: list[str]) -> pd.DataFrame:
                 "protocol_params": json.dumps(r["protocol_params"], sort_keys=True), "method": r["method"],
                 "family": r.get("family", ""), "params": json.dumps(r["config_params"], sort_keys=True),
                 "seed": r["seed"], "num_parameters": r["num_parameters"], "fit_s": r["timings"]["fit_s"],
-                "score_s": r["timings"].get("score_test_s", float("nan")), "eval_mode": r.get("eval_mode", "full")}
+                "score_s": r["timings"].get("score_test_s", float("nan")),
+                "infer_s": r["timings"].get("infer_test_s", float("nan")), "eval_mode": r.get("eval_mode", "full")}
         for stage, metrics in r["metrics"].items():
             for metric, value in metrics.items():
                 rows.append({**base, "stage": stage, "metric": metric, "value": value})
     cols = ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed", "stage", "metric", "value",
-            "num_parameters", "fit_s", "score_s", "eval_mode"]
+            "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "protocol", "method", "params", "seed", "stage", "metric"],
                           kind="stable").reset_index(drop=True)

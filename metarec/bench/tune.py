@@ -41,6 +41,21 @@ def storage_url(store_root: Path) -> str:
     return f"sqlite:///{Path(store_root).resolve() / DB_NAME}"
 
 
+def adopt_committed_studies(grid_name: str, store_root: Path, results: Path = Path("results")) -> Path | None:
+    """A fresh run store (a new machine) starts from the studies committed with the grid's results
+    (``results/<grid>/tuning.db``, written by ``metarec report``): finished trials are not run again."""
+    import shutil
+
+    mine, committed = Path(store_root) / DB_NAME, Path(results) / grid_name / DB_NAME
+    if mine.exists() or not committed.is_file():
+        return None
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    tmp = mine.with_name(f".{DB_NAME}.tmp")
+    shutil.copyfile(committed, tmp)
+    tmp.replace(mine)
+    return committed
+
+
 def _storage(url: str):
     import optuna
 

@@ -57,6 +57,8 @@ class DatasetCard:
     loader: Callable[[Path], Dataset]
     alternatives: list[list[str]] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    #: a derived dataset: the cards it combines (``metarec.data.combine``); it has no files of its own
+    parts: tuple[str, ...] = ()
 
     @property
     def layouts(self) -> list[list[str]]:
@@ -205,6 +207,16 @@ def _cards() -> list[DatasetCard]:
                   "5-core). item text is REVIEW-DERIVED (distinct review summaries), not product metadata. "
                   f"A rating-only {cat}.csv is the full (not 5-core) ratings file and gives other counts.",
             loader=functools.partial(amazon.load_amazon2018, name=name, category=cat)))
+    cards.append(DatasetCard(
+        name="amazon2018-multidomain", title="Amazon 2018 5-core: the five small categories combined", family="amazon",
+        source="derived: " + ", ".join(a18), url=None, checksums={}, terms=AMAZON_TERMS,
+        expected={"users": sum(v[2][0] for v in a18.values()), "items": sum(v[2][1] for v in a18.values()),
+                  "interactions": sum(v[2][2] for v in a18.values())},
+        columns=_cols(["user", "item", "rating", "timestamp"], ["domain"], ["domain"]), folder="", files=[],
+        complete=True, parts=tuple(a18),
+        notes="Derived: the five categories side by side with disjoint user and item ids per category (a reviewer in "
+              "two categories is two users); item_features.domain names the category. Needs all five staged.",
+        loader=None))
     sample_note = ("sample of 5,000 impressions of MIND-small train (2,000 news, ~3.7% of referenced news have "
                    "text); not comparable to published MIND results")
     cards.append(DatasetCard(
@@ -322,7 +334,12 @@ def candidate_folders(name: str, root: str | Path | None = None) -> list[Path]:
 
 
 def locate(name: str, root: str | Path | None = None) -> Path | None:
-    """The first candidate folder that holds all files of one accepted layout, or None."""
+    """The first candidate folder that holds all files of one accepted layout, or None. A derived dataset is
+    present when all its parts are (its folder is its first part's)."""
+    card = get_card(name)
+    if card.parts:
+        found = [locate(p, root) for p in card.parts]
+        return found[0] if all(f is not None for f in found) else None
     for d in candidate_folders(name, root):
         if _has_layout(d, get_card(name)):
             return d
@@ -330,6 +347,10 @@ def locate(name: str, root: str | Path | None = None) -> Path | None:
 
 
 def _not_found(card: DatasetCard, root) -> DataError:
+    if card.parts:
+        missing = [p for p in card.parts if locate(p, root) is None]
+        return DataError(f"dataset {card.name!r} combines {', '.join(card.parts)}; not staged: {', '.join(missing)} "
+                         f"(`metarec datasets` says where each goes)")
     looked = []
     for d in candidate_folders(card.name, root):
         if not d.is_dir():
@@ -398,6 +419,14 @@ def load_dataset(name: str, *, root: str | Path | None = None, min_rating: float
     folder = locate(name, root)
     if folder is None:
         raise _not_found(card, root)
+    if card.parts:
+        from metarec.data.combine import combine
+
+        ds = combine([load_dataset(p, root=root) for p in card.parts], name=card.name)
+        ds.meta.update({"dataset": name, "complete": card.complete})
+        ds.validate()
+        _LOADED[(name, str(folder.resolve()))] = counts(ds)
+        return preprocess(ds, min_rating=min_rating, k_core=k_core) if (min_rating is not None or k_core) else ds
     folder = folder.resolve()
     ds = _load_cached(name, str(folder), _stamp(card, folder), min_rating, k_core)
     return copy_dataset(ds)

@@ -36,7 +36,8 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
             _copy_sqlite(db, out / "tuning.db")
     atomic_write_json(out / "meta.json", {"grid": grid.name, "valid_metric": grid.valid_metric,
                                           "metrics": grid.metrics, "seeds": grid.seeds,
-                                          "reference": grid.reference,
+                                          "reference": grid.reference, "summaries": list(grid.summaries),
+                                          "methods": list(grid.methods),
                                           "grid_file": str(grid.path) if grid.path else None})
     return out
 
@@ -79,6 +80,13 @@ def build(folder: Path) -> dict:
     if tests:
         atomic_write_text(folder / "tables" / "significance.csv", pd.concat(tests).to_csv(index=False))
     figures = plots.all_figures(tidy, metric, folder / "figures")
+    if meta.get("summaries"):
+        from metarec.report.summaries import SummaryContext, run_summaries
+
+        ctx = SummaryContext(folder, tidy, per_user, meta)
+        for name, files in run_summaries(meta["summaries"], ctx).items():
+            figures[f"summary {name}"] = [f for f in files if f.suffix in (".png", ".pdf")] or \
+                f"tables: {', '.join(str(f.relative_to(folder)) for f in files)}"
     if (folder / "trials.parquet").is_file():
         tuned = tuning.write(pd.read_parquet(folder / "trials.parquet"), folder)
         figures["budget"] = tuned["figures"]

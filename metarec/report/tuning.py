@@ -19,7 +19,7 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     t = trials.sort_values("number").reset_index(drop=True)
     ok = t.value.where(t.state == "COMPLETE")
     minimise = (t.direction == "minimize").any()
-    t["best"] = ok.cummin() if minimise else ok.cummax()
+    t["best"] = (ok.cummin() if minimise else ok.cummax()).ffill()  # cum* leave NaN where a trial failed
     t["elapsed_s"] = t.wall_s.fillna(0.0).cumsum()
     return t
 

@@ -111,8 +111,8 @@ def test_grid_and_search_keys_checked():
 
 def test_fixed_parameters_leave_the_space_and_untuned_methods_run_plain():
     g = copy.deepcopy(TUNED)
-    del g["methods"]["mf-bpr"]["search"]          # the declared space: lr and reg
-    g["methods"]["mf-bpr"]["params"]["reg"] = 0.0  # fixed: not searched
+    del g["methods"]["mf-bpr"]["search"]                   # the declared space: lr and weight_decay
+    g["methods"]["mf-bpr"]["params"]["weight_decay"] = 0.0  # fixed: not searched
     grid = parse_grid(g)
     assert set(grid.methods["mf-bpr"]["space"]) == {"lr"}
     assert grid.is_tuned("mf-bpr") and not grid.is_tuned("pop")
@@ -256,3 +256,53 @@ def test_median_pruner_prunes_a_trial_below_the_median(tmp_path):
     live2 = study.ask()
     ok = trial_reporter({**info, "trial_id": live2._trial_id}, "ndcg@10")
     assert ok(1, 0.5) is False              # above the median: goes on
+
+
+def test_a_fresh_store_continues_from_the_committed_studies(tuned_reference, tmp_path, monkeypatch):
+    """A new machine has the committed results/<grid>/tuning.db but no run store: no trial is run again."""
+    import shutil
+
+    _, ref = tuned_reference
+    (tmp_path / "results" / "tuned").mkdir(parents=True)
+    shutil.copyfile(ref["store"].root / "tuning.db", tmp_path / "results" / "tuned" / "tuning.db")
+    monkeypatch.chdir(tmp_path)
+    out = run_grid(parse_grid(TUNED), root=tmp_path / "home", progress=False)
+    assert out["counts"]["done"] == 2 + 2  # pop's and the confirm runs only
+    pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
+    pd.testing.assert_frame_equal(table_values(out["tidy"]), table_values(ref["tidy"]))
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+def test_report_shows_what_the_budget_bought(tuned_reference, tmp_path):
+    from metarec import report
+
+    _, ref = tuned_reference
+    out = report.export(parse_grid(TUNED), ref["tidy"], ref["store"], tmp_path / "results" / "tuned")
+    assert (out / "tuning.db").stat().st_size > 0 and (out / "trials.csv").is_file()
+    built = report.build(out)
+    (png, pdf) = built["figures"]["budget"]
+    assert png.name == "budget_ml_100k_general.png" and png.stat().st_size > 5000 and pdf.is_file()
+    md = (out / "tables" / "tuning.md").read_text()
+    t = ref["trials"]
+    best = t[t.selected].iloc[0]
+    lr = yaml.safe_load(best.searched)["lr"]
+    row = next(line for line in md.splitlines() if line.startswith("| mf-bpr |"))
+    assert f"lr={lr:.3g}" in row and f"| {best.value:.4f} | 3 | 0 | 0 |" in row
+    assert "pop" not in md  # untuned methods have no study
+
+
+def test_best_so_far_follows_the_direction_and_skips_unfinished_trials():
+    from metarec.report.tuning import best_so_far, selected_table
+
+    t = pd.DataFrame({"number": [2, 0, 1, 3], "state": ["COMPLETE", "COMPLETE", "FAIL", "PRUNED"],
+                      "value": [0.5, 0.7, float("nan"), 0.1], "wall_s": [1.0, 2.0, 3.0, 4.0],
+                      "direction": "minimize"})
+    c = best_so_far(t)
+    assert list(c.number) == [0, 1, 2, 3] and list(c.best) == [0.7, 0.7, 0.5, 0.5]  # pruned 0.1 is not a result
+    assert list(c.elapsed_s) == [2.0, 5.0, 6.0, 10.0]
+    c = best_so_far(t.assign(direction="maximize"))
+    assert list(c.best) == [0.7, 0.7, 0.7, 0.7]
+    sel = selected_table(t.assign(dataset="d", protocol="p", method="m", selected=[False, True, False, False],
+                                  searched=['{"lr": 0.5}', '{"lr": 0.25}', "{}", "{}"], space="{}"))
+    r = sel.iloc[0]
+    assert (r.selected, r.valid, r.trials, r.pruned, r.failed, r.tuning_s) == ("lr=0.25", 0.7, 4, 1, 1, 10.0)

@@ -175,3 +175,14 @@ def test_download_checksum_mismatch_installs_nothing(monkeypatch, tmp_path, ml10
     with pytest.raises(DataError, match="checksum mismatch"):
         download("ml-100k", tmp_path / "root")
     assert list((tmp_path / "root" / "movielens-100k").iterdir()) == []
+
+
+def test_a_derived_card_combines_its_parts_and_names_missing_ones(tmp_path):
+    from metarec.data.registry import get_card, status
+
+    card = get_card("amazon2018-multidomain")
+    assert len(card.parts) == 5 and card.expected["users"] == sum(get_card(p).expected["users"] for p in card.parts)
+    with pytest.raises(DataError, match="combines amazon2018-all-beauty.*not staged: amazon2018-all-beauty, "
+                                        "amazon2018-fashion"):
+        load_dataset("amazon2018-multidomain", root=tmp_path)
+    assert status("amazon2018-multidomain", root=tmp_path)["present"] is False

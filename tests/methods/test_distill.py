@@ -279,7 +279,7 @@ def test_general_fit_and_score(gen_split, home, name):
 
 @pytest.mark.parametrize("name", ["distill:kd-soft", "distill:kd-rd", "distill:kd-rrd"])
 def test_a_student_builds_for_scoring_without_its_teacher(seq_split, name):
-    """(as benchmarks/distill.py times inference) — but refuses to train without one."""
+    """(a model built from its configuration can be scored, e.g. to time inference) — but refuses to train without one."""
     m = build_method(name, {**FAST, "dim": 8})
     m.prepare(seq_split, 0)
     m.set_stage("test")

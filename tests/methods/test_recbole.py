@@ -271,3 +271,16 @@ def test_context_model_on_a_ranking_protocol_reads_side_information(general, tmp
     ours = Evaluator(split, metrics=RANK_METRICS).evaluate(m, "test").means
     for name in RANK_METRICS:
         assert ours[name] == pytest.approx(m.recbole_test_result[name], abs=1e-4), name
+
+
+def test_a_missing_or_broken_model_config_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"Nope.yaml: RecBole config for Nope not found"):
+        load_model_yaml("Nope", tmp_path)
+    (tmp_path / "Bad.yaml").write_text("params: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"Bad.yaml:\d+: not valid YAML"):
+        load_model_yaml("Bad", tmp_path)
+    (tmp_path / "Odd.yaml").write_text("params: [1, 2]\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_model_yaml("Odd", tmp_path)
+    (tmp_path / "Ok.yaml").write_text("params: {a: 1}\nsearch: {a: [1, 2]}\n")
+    assert load_model_yaml("Ok", tmp_path)["search"] == {"a": [1, 2]}

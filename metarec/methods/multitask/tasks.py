@@ -34,6 +34,7 @@ from metarec.methods.classic.mf_bpr import sample_negatives
 #: ``multidomain:...`` and gets one interaction task per domain.
 DATASET_TASKS: list[tuple[str, tuple[str, ...]]] = [
     ("ml-*", ("interaction", "rating", "like")),
+    ("amazon2018-multidomain", ("domains",)),   # the derived card (before the amazon2018-* glob)
     ("amazon2018-*", ("interaction", "rating")),
     ("mind-*", ("click", "category")),
     ("multidomain:*", ("domains",)),

@@ -1,0 +1,248 @@
+"""Report summaries: the analyses a grid names (``summaries: [vs_reference, kshot, distill_goals]``), built by
+``metarec report`` / ``metarec paper`` from the exported results folder alone, like the tables and figures.
+
+A summary is a function ``fn(ctx) -> list[Path]`` (the files it wrote) registered under a name with
+``@register_summary("name")``; outside packages add one through the entry-point group ``metarec.summaries``
+(``name = "package.module:function"``). ``ctx`` (``SummaryContext``) holds the folder, the tidy table, the per-user
+test values (or None) and the folder's meta (grid name, metrics, valid metric, reference).
+
+Built in:
+    vs_reference    metric x method tables against the grid's ``reference`` (mean ± std over seeds, paired tests on
+                    per-user values, Holm across methods): the multi-task vs-single-task and the meta-learning
+                    vs-fine-tuning comparisons (tables/vs_reference.md, .csv)
+    kshot           cold start: K-shot curves for every reported metric and a per-K table (tables/kshot.md)
+    distill_goals   distillation: each student against its teacher and its student-alone (params %, NDCG %,
+                    inference speed-up, gain over alone) and the issue's goals (tables/distill_goals.md)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from metarec.errors import ConfigError, UnknownNameError
+from metarec.utils import atomic_write_text
+
+ENTRY_POINT_GROUP = "metarec.summaries"
+_BUILTIN: dict[str, Callable] = {}
+ALPHA = 0.05
+
+
+@dataclass
+class SummaryContext:
+    folder: Path
+    tidy: pd.DataFrame
+    per_user: pd.DataFrame | None
+    meta: dict
+
+    @property
+    def selected_test(self) -> pd.DataFrame:
+        return self.tidy[self.tidy.selected & (self.tidy.stage == "test")]
+
+    def write(self, relative: str, text: str) -> Path:
+        return atomic_write_text(self.folder / relative, text)
+
+
+def register_summary(name: str):
+    def deco(fn: Callable) -> Callable:
+        if name in _BUILTIN and _BUILTIN[name] is not fn:
+            raise ValueError(f"summary {name!r} registered twice")
+        _BUILTIN[name] = fn
+        return fn
+    return deco
+
+
+def list_summaries() -> dict[str, str]:
+    out = {name: "builtin" for name in _BUILTIN}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        out.setdefault(ep.name, f"plugin {ep.value}")
+    return dict(sorted(out.items()))
+
+
+def get_summary(name: str) -> Callable:
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name in plugins:
+        try:
+            fn = plugins[name].load()
+        except Exception as e:
+            raise ConfigError(f"plugin summary {name!r} ({plugins[name].value}) failed to load: {e}") from None
+        if not callable(fn):
+            raise ConfigError(f"plugin summary {name!r} ({plugins[name].value}) is not callable")
+        return fn
+    raise UnknownNameError("summary", name, list_summaries())
+
+
+def run_summaries(names: list[str], ctx: SummaryContext) -> dict[str, list[Path]]:
+    return {name: list(get_summary(name)(ctx) or []) for name in names}
+
+
+def _mean_std(v: pd.Series) -> str:
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
+def _settings(sel: pd.DataFrame):
+    """(dataset, protocol, protocol_params, label) groups; the label names what varies (e.g. k_shot=5)."""
+    for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
+        params = sorted(g.protocol_params.unique())
+        decoded = [json.loads(p) for p in params]
+        varying = sorted(k for k in (decoded[0] if decoded else {})
+                         if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
+        for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
+            yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying)
+
+
+# ---- vs_reference ------------------------------------------------------------------------------------------
+@register_summary("vs_reference")
+def vs_reference(ctx: SummaryContext) -> list[Path]:
+    from metarec.report.stats import paired_tests
+
+    reference = ctx.meta.get("reference")
+    if not reference:
+        raise ConfigError(f"{ctx.folder}: summary vs_reference needs the grid's reference: method")
+    sel = ctx.selected_test
+    lines = [f"# {ctx.meta['grid']}: every method against {reference}\n"]
+    rows = []
+    for ds, proto, pp, label in _settings(sel):
+        g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
+        order = {m: i for i, m in enumerate(ctx.meta.get("methods") or [])}  # the grid's order, else by name
+        methods = [reference] + sorted((m for m in g.method.unique() if m != reference),
+                                       key=lambda m: (order.get(m, len(order)), m))
+        if reference not in set(g.method):
+            continue
+        pu = None
+        if ctx.per_user is not None:
+            pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
+            if "protocol_params" in pu.columns:
+                pu = pu[pu.protocol_params == pp]
+        unit = "impression" if pu is not None and "impression" in pu.columns else "user"
+        lines.append(f"\n## {ds} / {proto}{' ' + label if label else ''} (test; mean ± std over "
+                     f"{g.seed.nunique()} seeds)\n")
+        lines.append("| metric | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        for metric in sorted(g.metric.unique(), key=lambda m: ("/" in m, m)):
+            col = g[g.metric == metric]
+            tests = pd.DataFrame()
+            if pu is not None and metric in pu.columns:
+                tests = paired_tests(pu, reference, metric, unit_cols=("seed", unit))
+            cells = []
+            for m in methods:
+                v = col[col.method == m].value
+                if v.empty:
+                    cells.append("–")
+                    continue
+                c = _mean_std(v)
+                if m != reference:
+                    if tests.empty or m not in set(tests.method):
+                        c += " (n/a)"
+                    else:
+                        t = tests[tests.method == m].iloc[0]
+                        mark = ("*" if t.t_p_holm < ALPHA else "") + ("†" if t.wilcoxon_p_holm < ALPHA else "")
+                        c += f" Δ{t.mean_diff:+.4f} p={t.t_p_holm:.2g}{mark}"
+                        rows.append({"dataset": ds, "protocol": proto, "protocol_params": pp, "metric": metric,
+                                     **t.to_dict()})
+                cells.append(c)
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append(f"\n_Δ: mean paired difference vs {reference} over (seed, {unit}) pairs; p: paired t-test, "
+                     f"Holm-corrected over the methods; * t-test, † Wilcoxon signed-rank, p < {ALPHA}; (n/a): "
+                     "aggregate-only metric, no per-unit values to pair._")
+    out = [ctx.write("tables/vs_reference.md", "\n".join(lines) + "\n")]
+    if rows:
+        out.append(ctx.write("tables/vs_reference.csv", pd.DataFrame(rows).to_csv(index=False)))
+    return out
+
+
+# ---- kshot -------------------------------------------------------------------------------------------------
+@register_summary("kshot")
+def kshot(ctx: SummaryContext) -> list[Path]:
+    from metarec.report.plots import kshot_curve
+
+    sel = ctx.selected_test[ctx.selected_test.protocol == "cold_start"].copy()
+    if sel.empty:
+        return [ctx.write("tables/kshot.md", "# K-shot\n\nNo cold_start results in this grid.\n")]
+    sel["k"] = sel.protocol_params.map(lambda s: int(json.loads(s)["k_shot"]))
+    sel["new_items"] = sel.protocol_params.map(lambda s: bool(json.loads(s).get("new_items", False)))
+    metrics = [m for m in ctx.meta["metrics"] if m in set(sel.metric)] + \
+        sorted(m for m in set(sel.metric) - set(ctx.meta["metrics"]) if m.startswith("query/"))
+    files = []
+    safe = sel.assign(metric=sel.metric.str.replace("/", "_"))
+    for metric in metrics:
+        files += kshot_curve(safe, metric.replace("/", "_"), ctx.folder / "figures")
+    lines = ["# K-shot: test mean ± std over seeds (n), mean fit seconds\n"]
+    fit = sel.drop_duplicates("run").groupby(["dataset", "new_items", "k", "method"])["fit_s"].mean()
+    for (ds, new, k), g in sel.groupby(["dataset", "new_items", "k"], sort=True):
+        lines.append(f"\n## {ds}{' (new items)' if new else ''}, K = {k}\n")
+        lines.append("| method | " + " | ".join(metrics) + " | fit s |")
+        lines.append("|---|" + "---|" * (len(metrics) + 1))
+        for method in sorted(g.method.unique()):
+            cells = []
+            for m in metrics:
+                v = g[(g.method == method) & (g.metric == m)].value
+                cells.append(f"{_mean_std(v)} ({len(v)})" if len(v) else "–")
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {fit.get((ds, new, k, method), np.nan):.1f} |")
+    return files + [ctx.write("tables/kshot.md", "\n".join(lines) + "\n")]
+
+
+# ---- distill_goals -----------------------------------------------------------------------------------------
+STUDENTS = ("distill:kd-soft", "distill:kd-rd", "distill:kd-rrd")
+#: student -> (its teacher, the same student trained alone)
+DISTILL_PAIRS = {**{m: ("distill:teacher", "distill:student") for m in STUDENTS},
+                 "distill:student": ("distill:teacher", None),
+                 "distill:text-student": ("distill:text-teacher", "distill:text-student-alone"),
+                 "distill:text-student-alone": ("distill:text-teacher", None)}
+ORDER = ("distill:teacher", "distill:student", *STUDENTS, "distill:text-teacher", "distill:text-student",
+         "distill:text-student-alone")
+GOALS = {"params_pct": 25.0, "ndcg_pct": 95.0, "speedup": 3.0}
+
+
+@register_summary("distill_goals")
+def distill_goals(ctx: SummaryContext) -> list[Path]:
+    """The goal table. Inference time: the run's ``infer_s`` (fastest of repeated passes scoring every test user,
+    recorded when the grid sets ``inference_repeats``), else its single timed test evaluation (``score_s``)."""
+    sel = ctx.selected_test
+    timing = "infer_s" if "infer_s" in sel.columns and sel["infer_s"].notna().any() else "score_s"
+    lines = [f"# {ctx.meta['grid']}: distillation goals\n",
+             f"Goals: student <= {GOALS['params_pct']:.0f} % of its teacher's parameters, >= {GOALS['ndcg_pct']:.0f} % "
+             f"of its NDCG@10, >= {GOALS['speedup']:.0f}x faster inference, better than the same student alone. "
+             f"Inference time: {'fastest of repeated passes scoring every test user' if timing == 'infer_s' else 'one timed scoring of the test users (the grid did not set inference_repeats)'}.\n"]
+    out: dict = {}
+    for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
+        rows = {}
+        for method, h in g.groupby("method", sort=False):
+            nd, rc = (h[h.metric == m].value for m in ("ndcg@10", "recall@10"))
+            runs = h.drop_duplicates("run")
+            rows[method] = {"ndcg": nd.mean(), "ndcg_s": _mean_std(nd), "recall_s": _mean_std(rc) if len(rc) else "–",
+                            "params": int(runs.num_parameters.iloc[0]), "infer": float(runs[timing].min())}
+        lines.append(f"\n## {ds} / {proto} (test; {g.seed.nunique()} seeds)\n")
+        lines.append("| method | NDCG@10 | Recall@10 | params | inference s | params % | NDCG % | speed-up | "
+                     "vs alone | goals |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for m in [m for m in ORDER if m in rows] + sorted(set(rows) - set(ORDER)):
+            r, cells = rows[m], ["", "", "", "", ""]
+            teacher, alone = DISTILL_PAIRS.get(m, (None, None))
+            if teacher in rows:
+                t = rows[teacher]
+                r["params_pct"] = 100 * r["params"] / t["params"]
+                r["ndcg_pct"] = 100 * r["ndcg"] / t["ndcg"]
+                r["speedup"] = t["infer"] / r["infer"] if r["infer"] > 0 else float("nan")
+                cells[:3] = [f"{r['params_pct']:.1f}", f"{r['ndcg_pct']:.1f}", f"{r['speedup']:.1f}x"]
+                met = [r["params_pct"] <= GOALS["params_pct"], r["ndcg_pct"] >= GOALS["ndcg_pct"],
+                       r["speedup"] >= GOALS["speedup"]]
+                if alone in rows:
+                    r["gain_vs_alone"] = r["ndcg"] - rows[alone]["ndcg"]
+                    cells[3] = f"{r['gain_vs_alone']:+.4f}"
+                    met.append(r["gain_vs_alone"] > 0)
+                cells[4] = f"{sum(met)}/{len(met)}"
+            lines.append(f"| {m} | {r['ndcg_s']} | {r['recall_s']} | {r['params']:,} | {r['infer']:.4f} | "
+                         + " | ".join(cells) + " |")
+        out[f"{ds}/{proto}"] = rows
+    lines.append("\n_goals: how many of the goals the row meets (params, NDCG %, speed-up, and for KD rows the gain "
+                 "over the student alone; significance of that gain: tables/significance.csv)._")
+    return [ctx.write("tables/distill_goals.md", "\n".join(lines) + "\n"),
+            ctx.write("tables/distill_goals.json", json.dumps(out, indent=2, sort_keys=True, default=float) + "\n")]

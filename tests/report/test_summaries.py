@@ -1,0 +1,125 @@
+"""Report summaries: the registry, the grid key, and each built-in summary on data whose answer is known."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from metarec.bench import parse_grid
+from metarec.errors import ConfigError, UnknownNameError
+from metarec.report.summaries import SummaryContext, get_summary, list_summaries, register_summary, run_summaries
+
+
+def tidy_rows(cells: dict, protocol="general", params="{}", extra=None) -> pd.DataFrame:
+    """cells: (method, seed, metric) -> value; one test and one valid row each, all selected."""
+    rows = []
+    for (method, seed, metric), value in cells.items():
+        for stage in ("valid", "test"):
+            rows.append({"run": f"{method}-{seed}-{params}", "dataset": "d", "protocol": protocol,
+                         "protocol_params": params, "method": method, "family": "baseline", "params": "{}",
+                         "seed": seed, "stage": stage, "metric": metric, "value": value, "num_parameters": 100,
+                         "fit_s": 1.0, "score_s": 0.5, "selected": True, **(extra or {}).get(method, {})})
+    return pd.DataFrame(rows)
+
+
+def test_registry_lists_builtins_and_rejects_unknown_names():
+    assert {"vs_reference", "kshot", "distill_goals"} <= set(list_summaries())
+    with pytest.raises(UnknownNameError, match="unknown summary 'kshots'.*did you mean 'kshot'"):
+        get_summary("kshots")
+    grid = {"datasets": ["ml-100k"], "methods": {"pop": {}}}
+    with pytest.raises(ConfigError, match=r"summaries\[0\]: unknown summary"):
+        parse_grid({**grid, "summaries": ["nope"]})
+    with pytest.raises(ConfigError, match="vs_reference needs the grid's reference"):
+        parse_grid({**grid, "summaries": ["vs_reference"]})
+    assert parse_grid({**grid, "summaries": ["kshot"]}).summaries == ["kshot"]
+
+
+def test_a_registered_summary_runs_with_the_context(tmp_path):
+    seen = []
+
+    @register_summary("test-probe")
+    def probe(ctx):
+        seen.append((ctx.meta["grid"], len(ctx.tidy)))
+        return [ctx.write("tables/probe.md", "ok\n")]
+
+    out = run_summaries(["test-probe"], SummaryContext(tmp_path, pd.DataFrame({"a": [1]}), None, {"grid": "g"}))
+    assert seen == [("g", 1)] and out["test-probe"][0].read_text() == "ok\n"
+
+
+def test_vs_reference_matches_scipy_and_holm(tmp_path):
+    rng = np.random.default_rng(0)
+    users = np.arange(40)
+    base = rng.random(40)
+    per_user, cells = [], {}
+    shifts = {"ref": 0.0, "better": 0.2, "same": 0.0, "worse": -0.05}
+    for seed in (0, 1):
+        for method, shift in shifts.items():
+            v = np.clip(base + shift + rng.normal(0, 0.05, 40), 0, None) if method != "ref" else base
+            per_user.append(pd.DataFrame({"user": users, "seed": seed, "method": method, "dataset": "d",
+                                          "protocol": "general", "protocol_params": "{}", "ndcg@10": v}))
+            cells[(method, seed, "ndcg@10")] = float(v.mean())
+            cells[(method, seed, "mae")] = 0.5  # aggregate only: no per-user values
+    pu = pd.concat(per_user, ignore_index=True)
+    ctx = SummaryContext(tmp_path, tidy_rows(cells), pu, {"grid": "g", "reference": "ref",
+                                                          "methods": ["ref", "worse", "better", "same"]})
+    (md, csv) = get_summary("vs_reference")(ctx)
+    table = pd.read_csv(csv)
+    raw = {}
+    for m in ("better", "same", "worse"):
+        a = pu[pu.method == m].sort_values(["seed", "user"])["ndcg@10"].to_numpy()
+        b = pu[pu.method == "ref"].sort_values(["seed", "user"])["ndcg@10"].to_numpy()
+        raw[m] = stats.ttest_rel(a, b).pvalue
+        assert table.set_index("method").loc[m, "mean_diff"] == pytest.approx((a - b).mean(), abs=1e-12)
+    order = sorted(raw, key=raw.get)  # Holm: the k-th smallest p is multiplied by (3 - k), running max
+    expected, running = {}, 0.0
+    for k, m in enumerate(order):
+        running = max(running, (3 - k) * raw[m])
+        expected[m] = min(1.0, running)
+    for m, p in expected.items():
+        assert table.set_index("method").loc[m, "t_p_holm"] == pytest.approx(p, rel=1e-9)
+    text = md.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| metric |"))
+    assert header == "| metric | ref | worse | better | same |"   # reference first, then the grid's order
+    mae = next(line for line in text.splitlines() if line.startswith("| mae |"))
+    assert mae.count("(n/a)") == 3
+    better = next(line for line in text.splitlines() if line.startswith("| ndcg@10 |")).split("|")[4]
+    assert "*" in better and "Δ+0." in better
+
+
+def test_kshot_table_and_curves(tmp_path):
+    frames = []
+    for k in (1, 5):
+        cells = {(m, s, "ndcg@10"): 0.1 * k + (0.01 if m == "a" else 0.0) + 0.001 * s for m in ("a", "b")
+                 for s in (0, 1)}
+        frames.append(tidy_rows(cells, protocol="cold_start", params=json.dumps({"k_shot": k, "n_query": 10})))
+    ctx = SummaryContext(tmp_path, pd.concat(frames, ignore_index=True), None,
+                         {"grid": "g", "metrics": ["ndcg@10"]})
+    files = get_summary("kshot")(ctx)
+    assert (tmp_path / "figures" / "kshot_ndcg10.png") in files
+    md = (tmp_path / "tables" / "kshot.md").read_text()
+    assert "## d, K = 1" in md and "## d, K = 5" in md
+    row = next(line for line in md.split("## d, K = 5")[1].splitlines() if line.startswith("| a |"))
+    assert "0.5105 ± 0.0007 (2)" in row
+
+
+def test_distill_goals_ratios_and_goal_counts(tmp_path):
+    cells = {}
+    for s in (0, 1):
+        cells.update({("distill:teacher", s, "ndcg@10"): 0.10, ("distill:student", s, "ndcg@10"): 0.09,
+                      ("distill:kd-rd", s, "ndcg@10"): 0.11})
+    extra = {"distill:teacher": {"num_parameters": 1000, "infer_s": 0.9},
+             "distill:student": {"num_parameters": 100, "infer_s": 0.3},
+             "distill:kd-rd": {"num_parameters": 100, "infer_s": 0.2}}
+    ctx = SummaryContext(tmp_path, tidy_rows(cells, protocol="sequential", extra=extra), None, {"grid": "g"})
+    get_summary("distill_goals")(ctx)
+    md = (tmp_path / "tables" / "distill_goals.md").read_text()
+    kd = next(line for line in md.splitlines() if line.startswith("| distill:kd-rd |")).split("|")
+    assert [c.strip() for c in kd[6:11]] == ["10.0", "110.0", "4.5x", "+0.0200", "4/4"]
+    alone = next(line for line in md.splitlines() if line.startswith("| distill:student |")).split("|")
+    assert [c.strip() for c in alone[6:11]] == ["10.0", "90.0", "3.0x", "", "2/3"]  # 90 % < 95 %
+    assert "fastest of repeated passes" in md
+    data = json.loads((tmp_path / "tables" / "distill_goals.json").read_text())
+    assert data["d/sequential"]["distill:kd-rd"]["speedup"] == pytest.approx(4.5)
