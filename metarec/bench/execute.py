@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from metarec.bench.artifacts import Artifacts
 from metarec.bench.grid import RunSpec
 from metarec.bench.store import RunStore, write_run
 from metarec.utils import git_revision, versions
@@ -68,7 +69,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
             reporter = trial_reporter(trial, valid_metric)
             res = run_one(split, spec.method, dict(spec.params), seed=spec.seed, metrics=list(spec.metrics),
                           workdir=tmp / "work", eval_mode=spec.eval_mode, reporter=reporter,
-                          inference_repeats=spec.inference_repeats)
+                          inference_repeats=spec.inference_repeats, artifacts=Artifacts(Path(root)))
     except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
         reason = f"{type(e).__name__}: {e}"
         logging.getLogger("metarec").error("run %s failed: %s", key, reason)

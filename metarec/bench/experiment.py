@@ -76,7 +76,8 @@ def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
 
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
             metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
-            eval_mode: str = "full", reporter=None, inference_repeats: int = 0) -> dict[str, Any]:
+            eval_mode: str = "full", reporter=None, inference_repeats: int = 0,
+            artifacts=None) -> dict[str, Any]:
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
     per-user frames (under ``per_user``, not JSON) and timings. ``reporter(step, valid_value) -> prune?`` is handed
     to the method (a tuning trial's pruner); a pruned run finishes with its best weights and says ``pruned``."""
@@ -86,6 +87,7 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
 
     method = build_method(method_name, params)
     method.reporter = reporter
+    method.artifacts = artifacts
     metrics = metrics_for(split, metrics)
     evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed)
     t0 = time.perf_counter()

@@ -10,6 +10,9 @@
                                       evaluator sets it around every evaluation; None = 'test')
     num_parameters()                  trainable parameter count (reported in results)
 
+Reusable intermediates (a teacher, item-text embeddings) are artifacts: ``self.artifacts.get_or_build(kind,
+identity, build)`` (``metarec.bench.artifacts``); the runner sets ``self.artifacts`` to the grid's store before fit.
+
 Tuning: a method declares ``search_space`` next to its ``defaults`` (see ``metarec.methods.space``). A method that
 validates while it trains calls ``self.report(step, value)`` after every validation; the tuner installs a reporter
 there (Optuna's pruner) and, when it answers "prune", the method stops training early, keeps its best weights and
@@ -57,6 +60,9 @@ class Method:
         self.n_users = self.n_items = 0
         self.reporter: Callable[[int, float], bool] | None = None
         self.pruned = False
+        #: the run store's artifacts (``metarec.bench.artifacts.Artifacts``), set by the runner before fit();
+        #: None = the default store under ``metarec.utils.home()``
+        self.artifacts = None
 
     @classmethod
     def declared_space(cls) -> dict:

@@ -2,6 +2,8 @@
 DistilBERT text student, and fit/score shapes of every registered distill method on tiny splits."""
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -225,8 +227,10 @@ def test_teacher_is_trained_once_and_loaded_by_students(seq_split, home, tmp_pat
     teacher = build_method("distill:teacher", {**tparams, "dim": 16, "n_layers": 2})
     teacher.fit(seq_split, seed=0, workdir=tmp_path / "t")
     assert teacher.teacher_meta["cached"] is False
-    ckpts = list((home / "teachers").glob("*/teacher.pt"))
-    assert len(ckpts) == 1 and not list((home / "teachers").glob("*/.teacher.*"))  # no temporary left behind
+    teachers = home / "artifacts" / "teacher"
+    ckpts = list(teachers.glob("*/teacher.pt"))
+    assert len(ckpts) == 1 and not list(teachers.glob(".tmp-*"))  # no temporary left behind
+    assert json.loads((ckpts[0].parent / "meta.json").read_text())["identity"]["split"] == seq_split.fingerprint
     mtime = ckpts[0].stat().st_mtime_ns
     sparams = {**FAST, "dim": 8, "teacher_dim": 16, "teacher_max_epochs": 2, "teacher_eval_every": 1}
     scores = {}
@@ -238,7 +242,7 @@ def test_teacher_is_trained_once_and_loaded_by_students(seq_split, home, tmp_pat
         assert s.shape == (seq_split.n_users, seq_split.n_items) and torch.isfinite(s).all()
         assert m.num_parameters() < teacher.num_parameters() / 2      # the teacher is not counted
         scores[name] = s
-    assert ckpts[0].stat().st_mtime_ns == mtime and len(list((home / "teachers").glob("*/teacher.pt"))) == 1
+    assert ckpts[0].stat().st_mtime_ns == mtime and len(list(teachers.glob("*/teacher.pt"))) == 1
     # the teacher row reloads the same checkpoint and scores identically
     again = build_method("distill:teacher", {**tparams, "dim": 16, "n_layers": 2}).fit(seq_split, seed=0)
     assert again.teacher_meta["cached"] is True
@@ -329,7 +333,7 @@ def test_item_text_embeddings_are_cached_and_items_without_text_masked(seq_split
     # another text is another cache entry
     split.item_features = split.item_features.assign(text=split.item_features.text.str.upper())
     assert T.teacher_item_embeddings(split, max_len=16)[2]["cached"] is False
-    assert len(list((home / "text_emb").glob("*.npz"))) == 2
+    assert len(list((home / "artifacts" / "text_emb").glob("*/emb.npz"))) == 2
 
 
 @pytest.mark.parametrize("protocol", ["sequential", "general"])

