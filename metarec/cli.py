@@ -154,7 +154,8 @@ def cmd_bench(args) -> int:
     if out.get("trials") is not None:
         t = out["trials"]
         print(f"tuning: {t.study.nunique()} studies, {len(t)} trials ({(t.state == 'PRUNED').sum()} pruned, "
-              f"{(t.state == 'FAIL').sum()} failed), {t.wall_s.sum() / 60:.1f} min of trial runs; "
+              f"{(t.state == 'FAIL').sum()} failed: see their reason in trials.csv), {t.wall_s.sum() / 60:.1f} min "
+              "of trial runs; "
               f"{out['store'].root / 'trials.csv'}")
         for note in out.get("notes", []):
             print(f"  {note}")

@@ -7,6 +7,7 @@ Optuna's pruner (which reads the other trials of the same study from the databas
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -36,6 +37,23 @@ def trial_reporter(trial: dict | None, method_valid_metric: str | None):
         return bool(handle.should_prune())
 
     return report
+
+
+def track_tensorboard(folder: Path, spec: RunSpec, result: dict) -> None:
+    """The run in TensorBoard: its validation curve (step = epoch), its parameters and final metrics (HParams tab),
+    in one folder per run key so ``tensorboard --logdir <store>/tensorboard`` compares every run of the grid."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(folder)) as w:
+        for epoch, value, seconds in result.get("valid_curve") or []:
+            w.add_scalar("valid/curve", value, epoch)
+            w.add_scalar("valid/curve_by_second", value, int(seconds))
+        params = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v))
+                  for k, v in {"method": spec.method, "dataset": spec.dataset, "protocol": spec.protocol,
+                               "seed": spec.seed, **result["params"]}.items() if v is not None}
+        finals = {f"{stage}/{m}": float(v) for stage, ms in result["metrics"].items() for m, v in ms.items()
+                  if isinstance(v, (int, float))}
+        w.add_hparams(params, finals, run_name=".")
 
 
 def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict | None = None) -> dict[str, Any]:
@@ -86,6 +104,8 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     if trial:
         result["trial"] = {k: trial[k] for k in ("study", "number")}
     config = {**spec.identity(res["split_fingerprint"]), "resolved_params": res["params"], "threads": spec.threads}
+    if spec.tracking == "tensorboard":
+        track_tensorboard(Path(root) / "tensorboard" / key, spec, result)
     write_run(tmp, config, result, per_user)
     store.commit(key, tmp)
     return {"key": key, "status": "done"}

@@ -52,7 +52,8 @@ from metarec.errors import ConfigError, MetarecError, UnknownNameError
 from metarec.methods.space import parse_space
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "datasets", "methods", "split_seed", "threads",
-            "reference", "tune", "summaries", "inference_repeats", "description"}
+            "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
+TRACKING = ("none", "tensorboard")
 TUNE_KEYS = {"trials", "budget_s", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
 PRUNERS = ("median", "none")
 
@@ -87,6 +88,9 @@ class RunSpec:
     #: > 0: also time scoring every test user, fastest of this many passes (results' timings.infer_test_s). Not part
     #: of the identity: it measures the run, it does not change what the run computes.
     inference_repeats: int = 0
+    #: "tensorboard": also log the run's parameters, validation curve and final metrics under
+    #: <store>/tensorboard/<key>/ (not part of the identity either)
+    tracking: str = "none"
 
     def identity(self, split_fingerprint: str) -> dict[str, Any]:
         return {"dataset": self.dataset, "preprocess": self.preprocess, "protocol": self.protocol,
@@ -115,6 +119,7 @@ class Grid:
     tune: TuneSpec | None = None
     summaries: list = field(default_factory=list)   # report summaries (metarec.report.summaries)
     inference_repeats: int = 0
+    tracking: str = "none"
     raw: dict = field(default_factory=dict)
 
     def cells(self) -> list[tuple[dict, dict, str]]:
@@ -135,7 +140,8 @@ class Grid:
                        protocol_params=protocol["params"],
                        split_seed=self.split_seed if self.split_seed is not None else seed,
                        method=method, params=params, seed=seed, metrics=tuple(self.metrics),
-                       eval_mode=self.eval_mode, threads=self.threads, inference_repeats=self.inference_repeats)
+                       eval_mode=self.eval_mode, threads=self.threads, inference_repeats=self.inference_repeats,
+                       tracking=self.tracking)
 
     def is_tuned(self, method: str) -> bool:
         return self.tune is not None and bool(self.methods[method]["space"])
@@ -326,6 +332,9 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     repeats = raw.get("inference_repeats", 0)
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 0:
         raise _err(f"{source}: inference_repeats", f"must be a non-negative integer, got {repeats!r}")
+    tracking = raw.get("tracking", "none")
+    if tracking not in TRACKING:
+        raise _err(f"{source}: tracking", f"must be one of {', '.join(TRACKING)}, got {tracking!r}")
     reference = raw.get("reference")
     if "vs_reference" in summaries and reference is None:
         raise _err(f"{source}: summaries", "vs_reference needs the grid's reference: method")
@@ -333,7 +342,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
-                reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, raw=raw)
+                reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking, raw=raw)
 
 
 def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:

@@ -65,7 +65,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         if adopted and progress:
             print(f"tuning: continuing the studies committed in {adopted}", file=sys.stderr)
         tuner = Tuner(grid, store, key_of)
-    counts = {"total": 0, "cached": 0, "done": 0, "failed": 0, "skipped_failed": 0}
+    counts = {"total": 0, "cached": 0, "done": 0, "failed": 0, "skipped_failed": 0, "trials_failed": 0}
     seen: set[str] = set()
     ready: deque[Job] = deque()
 
@@ -105,6 +105,8 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
                 ex.submit(ready.popleft())
             job, outcome = ex.next_done()
             status = outcome["status"] if outcome["status"] in ("done", "failed") else "cached"
+            if status == "failed" and job.tag is not None and job.tag[0] == "trial":
+                status = "trials_failed"   # a diverging trial is a tuning outcome (told FAIL), not a broken grid
             counts[status] += 1
             bar.update(1)
             bar.set_postfix(done=counts["done"], failed=counts["failed"], queued=len(ready))

@@ -306,3 +306,46 @@ def test_best_so_far_follows_the_direction_and_skips_unfinished_trials():
                                   searched=['{"lr": 0.5}', '{"lr": 0.25}', "{}", "{}"], space="{}"))
     r = sel.iloc[0]
     assert (r.selected, r.valid, r.trials, r.pruned, r.failed, r.tuning_s) == ("lr=0.25", 0.7, 4, 1, 1, 10.0)
+
+
+def test_the_time_budget_ends_a_study(tmp_path):
+    """budget_s: a trial started inside the budget runs to its end, then the study stops (here after one trial)."""
+    g = copy.deepcopy(TUNED)
+    g["tune"] = {"trials": 10, "budget_s": 0.01, "seeds": [7], "startup_trials": 2}
+    g["seeds"] = [0]
+    g["methods"] = {"mf-bpr": TUNED["methods"]["mf-bpr"]}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    assert len(out["trials"]) == 1 and out["trials"].wall_s.iloc[0] > 0.01
+    assert set(out["tidy"].seed) == {0} and out["counts"]["done"] == 2  # one trial + one confirm run
+
+
+def test_failed_trials_count_and_a_study_without_a_completed_trial_confirms_nothing(tmp_path):
+    g = copy.deepcopy(TUNED)
+    g["tune"] = {"trials": 2, "seeds": [7], "startup_trials": 1}
+    g["methods"] = {"pop": {}, "mf-bpr": {"params": {**FAST, "dim": 8},
+                                          "search": {"lr": {"float": [1e20, 1e30], "log": True}}}}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    assert list(out["trials"].state) == ["FAIL", "FAIL"]
+    assert all("non-finite loss" in r for r in out["trials"].reason)
+    # a diverging trial is a tuning outcome, not a failed grid: counted apart, the grid's own runs all succeeded
+    assert out["counts"]["trials_failed"] == 2 and out["counts"]["failed"] == 0 and not out["failures"]
+    assert set(out["tidy"].method) == {"pop"}
+    assert any("no trial completed" in n for n in out["notes"])
+
+
+def test_tracking_tensorboard_logs_params_curve_and_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    g = {"name": "tb", "seeds": [0], "metrics": ["ndcg@10"], "tracking": "tensorboard",
+         "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
+         "methods": {"mf-bpr": {"params": {**FAST, "dim": 8, "max_epochs": 3}}}}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    (key,) = out["tidy"].run.unique()
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / key)).Reload()
+    curve = acc.Scalars("valid/curve")
+    assert [e.step for e in curve] == [0, 1, 2]
+    result = out["store"].load_result(key)
+    assert [e.value for e in curve] == pytest.approx([v for _, v, _ in result["valid_curve"]])
+    assert acc.Scalars("test/ndcg@10")[0].value == pytest.approx(result["metrics"]["test"]["ndcg@10"], rel=1e-6)
+    with pytest.raises(ConfigError, match="tracking: must be one of"):
+        parse_grid({**g, "tracking": "mlflow"})
