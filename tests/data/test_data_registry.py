@@ -16,14 +16,18 @@ from metarec.errors import ConfigError, DataError, UnknownNameError
 NAMES = {"ml-100k", "ml-1m", "ml-1m-implicit", "amazon-beauty", "amazon-sports", "amazon-toys", "amazon-videogames",
          "amazon-grocery", "amazon-scientific", "amazon-office", "amazon2018-all-beauty", "amazon2018-fashion",
          "amazon2018-appliances", "amazon2018-gift-cards", "amazon2018-magazines", "mind-sample", "mind-small",
-         "mind-large", "mind-demo"}
+         "mind-large", "mind-demo", "amazon2018-multidomain"}
 
 
 def test_all_names_registered_with_complete_cards():
     cards = list_cards()
     assert {c.name for c in cards} == NAMES
     for c in cards:
-        assert c.family in ("movielens", "amazon", "mind") and c.terms and c.folder and c.files and callable(c.loader)
+        assert c.family in ("movielens", "amazon", "mind") and c.terms
+        if c.parts:  # derived: built from its parts, which are cards themselves
+            assert not c.files and c.loader is None and all(p in NAMES for p in c.parts)
+        else:
+            assert c.folder and c.files and callable(c.loader)
         assert all(v.split(":")[0] in ("sha256", "md5") for v in c.checksums.values())
     assert get_card("ml-100k").checksums["ml-100k.zip"] == "md5:0e33842e24a9c977be4e0107933c0723"
     assert get_card("ml-1m").checksums["ml-1m.zip"] == "md5:c4d9eecfca2ab87c1945afe126590906"
