@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from metarec.bench import parse_grid, run_grid
+from tests.bench._kill import bench, bench_then_kill
 
 TINY = {"name": "tiny", "seeds": [0, 1], "metrics": ["ndcg@10", "recall@10", "coverage@10"],
         "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
@@ -65,23 +62,11 @@ def test_selection_uses_valid_metric(reference):
 
 def test_sigkill_mid_grid_then_resume(reference, tmp_path):
     _, ref = reference
-    grid_file = tmp_path / "tiny.yaml"
-    grid_file.write_text(yaml.safe_dump(TINY))
-    env = {**os.environ, "METAREC_HOME": str(tmp_path / "home")}
-    runs = tmp_path / "home" / "grids" / "tiny" / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(runs.glob("*/result.json"))) < 2:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/result.json")}
+    grid_file, env, runs, finished = bench_then_kill(TINY, tmp_path, after=2)
     assert 2 <= len(finished) < 6, "the kill must land mid-grid"
     for folder in runs.iterdir():  # no half-written run folder is visible under its final name
         assert folder.name.startswith(".tmp-") or (folder / "result.json").is_file()
-    done = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = bench(grid_file, env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(finished)} already finished" in done.stdout
     for key, stamp in finished.items():

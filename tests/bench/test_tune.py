@@ -3,17 +3,13 @@ executors agreeing, pruning."""
 from __future__ import annotations
 
 import copy
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 import yaml
 
 from metarec.bench import parse_grid, run_grid
+from tests.bench._kill import bench, bench_then_kill
 from metarec.errors import ConfigError
 from metarec.methods.space import parse_space, space_size
 
@@ -180,22 +176,10 @@ def test_more_trials_continue_the_same_study(tuned_reference, tmp_path):
 
 def test_sigkill_during_tuning_then_resume(tuned_reference, tmp_path):
     _, ref = tuned_reference
-    grid_file = tmp_path / "tuned.yaml"
-    grid_file.write_text(yaml.safe_dump(TUNED))
-    env = {**os.environ, "METAREC_HOME": str(tmp_path / "home")}
-    runs = tmp_path / "home" / "grids" / "tuned" / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    # pop's runs come after the study's trials in the queue: wait for 2 finished trial runs
-    while time.time() < deadline and len(list(runs.glob("*/result.json"))) < 2:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/result.json")}
+    # the study's trials come first in the queue (pop's runs after them): kill after 2 finished trial runs
+    grid_file, env, runs, finished = bench_then_kill(TUNED, tmp_path, after=2)
     assert 2 <= len(finished) < 3 + 2 + 2, "the kill must land during tuning"
-    done = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", str(grid_file)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = bench(grid_file, env)
     assert done.returncode == 0, done.stderr[-3000:]
     for key, stamp in finished.items():
         assert (runs / key / "result.json").stat().st_mtime_ns == stamp  # no finished trial recomputed
