@@ -93,10 +93,14 @@ class RunSpec:
     tracking: str = "none"
 
     def identity(self, split_fingerprint: str) -> dict[str, Any]:
+        """What the run computes. ``params`` are the method's *resolved* parameters (its defaults filled in), so a
+        changed default makes a new run instead of silently reusing one trained under the old default."""
+        from metarec.methods import build_method
+
         return {"dataset": self.dataset, "preprocess": self.preprocess, "protocol": self.protocol,
                 "protocol_params": self.protocol_params, "split_fingerprint": split_fingerprint,
-                "method": self.method, "params": self.params, "seed": self.seed, "eval_mode": self.eval_mode,
-                "metrics": list(self.metrics)}
+                "method": self.method, "params": build_method(self.method, dict(self.params)).params,
+                "seed": self.seed, "eval_mode": self.eval_mode, "metrics": list(self.metrics)}
 
     @property
     def params_label(self) -> str:

@@ -142,9 +142,13 @@ class Tuner:
     def study_name(self, d: dict, proto: dict, method: str, m: dict) -> str:
         """Readable cell + a hash of everything that defines the study: change the space, the fixed parameters,
         the tuning seeds or the metric and a new study starts (an old one is never mixed with a new space)."""
+        from metarec.methods import build_method
+
         t = self.spec_t
+        # every parameter the trials do not search, defaults included: a changed default starts a new study
+        fixed = {k: v for k, v in build_method(method, dict(m["fixed"])).params.items() if k not in m["space"]}
         ident = {"dataset": d["name"], "preprocess": d["preprocess"], "protocol": proto["name"],
-                 "protocol_params": proto["params"], "method": method, "fixed": m["fixed"],
+                 "protocol_params": proto["params"], "method": method, "fixed": fixed,
                  "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
                  "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
                  "eval_mode": self.grid.eval_mode, "split_seed": self.grid.split_seed}

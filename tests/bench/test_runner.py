@@ -151,3 +151,20 @@ def test_prepare_removes_dead_writers_temp_folders_only(tmp_path):
         live.wait()
     store.prepare()
     assert not list(store.runs.iterdir())
+
+
+def test_run_keys_follow_resolved_parameters(monkeypatch):
+    """Spelling out a default gives the same key; changing a default gives a new one (no stale cache hit)."""
+    from metarec.bench.grid import RunSpec
+    from metarec.bench.store import run_key
+    from metarec.methods import get_method
+
+    def spec(params):
+        return RunSpec(dataset="ml-100k", preprocess={}, protocol="general", protocol_params={}, split_seed=0,
+                       method="mf-bpr", params=params, seed=0, metrics=("ndcg@10",), eval_mode="full", threads=1)
+
+    cls = get_method("mf-bpr")
+    plain = run_key(spec({}).identity("fp"))
+    assert run_key(spec({"lr": cls.defaults["lr"]}).identity("fp")) == plain
+    monkeypatch.setattr(cls, "defaults", {**cls.defaults, "lr": cls.defaults["lr"] * 2})
+    assert run_key(spec({}).identity("fp")) != plain
