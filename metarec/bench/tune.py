@@ -5,7 +5,8 @@ at any moment resumes with the trials it had, and pool/Ray workers report to the
 
 - **Same budget for every method**: at most ``tune.trials`` trials and at most ``tune.budget_s`` seconds of trial
   run time (the sum of the trials' run wall times, so waiting in a queue costs nothing), whichever ends first. A
-  trial started inside the budget runs to its end. Failed and pruned trials count: they were spent.
+  trial started inside the budget runs to its end. Failed and pruned trials count: they were spent. A finite space
+  (all categorical or stepped) ends earlier once every configuration has been tried.
 - **Trials are runs**: a trial runs the method with its sampled parameters on every tuning seed (split and training
   seed, disjoint from the evaluation seeds) as ordinary run-store runs keyed like any other, so a configuration is
   never trained twice (a re-sampled configuration, or a resumed trial, reads the stored run). Its value is the mean
@@ -155,21 +156,21 @@ class Tuner:
         return f"{d['name']}/{proto['name']}/{method}/{run_key(ident)[:10]}"
 
     # ---- budget --------------------------------------------------------------------------------------------
-    def _finished(self, s: StudyRun):
-        from optuna.trial import TrialState
-
-        return [t for t in s.study.get_trials(deepcopy=False)
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
-
     def spent(self, s: StudyRun) -> tuple[int, float]:
         """(trials started, seconds of trial run time spent) so far."""
         trials = s.study.get_trials(deepcopy=False)
         return len(trials), sum(float(t.user_attrs.get("wall_s", 0.0)) for t in trials)
 
     def budget_left(self, s: StudyRun) -> bool:
+        """Within both budgets, and some configuration not tried yet (a finite space, e.g. all categorical, is
+        exhausted once every configuration was tried: further trials would only re-read stored runs)."""
+        from metarec.methods.space import space_size
+
         n, secs = self.spent(s)
         t = self.spec_t
-        return (t.trials is None or n < t.trials) and (t.budget_s is None or secs < t.budget_s)
+        tried = {json.dumps(tr.params, sort_keys=True, default=str) for tr in s.study.get_trials(deepcopy=False)}
+        return (t.trials is None or n < t.trials) and (t.budget_s is None or secs < t.budget_s) \
+            and len(tried) < space_size(s.space)
 
     # ---- planning ------------------------------------------------------------------------------------------
     def _spec(self, s: StudyRun, params: dict, seed: int) -> RunSpec:

@@ -3,6 +3,7 @@ executors agreeing, pruning."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pandas as pd
 import pytest
@@ -333,3 +334,13 @@ def test_tracking_tensorboard_logs_params_curve_and_metrics(tmp_path):
     assert acc.Scalars("test/ndcg@10")[0].value == pytest.approx(result["metrics"]["test"]["ndcg@10"], rel=1e-6)
     with pytest.raises(ConfigError, match="tracking: must be one of"):
         parse_grid({**g, "tracking": "mlflow"})
+
+
+def test_a_finite_space_ends_when_every_configuration_was_tried(tmp_path):
+    g = copy.deepcopy(TUNED)
+    g["tune"] = {"trials": 10, "seeds": [7], "startup_trials": 5}
+    g["seeds"] = [0]
+    g["methods"] = {"mf-bpr": {"params": {**FAST, "dim": 8}, "search": {"lr": [0.01, 0.02]}}}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    tried = {json.loads(p)["lr"] for p in out["trials"].searched}
+    assert tried == {0.01, 0.02} and len(out["trials"]) < 10
