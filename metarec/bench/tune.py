@@ -189,17 +189,39 @@ class Tuner:
             info = {"study": s.name, "number": p.number, "pruner": "none"}
         return Job(spec, self.key_of(spec), info, tag=("trial", s.name, p.number))
 
-    def _ask(self, s: StudyRun) -> PendingTrial:
+    def _sampler(self, number: int):
         from optuna.samplers import TPESampler
 
-        number = len(s.study.get_trials(deepcopy=False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate TPE is 'experimental'
-            s.study.sampler = TPESampler(seed=(self.spec_t.sampler_seed * 1_000_003 + number) % (2**31),
-                                         n_startup_trials=self.spec_t.startup_trials, multivariate=True,
-                                         constant_liar=self.spec_t.parallel > 1)
+            return TPESampler(seed=(self.spec_t.sampler_seed * 1_000_003 + number) % (2**31),
+                              n_startup_trials=self.spec_t.startup_trials, multivariate=True,
+                              constant_liar=self.spec_t.parallel > 1)
+
+    def _ask(self, s: StudyRun) -> PendingTrial:
+        number = len(s.study.get_trials(deepcopy=False))
+        s.study.sampler = self._sampler(number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             trial = s.study.ask({k: d.to_optuna() for k, d in s.space.items()})
         return PendingTrial(trial.number, trial._trial_id, dict(trial.params))
+
+    def _reattach(self, s: StudyRun, frozen) -> PendingTrial:
+        """A trial left RUNNING by a killed process. Killed inside ask(), it may lack some parameters: draw them
+        again exactly as that ask did (the same per-number seed over the same finished trials; the ones already
+        written are kept)."""
+        import optuna
+
+        params = dict(frozen.params)
+        if set(params) != set(s.space):
+            s.study.sampler = self._sampler(frozen.number)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trial = optuna.trial.Trial(s.study, frozen._trial_id)
+                for name, dist in s.space.items():
+                    trial._suggest(name, dist.to_optuna())
+            params = dict(trial.params)
+        return PendingTrial(frozen.number, frozen._trial_id, params)
 
     def start(self) -> list:
         """Jobs to run first: re-attached trials of a killed run, then each study's first trials."""
@@ -208,7 +230,7 @@ class Tuner:
         jobs = []
         for s in self.studies:
             for t in s.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                p = PendingTrial(t.number, t._trial_id, dict(t.params))
+                p = self._reattach(s, t)
                 s.inflight[p.number] = p
                 jobs.append(self._trial_job(s, p))
             jobs += self._more(s)

@@ -344,3 +344,30 @@ def test_a_finite_space_ends_when_every_configuration_was_tried(tmp_path):
     out = run_grid(parse_grid(g), root=tmp_path, progress=False)
     tried = {json.loads(p)["lr"] for p in out["trials"].searched}
     assert tried == {0.01, 0.02} and len(out["trials"]) < 10
+
+
+def test_a_trial_killed_inside_ask_gets_the_parameters_that_ask_would_have_drawn(tuned_reference, tmp_path):
+    """Simulate SIGKILL between creating a trial and writing its parameters: the resumed study is unchanged."""
+    import shutil
+
+    import optuna
+
+    root, ref = tuned_reference
+    shutil.copytree(root, tmp_path / "copy")
+    url = f"sqlite:///{tmp_path / 'copy' / 'grids' / 'tuned' / 'tuning.db'}"
+    name = ref["trials"].study.iloc[0]
+    study = optuna.load_study(study_name=name, storage=url)
+    last = study.trials[-1]
+    # rebuild the database without the last trial's parameters and with it still RUNNING
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "copy" / "grids" / "tuned" / "tuning.db")
+    con.execute("delete from trial_params where trial_id = ?", (last._trial_id,))
+    con.execute("delete from trial_values where trial_id = ?", (last._trial_id,))
+    con.execute("update trials set state = 'RUNNING', datetime_complete = NULL where trial_id = ?", (last._trial_id,))
+    con.commit()
+    con.close()
+    for run in (tmp_path / "copy" / "grids" / "tuned" / "runs").iterdir():  # its run is gone too
+        shutil.rmtree(run)
+    out = run_grid(parse_grid(TUNED), root=tmp_path / "copy", progress=False)
+    pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
