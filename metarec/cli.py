@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
     print(f"{args.method} on {args.dataset}/{args.protocol} (split {split.fingerprint[:12]}, "
           f"{len(split.train):,} train rows, {split.n_items:,} items)", file=sys.stderr)
     res = run_one(split, args.method, params, seed=args.seed, metrics=metrics, workdir=workdir,
-                  eval_mode="sampled" if args.sampled else "full")
+                  eval_mode="sampled" if args.sampled else "full", ties=args.ties)
     stages = list(res["metrics"])
     names = list(res["metrics"][stages[-1]])
     print(f"\n{args.method} on {args.dataset} ({args.protocol}, seed {args.seed}, {res.get('eval_mode')} ranking)")
@@ -144,6 +144,8 @@ def cmd_bench(args) -> int:
     from metarec.bench import load_grid, run_grid
 
     grid = load_grid(args.grid)
+    if args.only:
+        grid = grid.restrict(args.only)
     out = run_grid(grid, executor=args.executor, jobs=args.jobs, address=args.address,
                    retry_failed=args.retry_failed)
     c = out["counts"]
@@ -225,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol-param", action="append", metavar="KEY=VALUE", help="protocol parameter")
     s.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,recall@20")
     s.add_argument("--sampled", action="store_true", help="sampled-negative ranking (100 negatives), labelled so")
+    s.add_argument("--ties", choices=("expected", "first"), default="expected",
+                   help="tied scores: expected = each metric's expectation over all orders of the tied items "
+                        "(default); first = the lower item id first (the old deterministic order)")
     s.add_argument("--out", help="results JSON path")
     data_opts(s)
     s.set_defaults(fn=cmd_run)
@@ -235,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", "-j", type=int, default=1, help="parallel runs for pool/ray")
     s.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     s.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+    s.add_argument("--only", action="append", metavar="KEY=GLOB",
+                   help="run only the cells whose dataset/protocol/method matches, e.g. --only protocol=general "
+                        "--only 'method=recbole:*' (repeatable; comma-separated globs); the rest of the grid's "
+                        "results are kept")
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("report", help="tables (Markdown, LaTeX) and figures for a grid's results")

@@ -74,7 +74,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
     logging.captureWarnings(True)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     try:
         split = get_split(spec.dataset, spec.protocol, spec.protocol_params, spec.split_seed, spec.preprocess,
                           root=Path(root))
@@ -87,7 +87,8 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
             reporter = trial_reporter(trial, valid_metric)
             res = run_one(split, spec.method, dict(spec.params), seed=spec.seed, metrics=list(spec.metrics),
                           workdir=tmp / "work", eval_mode=spec.eval_mode, reporter=reporter,
-                          inference_repeats=spec.inference_repeats, artifacts=Artifacts(Path(root)))
+                          inference_repeats=spec.inference_repeats, artifacts=Artifacts(Path(root)),
+                          ties=spec.ties)
     except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
         reason = f"{type(e).__name__}: {e}"
         logging.getLogger("metarec").error("run %s failed: %s", key, reason)
@@ -100,7 +101,9 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     per_user = res.pop("per_user")
     result = {**res, "key": key, "config_params": spec.params, "family": getattr(get_method(spec.method), "family", ""),
               "split_seed": spec.split_seed, "preprocess": spec.preprocess, "versions": versions(),
-              "git_revision": git_revision(), "wall_s": time.time() - t0}
+              "git_revision": git_revision(), "wall_s": time.time() - t0,
+              # CPU seconds of this process (all its threads): what the run cost, whatever else the machine did
+              "cpu_s": time.process_time() - c0}
     if trial:
         result["trial"] = {k: trial[k] for k in ("study", "number")}
     config = {**spec.identity(res["split_fingerprint"]), "resolved_params": res["params"], "threads": spec.threads}

@@ -77,7 +77,7 @@ def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
             metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
             eval_mode: str = "full", reporter=None, inference_repeats: int = 0,
-            artifacts=None) -> dict[str, Any]:
+            artifacts=None, ties: str = "expected") -> dict[str, Any]:
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
     per-user frames (under ``per_user``, not JSON) and timings. ``reporter(step, valid_value) -> prune?`` is handed
     to the method (a tuning trial's pruner); a pruned run finishes with its best weights and says ``pruned``."""
@@ -89,7 +89,7 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
     method.reporter = reporter
     method.artifacts = artifacts
     metrics = metrics_for(split, metrics)
-    evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed)
+    evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed, ties=ties)
     t0 = time.perf_counter()
     method.fit(split, seed=seed, workdir=workdir)
     fit_s = time.perf_counter() - t0
@@ -112,6 +112,7 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
         out["metrics"][stage] = res.means
         out["per_user"][stage] = res.per_user
         out["eval_mode"] = res.mode
+        out["ties"] = ties
         out[f"{stage}_users"] = res.n_users
     if inference_repeats and "test" in stages and len(split.frames["test"]) and not split.is_impressions:
         out["timings"]["infer_test_s"] = time_scoring(method, split, evaluator.batch_size, inference_repeats)

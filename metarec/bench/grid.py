@@ -51,11 +51,12 @@ import yaml
 from metarec.errors import ConfigError, MetarecError, UnknownNameError
 from metarec.methods.space import parse_space
 
-TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "datasets", "methods", "split_seed", "threads",
+TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "datasets", "methods", "split_seed", "threads",
             "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
 TRACKING = ("none", "tensorboard")
-TUNE_KEYS = {"trials", "budget_s", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
+TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
 PRUNERS = ("median", "none")
+CLOCKS = ("wall", "cpu")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class TuneSpec:
     sampler_seed: int
     startup_trials: int
     parallel: int
+    #: what budget_s counts: "wall" (run wall time) or "cpu" (CPU seconds of the run's process, all threads), which
+    #: a busy machine does not shrink: equal budgets stay equal when other work shares the cores
+    clock: str = "wall"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class RunSpec:
     #: "tensorboard": also log the run's parameters, validation curve and final metrics under
     #: <store>/tensorboard/<key>/ (not part of the identity either)
     tracking: str = "none"
+    #: how tied scores are ranked (metarec.eval.evaluator.TIES): part of the identity, the metrics depend on it
+    ties: str = "expected"
 
     def identity(self, split_fingerprint: str) -> dict[str, Any]:
         """What the run computes. ``params`` are the method's *resolved* parameters (its defaults filled in), so a
@@ -100,7 +106,7 @@ class RunSpec:
         return {"dataset": self.dataset, "preprocess": self.preprocess, "protocol": self.protocol,
                 "protocol_params": self.protocol_params, "split_fingerprint": split_fingerprint,
                 "method": self.method, "params": build_method(self.method, dict(self.params)).params,
-                "seed": self.seed, "eval_mode": self.eval_mode, "metrics": list(self.metrics)}
+                "seed": self.seed, "eval_mode": self.eval_mode, "ties": self.ties, "metrics": list(self.metrics)}
 
     @property
     def params_label(self) -> str:
@@ -124,7 +130,43 @@ class Grid:
     summaries: list = field(default_factory=list)   # report summaries (metarec.report.summaries)
     inference_repeats: int = 0
     tracking: str = "none"
+    ties: str = "expected"
     raw: dict = field(default_factory=dict)
+    #: ``metarec bench --only``: glob patterns per "dataset"/"protocol"/"method"; cells outside them are not run
+    #: (and their rows in the tidy table are kept as they were)
+    only: dict = field(default_factory=dict)
+
+    def restrict(self, patterns: list[str]) -> "Grid":
+        """A copy that runs only the cells matching every ``key=glob[,glob...]`` (key: dataset, protocol, method).
+        Same name and store: a large grid can be run a part at a time, each part resuming like the whole."""
+        import dataclasses
+        from fnmatch import fnmatchcase
+
+        only: dict[str, list[str]] = {}
+        for p in patterns:
+            key, sep, globs = p.partition("=")
+            key = key.strip()
+            if not sep or key not in ("dataset", "protocol", "method") or not globs.strip():
+                raise ConfigError(f"--only {p!r}: expected dataset=GLOB, protocol=GLOB or method=GLOB "
+                                  "(comma-separated globs, e.g. method=recbole:*)")
+            only.setdefault(key, []).extend(g.strip() for g in globs.split(",") if g.strip())
+        out = dataclasses.replace(self, only=only)
+        for key, globs in only.items():
+            names = {(d["name"], pr["name"], m)[("dataset", "protocol", "method").index(key)]
+                     for d, pr, m in self.cells()}
+            for g in globs:
+                if not any(fnmatchcase(n, g) for n in names):
+                    raise ConfigError(f"--only {key}={g}: matches no {key} of grid {self.name!r} "
+                                      f"(has: {', '.join(sorted(names))})")
+        if not out.cells():
+            raise ConfigError(f"--only {' '.join(patterns)}: matches no cell of grid {self.name!r}")
+        return out
+
+    def _wanted(self, dataset: str, protocol: str, method: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        have = {"dataset": dataset, "protocol": protocol, "method": method}
+        return all(any(fnmatchcase(have[k], g) for g in globs) for k, globs in self.only.items())
 
     def cells(self) -> list[tuple[dict, dict, str]]:
         """(dataset, protocol, method name) for every cell the grid runs, in grid order."""
@@ -136,6 +178,8 @@ class Grid:
                         continue
                     if d["name"] in m["exclude"] or f"{d['name']}/{proto['name']}" in m["exclude"]:
                         continue
+                    if self.only and not self._wanted(d["name"], proto["name"], mname):
+                        continue
                     out.append((d, proto, mname))
         return out
 
@@ -144,7 +188,8 @@ class Grid:
                        protocol_params=protocol["params"],
                        split_seed=self.split_seed if self.split_seed is not None else seed,
                        method=method, params=params, seed=seed, metrics=tuple(self.metrics),
-                       eval_mode=self.eval_mode, threads=self.threads, inference_repeats=self.inference_repeats,
+                       eval_mode=self.eval_mode, ties=self.ties, threads=self.threads,
+                       inference_repeats=self.inference_repeats,
                        tracking=self.tracking)
 
     def is_tuned(self, method: str) -> bool:
@@ -220,6 +265,11 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     eval_mode = raw.get("eval_mode", "full")
     if eval_mode not in ("full", "sampled"):
         raise _err(f"{source}: eval_mode", f"must be 'full' or 'sampled', got {eval_mode!r}")
+    from metarec.eval.evaluator import TIES
+
+    ties = raw.get("ties", "expected")
+    if ties not in TIES:
+        raise _err(f"{source}: ties", f"must be one of {', '.join(TIES)}, got {ties!r}")
     split_seed = raw.get("split_seed")
     if split_seed is not None and not isinstance(split_seed, int):
         raise _err(f"{source}: split_seed", f"must be an integer, got {split_seed!r}")
@@ -346,7 +396,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
-                reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking, raw=raw)
+                reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking,
+                ties=ties, raw=raw)
 
 
 def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:
@@ -396,5 +447,8 @@ def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> T
     if not isinstance(startup, int) or isinstance(startup, bool) or startup < 0:
         raise _err(f"{where}.startup_trials", f"must be a non-negative integer, got {startup!r}")
     parallel = positive("parallel", default=1)
-    return TuneSpec(trials=trials, budget_s=budget, seeds=tuple(tseeds), metric=metric, pruner=pruner,
+    clock = raw.get("budget_clock", "wall")
+    if clock not in CLOCKS:
+        raise _err(f"{where}.budget_clock", f"must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    return TuneSpec(clock=clock, trials=trials, budget_s=budget, seeds=tuple(tseeds), metric=metric, pruner=pruner,
                     sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel)

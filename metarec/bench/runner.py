@@ -48,6 +48,21 @@ def plan(grid: Grid, root: Path, key_of: SplitKeys | None = None) -> list[Planne
     return [PlannedRun(spec, key_of(spec)) for spec in grid.runs()]
 
 
+def _keep_other_cells(table: Path, new, grid: Grid):
+    """A grid run with ``--only``: the rows an earlier run wrote for cells outside this part stay in the table."""
+    import pandas as pd
+
+    if not table.is_file():
+        return new
+    old = pd.read_parquet(table)
+    if old.empty:
+        return new
+    mine = {(d["name"], p["name"], m) for d, p, m in grid.cells()}
+    keep = old[[c not in mine for c in zip(old.dataset, old.protocol, old.method)]]
+    keep = keep.drop(columns=[c for c in keep.columns if c not in new.columns])
+    return pd.concat([keep, new], ignore_index=True) if not new.empty else keep.reset_index(drop=True)
+
+
 def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address: str | None = None,
              retry_failed: bool = False, root: Path | None = None, progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
@@ -117,12 +132,17 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         bar.close()
         ex.close()
     keys = [p.key for p in planned] + (tuner.confirm_keys if tuner else [])
-    tidy = select_configs(tidy_table(store, list(dict.fromkeys(keys))), grid.valid_metric)
+    tidy = tidy_table(store, list(dict.fromkeys(keys)))
+    if grid.only:
+        tidy = _keep_other_cells(store.root / "results.parquet", tidy, grid)
+    tidy = select_configs(tidy, grid.valid_metric)
     if not tidy.empty:
         write_table(tidy, store.root)
     trials = None
     if tuner is not None:
         trials = tuner.trials_table()
+        if grid.only:
+            trials = _keep_other_cells(store.root / "trials.parquet", trials, grid)
         write_table(trials, store.root, stem="trials")
     failures = [store.failure(k) for k in dict.fromkeys(keys) if store.failure(k)]
     notes = [f"{s.name}: {s.note}" for s in (tuner.studies if tuner else []) if s.note]

@@ -4,7 +4,8 @@ Studies live in one SQLite database per grid (``<store>/tuning.db``, Optuna's RD
 at any moment resumes with the trials it had, and pool/Ray workers report to the same study. Each study:
 
 - **Same budget for every method**: at most ``tune.trials`` trials and at most ``tune.budget_s`` seconds of trial
-  run time (the sum of the trials' run wall times, so waiting in a queue costs nothing), whichever ends first. A
+  run time (the sum of the trials' run wall times, so waiting in a queue costs nothing; with
+  ``budget_clock: cpu`` their CPU seconds, which other work on the machine does not eat into), whichever ends first. A
   trial started inside the budget runs to its end. Failed and pruned trials count: they were spent. A finite space
   (all categorical or stepped) ends earlier once every configuration has been tried.
 - **Trials are runs**: a trial runs the method with its sampled parameters on every tuning seed (split and training
@@ -93,6 +94,7 @@ class PendingTrial:
     seed_index: int = 0
     values: list = field(default_factory=list)
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     keys: list = field(default_factory=list)
 
 
@@ -153,12 +155,18 @@ class Tuner:
                  "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
                  "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
                  "eval_mode": self.grid.eval_mode, "split_seed": self.grid.split_seed}
+        if self.grid.ties != "expected":
+            # (studies begun before tie-aware metrics ranked ties by item id; they continue under the default:
+            # selection only, the confirm runs that make the tables are keyed and evaluated with ``ties``)
+            ident["ties"] = self.grid.ties
         return f"{d['name']}/{proto['name']}/{method}/{run_key(ident)[:10]}"
 
     # ---- budget --------------------------------------------------------------------------------------------
     def spent(self, s: StudyRun) -> tuple[int, float]:
         """(trials started, seconds of trial run time spent) so far."""
         trials = s.study.get_trials(deepcopy=False)
+        if self.spec_t.clock == "cpu":   # trials recorded before cpu_s existed count their wall time
+            return len(trials), sum(float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0))) for t in trials)
         return len(trials), sum(float(t.user_attrs.get("wall_s", 0.0)) for t in trials)
 
     def budget_left(self, s: StudyRun) -> bool:
@@ -279,6 +287,7 @@ class Tuner:
             return self._more(s)
         result = self.store.load_result(job.key)
         p.wall_s += float(result.get("wall_s", 0.0))
+        p.cpu_s += float(result.get("cpu_s", result.get("wall_s", 0.0)))
         value = result.get("metrics", {}).get("valid", {}).get(self.spec_t.metric)
         if value is None or not math.isfinite(float(value)):
             self._tell(s, p, TrialState.FAIL, reason=f"no finite valid {self.spec_t.metric} (the split needs a "
@@ -299,6 +308,7 @@ class Tuner:
 
         trial = optuna.trial.Trial(s.study, p.trial_id)
         trial.set_user_attr("wall_s", p.wall_s)
+        trial.set_user_attr("cpu_s", p.cpu_s)
         trial.set_user_attr("runs", p.keys)
         trial.set_user_attr("seed_values", p.values)
         if reason:
@@ -326,9 +336,10 @@ class Tuner:
                              "params": json.dumps({**s.fixed, **t.params}, sort_keys=True, default=str),
                              "searched": json.dumps(t.params, sort_keys=True, default=str),
                              "wall_s": float(t.user_attrs.get("wall_s", float("nan"))),
+                             "cpu_s": float(t.user_attrs.get("cpu_s", float("nan"))),
                              "selected": t.number == best_number, "metric": self.spec_t.metric,
                              "direction": self.direction, "reason": t.user_attrs.get("reason", ""),
                              "space": json.dumps({k: v.describe() for k, v in s.space.items()}, sort_keys=True)})
         cols = ["study", "dataset", "protocol", "protocol_params", "method", "number", "state", "value", "params",
-                "searched", "wall_s", "selected", "metric", "direction", "reason", "space"]
+                "searched", "wall_s", "cpu_s", "selected", "metric", "direction", "reason", "space"]
         return pd.DataFrame(rows, columns=cols)

@@ -7,12 +7,16 @@ Full ranking (default), per batch of users::
     top = topk_items(scores, Kmax)                  # exact top-K; ties -> lower item id first
     hits = is_target[top]                           # targets: the stage frame's distinct items of the user
     per-user metrics from (hits, n_targets)         # metarec.eval.metrics, RecBole's definitions
+                                                    # ties="expected" (default): averaged over tie orders, exactly
 
 As in RecBole's full-sort evaluation, a target that is also known (a repeat interaction) is masked like every
 known item yet still counts in the user's number of targets; AUC only compares unmasked items. Users without
-targets at the stage are not evaluated. Tie order is the one deliberate difference from RecBole's trainer, whose
-``torch.topk`` orders tied scores in an unspecified (kernel) order: here a tie goes to the lower item id, so the
-lists are a function of the scores alone. Untied scores give RecBole's lists exactly.
+targets at the stage are not evaluated. Tie handling is the one deliberate difference from RecBole's trainer, whose
+``torch.topk`` orders tied scores in an unspecified (kernel) order. By default (``ties="expected"``) every top-K
+metric is its exact expectation over all orders of the tied items, so a constant scorer scores what a uniformly
+random one does in expectation; ``ties="first"`` keeps the deterministic order (a tie goes to the lower item id,
+which flatters tied scorers: ids follow the data's original ids, which correlate with popularity). Untied scores
+give RecBole's values under both.
 
 Sampled ranking (``mode='sampled'``, only on request) ranks each user's targets among ``num_negatives`` uniformly
 drawn unknown non-target items per target (RecBole's ``uni100`` convention); its label ``sampled-<n>`` travels in
@@ -36,6 +40,10 @@ from metarec.eval import metrics as M
 from metarec.eval.metrics import MetricSpec, parse_metrics
 
 MODES = ("full", "sampled")
+#: how tied scores are ordered: "expected" = every top-K metric is its expectation over all orders of the tied items
+#: (McSherry & Najork 2008, exact), so a constant scorer scores what a random one scores in expectation; "first" =
+#: the old deterministic order (a tie goes to the lower item id; RecBole-style stable lists)
+TIES = ("expected", "first")
 DEFAULT_RANKING = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr@10", "precision@10", "map@10")
 DEFAULT_IMPRESSIONS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 CATEGORY_COLUMNS = ("genres", "category")
@@ -107,8 +115,11 @@ class Evaluator:
     """
 
     def __init__(self, split, metrics=None, batch_size: int | None = None, mode: str = "full",
-                 num_negatives: int = 100, seed: int = 0):
+                 num_negatives: int = 100, seed: int = 0, ties: str = "expected"):
         self.split = split
+        if ties not in TIES:
+            raise ConfigError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
+        self.ties = ties
         if batch_size is None:  # [batch, n_items] score blocks of at most 2^25 entries (128 MB of float32)
             batch_size = int(max(1, min(1024, 2 ** 25 // max(1, split.n_items))))
         if mode not in MODES:
@@ -126,6 +137,7 @@ class Evaluator:
         if self.kmax > split.n_items:
             raise ConfigError(f"cut-off {self.kmax} exceeds the number of items ({split.n_items})")
         self._cache: dict[str, Any] = {}
+        self._sigs = None
         self._categories: torch.Tensor | None | str = "unset"
         self._info: torch.Tensor | None = None
 
@@ -262,6 +274,21 @@ class Evaluator:
             notes.append(self._cat_note)
         return self._categories
 
+    def _signatures(self, cats: torch.Tensor):
+        """(signature per item [n_items], Jaccard similarity of signatures [S, S], one-hot [n_items, S]): items with
+        the same category set share a signature, so tie-aware diversity sums over signatures, not item pairs."""
+        if self._sigs is None:
+            uniq, sig = torch.unique(cats.to(torch.int8), dim=0, return_inverse=True)
+            u = uniq.to(torch.float64)
+            inter = u @ u.T
+            size = u.sum(1)
+            union = size[:, None] + size[None, :] - inter
+            sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
+            onehot = torch.zeros((len(sig), len(uniq)), dtype=torch.float64)
+            onehot[torch.arange(len(sig)), sig] = 1.0
+            self._sigs = (sig, sim, onehot)
+        return self._sigs
+
     def _self_information(self) -> torch.Tensor:
         if self._info is None:
             counts = torch.from_numpy(np.bincount(self.split.train[ITEM].to_numpy().astype(np.int64),
@@ -283,7 +310,10 @@ class Evaluator:
         n_items = self.split.n_items
         t_score = 0.0
         per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active if s.per_unit and s.base not in _RATING}
-        counts = {s.k: torch.zeros(n_items, dtype=torch.int64) for s in active if s.base in M.TOPK_AGGREGATE}
+        counts = {s.k: torch.zeros(n_items, dtype=torch.int64 if self.ties == "first" else torch.float64)
+                  for s in active if s.base in M.TOPK_AGGREGATE}
+        # tie-aware coverage: per item, sum over users of log P(not in the user's list); E[covered] = 1 - exp(.)
+        log_miss = {k: torch.zeros(n_items, dtype=torch.float64) for k in counts}
         auc_w: list[torch.Tensor] = []
         users_done: list[np.ndarray] = []
         gen = torch.Generator().manual_seed(int(self.seed)) if self.mode == "sampled" else None
@@ -294,22 +324,46 @@ class Evaluator:
         for b, s, target, valid in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock):
             dev = s.device
             n_pos = b.n_pos.to(dev)
+            tie = None
             if self.kmax:
-                top = _topk(s, self.kmax, stage)
+                if self.ties == "expected":   # one more position: does the tie at the cut-off go on past it?
+                    top = _topk(s, min(self.kmax + 1, n_items), stage)
+                    nxt = torch.gather(s, 1, top[:, self.kmax:]).squeeze(1) if top.shape[1] > self.kmax else None
+                    top = top[:, :self.kmax]
+                else:
+                    top = _topk(s, self.kmax, stage)
                 hits = torch.gather(target, 1, top).to(torch.float64)  # converted once for all metrics
                 n_pos = n_pos.to(torch.float64)
+                if self.ties == "expected":
+                    tie = _CutoffRun(s, top, hits, target, nxt)
             elif torch.isnan(s).any():
                 raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
             if acc:
-                for name, v in M.topk_table(hits, n_pos, acc).items():
+                table = (M.expected_topk_table(tie.runs, n_pos, acc) if tie is not None
+                         else M.topk_table(hits, n_pos, acc))
+                for name, v in table.items():
                     per_unit[name].append(v.cpu())
             for spec in active:
                 if spec.base == "novelty":
-                    per_unit[spec.name].append(M.novelty(top, info.to(dev), spec.k).cpu())
+                    if tie is None:
+                        per_unit[spec.name].append(M.novelty(top, info.to(dev), spec.k).cpu())
+                    else:
+                        e = M.run_means(tie.runs, info.to(dev)[top], tie.last_mean(info.to(dev)))
+                        per_unit[spec.name].append(e[:, :spec.k].mean(1).cpu())
                 elif spec.base == "diversity":
-                    per_unit[spec.name].append(M.diversity(top, cats.to(dev), spec.k).cpu())
+                    if tie is None:
+                        per_unit[spec.name].append(M.diversity(top, cats.to(dev), spec.k).cpu())
+                    else:
+                        sig, sim, onehot = (x.to(dev) for x in self._signatures(cats))
+                        v = M.expected_diversity(tie.runs, sig[top], sim, tie.last_counts(sig[top], onehot), spec.k)
+                        per_unit[spec.name].append(v.cpu())
             for k in counts:
-                counts[k] += M.rec_counts(top, n_items, k).cpu()
+                if tie is None:
+                    counts[k] += M.rec_counts(top, n_items, k).cpu()
+                else:
+                    c, lq = tie.inclusion_sums(k, n_items)
+                    counts[k] += c.cpu()
+                    log_miss[k] += lq.cpu()
             if want_auc:  # in row chunks: the ranking needs a few [rows, n_items] int64 buffers
                 step = max(1, _AUC_CHUNK // n_items)
                 aw = [M.auc_per_user(s[lo:lo + step], target[lo:lo + step], valid[lo:lo + step])
@@ -333,6 +387,8 @@ class Evaluator:
             elif spec.base == "gauc":
                 aw = torch.cat(auc_w) if auc_w else torch.zeros((0, 2), dtype=torch.float64)
                 means[spec.name] = M.gauc(aw[:, 0], aw[:, 1])
+            elif spec.base == "coverage" and self.ties == "expected":
+                means[spec.name] = float((1.0 - torch.exp(log_miss[spec.k])).sum()) / n_items
             elif spec.base == "coverage":
                 means[spec.name] = M.coverage_from_counts(counts[spec.k])
             elif spec.base == "gini":
@@ -469,6 +525,67 @@ class Evaluator:
 _RATING = ("mae", "rmse")
 _AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
 _RANKED = M.TOPK_PER_USER + M.TOPK_AGGREGATE
+
+
+class _CutoffRun:
+    """One batch's tie structure for tie-aware metrics: ``M.TieRuns`` of the stable top-K lists, plus the run at the
+    cut-off over the whole row (all unmasked items whose score equals the K-th). A cut-off score of -inf means the
+    user has fewer than K scored items: the listed -inf items are padding, never hits (their run is the listed
+    positions only). Rows whose (K+1)-th score differs from the K-th have no tie past the list: only the others are
+    counted over the whole row."""
+
+    def __init__(self, s: torch.Tensor, top: torch.Tensor, hits: torch.Tensor, target: torch.Tensor,
+                 next_score: torch.Tensor | None):
+        top_s = torch.gather(s, 1, top)
+        tk = top_s[:, -1]
+        finite = torch.isfinite(tk)
+        listed = (top_s == tk[:, None]).sum(1)
+        # only rows whose (K+1)-th score equals the K-th have tied items outside the list: count those over the row
+        ext = finite & (next_score == tk) if next_score is not None else torch.zeros_like(finite)
+        self.rows = torch.nonzero(ext).squeeze(1)
+        self.eq = s[self.rows] == tk[self.rows, None]                  # [R, n_items]: the whole run at the cut-off
+        self.n_last, p_last = listed.clone(), torch.zeros_like(listed)
+        if self.rows.numel():
+            self.n_last[self.rows] = self.eq.sum(1)
+            p_last[self.rows] = (self.eq & target[self.rows]).sum(1)
+        inner = finite & ~ext                                          # the run's items are the listed ones
+        p_last = torch.where(inner, (hits * (top_s == tk[:, None])).sum(1).to(p_last.dtype), p_last)
+        self.top, self.extends = top, ext
+        self.runs = M.tie_runs(top_s, hits, self.n_last, p_last)
+        self.last = self.runs.run_id == self.runs.run_id[:, -1:]
+
+    def last_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Mean of an item property over the run at the cut-off, per row."""
+        out = (values[self.top].to(torch.float64) * self.last).sum(1) / self.last.sum(1).clamp(min=1)
+        if self.rows.numel():
+            out[self.rows] = (self.eq.to(torch.float64) @ values.to(torch.float64)) / self.n_last[self.rows]
+        return out
+
+    def last_counts(self, sig_top: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Signature counts [B, S] of the run at the cut-off."""
+        B = sig_top.shape[0]
+        out = torch.zeros((B, onehot.shape[1]), dtype=torch.float64, device=sig_top.device)
+        out.scatter_add_(1, sig_top, self.last.to(torch.float64))
+        if self.rows.numel():
+            out[self.rows] = self.eq.to(torch.float64) @ onehot
+        return out
+
+    def inclusion_sums(self, k: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per item: expected count in the batch's top-k lists, and sum over the batch's users of
+        log P(not in the list)."""
+        p_pos, p_last = M.inclusion(self.runs, k)
+        inner = ~(self.last & self.extends[:, None])      # positions whose item set is the listed one
+        p = torch.where(inner, p_pos, torch.zeros_like(p_pos))
+        flat = self.top.reshape(-1)
+        counts = torch.zeros(n_items, dtype=torch.float64, device=p.device).index_add_(0, flat, p.reshape(-1))
+        miss = torch.zeros(n_items, dtype=torch.float64, device=p.device).index_add_(0, flat,
+                                                                                     torch.log1p(-p.reshape(-1)))
+        rows, cols = torch.nonzero(self.eq, as_tuple=True)
+        if rows.numel():
+            pr = p_last[self.rows[rows]]
+            counts.index_add_(0, cols, pr)
+            miss.index_add_(0, cols, torch.log1p(-pr))
+        return counts, miss
 
 
 @contextmanager

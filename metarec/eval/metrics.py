@@ -23,7 +23,11 @@ the recommendation counts over all items (RecBole's GiniIndex); novelty@K = mean
 distance of the items' category sets (two items both without categories are at distance 0).
 
 Top-K lists come from ``topk_items``: exact, ties to the lower item id (a stable descending sort), faster than
-``torch.topk`` on CPU.
+``torch.topk`` on CPU. The evaluator's default (``ties="expected"``) does not trust that order: every top-K metric
+is its expectation over all orders of the tied items (``tie_runs``, ``expected_topk_table``; McSherry & Najork
+2008), computed exactly. That holds for hit/mrr/precision/recall/ndcg/map, novelty, diversity (through the items'
+category signatures) and coverage (E[#items in some list], each user's ties ordered independently); gini@K is the
+Gini index of the *expected* recommendation counts (the expectation of a Gini index has no closed form).
 
 Names are ``base@K`` (``ndcg@10``) or ``base`` (``auc``, ``gauc``, ``mae``, ``rmse``); ``parse_metric`` validates.
 """
@@ -284,6 +288,169 @@ def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted) -> dict[str, tor
             v = (c > 0).to(F64)
         elif base == "mrr":
             v = torch.where(first < k, rr, torch.zeros_like(rr))
+        elif base == "ndcg":
+            n_ideal = torch.clamp(npos, max=float(k)).long()
+            idcg = torch.where(n_ideal > 0, ideal[torch.clamp(n_ideal - 1, min=0)], torch.zeros_like(npos))
+            v = dcg[:, k - 1] / idcg
+        elif base == "map":
+            v = ap[:, k - 1] / torch.clamp(npos, max=float(k))
+        else:
+            raise KeyError(base)
+        out[f"{base}@{k}"] = v
+    return out
+
+
+# ---- tie-aware top-K (McSherry & Najork 2008) ---------------------------------------------------------------------
+@dataclass
+class TieRuns:
+    """What the top-K metrics need from one batch of ranked lists, as expectations over every random order of tied
+    scores (McSherry & Najork, "Computing information retrieval performance measures efficiently in the presence of
+    tied scores", ECIR 2008), exact, not sampled.
+
+    Positions ``r = 1..K`` of the stable top-K list fall into *runs* of equal score. A run wholly inside the list
+    holds exactly the items listed there; the run at the cut-off may go on past K: ``n`` counts all its unmasked
+    items, ``p`` its positives. Under a uniformly random order within each run, the item at any position of a run
+    is a positive with probability p/n, independently of the other runs. Per position (all float64 ``[B, K]``):
+
+    - ``soft``: E[hit_r] = p/n (precision, recall and DCG are linear in the hits);
+    - ``none``: P(no positive in positions 1..r), a product over the runs (a run wholly inside the list with a
+      positive makes it 0): E[hit@k] = 1 - none_k, and P(first positive at r) = none_{r-1} - none_r (MRR);
+    - ``hit_cum``: E[hit_r * hits in 1..r] = (p/n)(1 + positives of the earlier runs) + j p(p-1)/(n(n-1)) at
+      offset j of its run (AP's precision-at-hit terms);
+    - ``run_start``, ``run_n``: each position's run (first position, 0-based; full size), for list metrics.
+
+    With no ties every run has one item and these reduce to the plain hits (``from_hits``).
+    """
+
+    soft: torch.Tensor
+    none: torch.Tensor
+    hit_cum: torch.Tensor
+    run_start: torch.Tensor | None = None
+    run_n: torch.Tensor | None = None
+    run_id: torch.Tensor | None = None
+
+    @classmethod
+    def from_hits(cls, hits: torch.Tensor) -> "TieRuns":
+        h = hits.to(F64)
+        return cls(soft=h, none=torch.cumprod(1.0 - h, 1), hit_cum=h * torch.cumsum(h, 1))
+
+
+def tie_runs(top_scores: torch.Tensor, top_hits: torch.Tensor, n_last: torch.Tensor, p_last: torch.Tensor
+             ) -> TieRuns:
+    """``TieRuns`` of stable top-K lists: ``top_scores``/``top_hits`` [B, K] (scores and 0/1 positives in list
+    order), ``n_last``/``p_last`` [B]: the number of unmasked items and of positives whose score equals the K-th
+    score (the run at the cut-off, counted over the whole catalogue)."""
+    B, K = top_scores.shape
+    dev = top_scores.device
+    h = top_hits.to(F64)
+    pos = torch.arange(K, device=dev)
+    new = torch.ones((B, K), dtype=torch.bool, device=dev)
+    new[:, 1:] = top_scores[:, 1:] != top_scores[:, :-1]
+    start = torch.cummax(torch.where(new, pos, torch.zeros_like(pos)), 1).values   # first position of the run
+    run_id = torch.cumsum(new.long(), 1) - 1
+    n_in = torch.zeros((B, K), dtype=F64, device=dev).scatter_add_(1, run_id, torch.ones_like(h))
+    p_in = torch.zeros((B, K), dtype=F64, device=dev).scatter_add_(1, run_id, h)
+    n = torch.gather(n_in, 1, run_id)
+    p = torch.gather(p_in, 1, run_id)
+    last = run_id == run_id[:, -1:]              # the run at the cut-off: counted over the whole row
+    n = torch.where(last, n_last.to(F64)[:, None].expand(B, K), n)
+    p = torch.where(last, p_last.to(F64)[:, None].expand(B, K), p)
+    j = (pos[None, :] - start).to(F64)
+    soft = p / n
+    none = torch.cumprod(((n - p - j) / (n - j)).clamp(min=0.0), 1)
+    cum_excl = torch.cumsum(h, 1) - h            # positives before each position in the stable list
+    before = torch.gather(cum_excl, 1, start)    # ... before its run: the earlier runs' positives (order-free)
+    pair = torch.where(n > 1, p * (p - 1) / (n * (n - 1)).clamp(min=1.0), torch.zeros_like(n))
+    hit_cum = soft * (1.0 + before) + j * pair
+    return TieRuns(soft=soft, none=none, hit_cum=hit_cum, run_start=start, run_n=n, run_id=run_id)
+
+
+def inclusion(runs: TieRuns, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities that an item is among the first ``k`` of the list, over random tie orders: (per list position
+    [B, K], for items of the runs inside the list; for every item of the run at the cut-off [B]). A run wholly in the
+    first k positions: 1; the run straddling position k with m of its n items above the cut: m/n; later runs: 0."""
+    start, n = runs.run_start.to(F64), runs.run_n
+    p = ((k - start).clamp(min=0.0) / n).clamp(max=1.0)
+    return p, p[:, -1]
+
+
+def run_means(runs: TieRuns, values: torch.Tensor, last_mean: torch.Tensor) -> torch.Tensor:
+    """Per position, the mean of ``values`` [B, K] (an item property at each list position) over its run's items:
+    the expected value at that position over tie orders. The run at the cut-off averages over all its items,
+    inside the list or not (``last_mean`` [B], computed by the caller over the whole row)."""
+    B, K = values.shape
+    v = values.to(F64)
+    sums = torch.zeros((B, K), dtype=F64, device=v.device).scatter_add_(1, runs.run_id, v)
+    cnt = torch.zeros((B, K), dtype=F64, device=v.device).scatter_add_(1, runs.run_id, torch.ones_like(v))
+    mean = torch.gather(sums / cnt.clamp(min=1.0), 1, runs.run_id)
+    last = runs.run_id == runs.run_id[:, -1:]
+    return torch.where(last, last_mean.to(F64)[:, None].expand(B, K), mean)
+
+
+def expected_diversity(runs: TieRuns, sig: torch.Tensor, sim: torch.Tensor, last_counts: torch.Tensor, k: int
+                       ) -> torch.Tensor:
+    """E[intra-list diversity of the first ``k``] over tie orders, exactly. Items are represented by their category
+    signature (``sig`` [B, K]: the signature of the item at each position; ``sim`` [S, S]: Jaccard similarity of
+    signatures, 1 on the diagonal; ``last_counts`` [B, S]: signature counts of the run at the cut-off over the
+    whole row). With D the positions whose run lies wholly in the first k and G the run straddling k (m of its n
+    items above the cut), E[sum of pair similarities] = sum over D pairs + (m/n) sum_{D x G} + m(m-1)/(n(n-1))
+    sum over G pairs; diversity = 1 - that / C(k, 2)."""
+    B, K = sig.shape
+    S = sim.shape[0]
+    dev = sig.device
+    p, _ = inclusion(runs, k)
+    head = torch.arange(K, device=dev)[None, :] < k
+    whole = (p >= 1.0) & head                                      # D: certainly among the first k
+    strad = (p < 1.0) & (p > 0.0)                                  # positions of the straddling run (any side of k)
+    S_pos = sim[sig]                                               # [B, K, S]: similarity of each position to signatures
+    onehot_d = torch.zeros((B, S), dtype=F64, device=dev).scatter_add_(1, sig, whole.to(F64))
+    pair_d = ((S_pos * onehot_d[:, None, :]).sum(2) * whole).sum(1)   # ordered pairs incl. self, within D
+    pair_d = (pair_d - whole.sum(1).to(F64)) / 2.0                    # unordered, distinct
+    last_is_strad = strad[:, -1]
+    # signature counts of the straddling run: the list positions of an inner run, or the whole run at the cut-off
+    cnt_g = torch.zeros((B, S), dtype=F64, device=dev).scatter_add_(1, sig, strad.to(F64))
+    cnt_g = torch.where(last_is_strad[:, None], last_counts.to(F64), cnt_g)
+    n_g = cnt_g.sum(1)
+    m_g = torch.where(strad.any(1), (k - torch.where(strad, runs.run_start, K).amin(1)).to(F64), torch.zeros_like(n_g))
+    cross = ((S_pos * cnt_g[:, None, :]).sum(2) * whole).sum(1)       # sum over D x G
+    within = ((cnt_g @ sim) * cnt_g).sum(1)
+    within = (within - n_g) / 2.0                                     # distinct unordered pairs of G
+    pg = torch.where(n_g > 0, m_g / n_g.clamp(min=1.0), torch.zeros_like(n_g))
+    pgg = torch.where(n_g > 1, m_g * (m_g - 1) / (n_g * (n_g - 1)).clamp(min=1.0), torch.zeros_like(n_g))
+    total = pair_d + pg * cross + pgg * within
+    return 1.0 - total / (k * (k - 1) / 2.0)
+
+
+def expected_topk_table(runs: TieRuns, n_pos: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
+    """The top-K accuracy metrics (RecBole's definitions) as expectations over tie orders; with ``TieRuns.from_hits``
+    exactly ``topk_table``'s values."""
+    soft = runs.soft
+    K = soft.shape[1]
+    npos = n_pos.to(F64)
+    ranks = torch.arange(1, K + 1, dtype=F64, device=soft.device)
+    bases = {b for b, _ in wanted}
+    cum = torch.cumsum(soft, 1)
+    out: dict[str, torch.Tensor] = {}
+    if "ndcg" in bases:
+        disc = 1.0 / torch.log2(ranks + 1.0)
+        dcg = torch.cumsum(soft * disc, 1)
+        ideal = torch.cumsum(disc, 0)
+    if "mrr" in bases:
+        prev = torch.cat([torch.ones_like(runs.none[:, :1]), runs.none[:, :-1]], 1)
+        rr = torch.cumsum((prev - runs.none) / ranks, 1)
+    if "map" in bases:
+        ap = torch.cumsum(runs.hit_cum / ranks, 1)
+    for base, k in wanted:
+        if k > K:
+            raise ConfigError(f"cut-off {k} exceeds the {K} ranked positions available")
+        if base == "recall":
+            v = cum[:, k - 1] / npos
+        elif base == "precision":
+            v = cum[:, k - 1] / k
+        elif base == "hit":
+            v = 1.0 - runs.none[:, k - 1]
+        elif base == "mrr":
+            v = rr[:, k - 1]
         elif base == "ndcg":
             n_ideal = torch.clamp(npos, max=float(k)).long()
             idcg = torch.where(n_ideal > 0, ideal[torch.clamp(n_ideal - 1, min=0)], torch.zeros_like(npos))

@@ -168,3 +168,22 @@ def test_run_keys_follow_resolved_parameters(monkeypatch):
     assert run_key(spec({"lr": cls.defaults["lr"]}).identity("fp")) == plain
     monkeypatch.setattr(cls, "defaults", {**cls.defaults, "lr": cls.defaults["lr"] * 2})
     assert run_key(spec({}).identity("fp")) != plain
+
+
+def test_only_runs_a_part_and_keeps_the_rest_of_the_table(reference, tmp_path):
+    """``--only``: a part of a grid runs in the same store; the other cells' rows stay in the tidy table."""
+    from metarec.errors import ConfigError
+
+    grid = parse_grid(TINY)
+    part = grid.restrict(["method=pop"])
+    assert {m for _, _, m in part.cells()} == {"pop"} and part.name == grid.name
+    out = run_grid(part, root=tmp_path, progress=False)
+    assert out["counts"]["done"] == 2 and set(out["tidy"].method) == {"pop"}
+    out = run_grid(grid.restrict(["method=mf-*", "protocol=gen*"]), root=tmp_path, progress=False)
+    assert out["counts"]["done"] == 4 and out["counts"]["cached"] == 0
+    # pop's rows were kept: the table equals the whole grid run at once
+    pd.testing.assert_frame_equal(values(out["tidy"]), values(reference[1]["tidy"]))
+    for bad, msg in [(["model=pop"], "expected dataset=GLOB"), (["method=recbole:*"], "matches no method"),
+                     (["method=pop", "protocol=sequential"], "matches no protocol")]:
+        with pytest.raises(ConfigError, match=msg):
+            grid.restrict(bad)

@@ -371,3 +371,37 @@ def test_a_trial_killed_inside_ask_gets_the_parameters_that_ask_would_have_drawn
         shutil.rmtree(run)
     out = run_grid(parse_grid(TUNED), root=tmp_path / "copy", progress=False)
     pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
+
+
+def test_a_cpu_clock_budget_counts_cpu_seconds_not_wall_time(tmp_path, monkeypatch):
+    """budget_clock: cpu sums the trials' CPU seconds: a trial whose run waited (sleep: wall time, no CPU) leaves
+    the budget untouched, so other work on the machine cannot shorten one method's budget."""
+    import time
+
+    import metarec.bench.experiment as experiment
+
+    real = experiment.run_one
+
+    def slow_run_one(*a, **kw):
+        time.sleep(0.6)   # wall time without CPU, as when another job holds the cores
+        return real(*a, **kw)
+
+    monkeypatch.setattr(experiment, "run_one", slow_run_one)
+    g = copy.deepcopy(TUNED)
+    g["seeds"] = [0]
+    g["methods"] = {"mf-bpr": TUNED["methods"]["mf-bpr"]}
+    g["tune"] = {"trials": 3, "budget_s": 0.5, "seeds": [7], "startup_trials": 2, "budget_clock": "wall"}
+    out = run_grid(parse_grid(g), root=tmp_path / "wall", progress=False)
+    assert len(out["trials"]) == 1 and out["trials"].wall_s.iloc[0] > 0.6   # the sleep alone spent the budget
+    cpu_one = out["trials"].cpu_s.iloc[0]
+    assert 0 < cpu_one < out["trials"].wall_s.iloc[0] - 0.5
+    g["tune"] = {**g["tune"], "budget_clock": "cpu", "budget_s": cpu_one * 2.5}
+    out = run_grid(parse_grid(g), root=tmp_path / "cpu", progress=False)
+    assert len(out["trials"]) >= 2 and (out["trials"].wall_s > out["trials"].cpu_s + 0.5).all()
+
+
+def test_budget_clock_must_be_known():
+    g = copy.deepcopy(TUNED)
+    g["tune"]["budget_clock"] = "gpu"
+    with pytest.raises(ConfigError, match=r"tune\.budget_clock: must be one of wall, cpu"):
+        parse_grid(g)
