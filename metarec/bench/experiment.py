@@ -14,9 +14,6 @@ from metarec.errors import DataError
 from metarec.protocols import Split, get_protocol, params_key
 from metarec.utils import home
 
-DEFAULT_METRICS = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "precision@10", "map@10", "ndcg@20", "recall@20",
-                   "coverage@10"]
-IMPRESSION_METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 
 
 def split_dir(dataset: str, protocol: str, params: dict, seed: int, preprocess: dict | None = None,
@@ -71,7 +68,9 @@ def time_scoring(method, split, batch_size: int, repeats: int, min_total_s: floa
 def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
     if metrics:
         return list(metrics)
-    return IMPRESSION_METRICS if split.is_impressions else DEFAULT_METRICS
+    from metarec.eval.registry import default_metrics
+
+    return default_metrics("impressions" if split.is_impressions else "ranking")
 
 
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,

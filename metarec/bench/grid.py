@@ -247,7 +247,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         raise _err(f"{source}: seeds", f"must be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise _err(f"{source}: seeds", f"repeated seed in {seeds}")
-    metrics = raw.get("metrics") or ["ndcg@10", "recall@10", "hit@10", "mrr@10", "coverage@10"]
+    metrics = raw.get("metrics") or []   # absent: the registry's defaults for the grid's protocols (below)
     if not isinstance(metrics, list):
         raise _err(f"{source}: metrics", "must be a list of metric names like ndcg@10")
     for i, m in enumerate(metrics):
@@ -255,13 +255,6 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             parse_metric(str(m))
         except MetarecError as e:
             raise _err(f"{source}: metrics[{i}]", str(e)) from None
-    valid_metric = str(raw.get("valid_metric", metrics[0]))
-    try:
-        parse_metric(valid_metric)
-    except MetarecError as e:
-        raise _err(f"{source}: valid_metric", str(e)) from None
-    if valid_metric not in metrics:
-        metrics = [valid_metric] + list(metrics)
     eval_mode = raw.get("eval_mode", "full")
     if eval_mode not in ("full", "sampled"):
         raise _err(f"{source}: eval_mode", f"must be 'full' or 'sampled', got {eval_mode!r}")
@@ -308,6 +301,32 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
                 raise _err(pw, str(e)) from None
             protos.append({"name": p["name"], "params": resolved})
         datasets.append({"name": d["name"], "preprocess": pre, "protocols": protos})
+
+    # metrics against the protocols they will be computed under (the registry says which are defined where)
+    kinds = {get_protocol(p["name"]).metric_kind for d in datasets for p in d["protocols"]}
+    if not metrics:
+        if len(kinds) > 1:
+            raise _err(f"{source}: metrics", "the grid mixes ranking and impressions protocols: list the metrics "
+                                             "(each must be defined under every protocol, e.g. auc, ndcg@10)")
+        from metarec.eval.registry import default_metrics
+
+        metrics = default_metrics(kinds.pop())
+    valid_metric = str(raw.get("valid_metric", metrics[0]))
+    try:
+        parse_metric(valid_metric)
+    except MetarecError as e:
+        raise _err(f"{source}: valid_metric", str(e)) from None
+    if valid_metric not in metrics:
+        metrics = [valid_metric] + list(metrics)
+    for i, d in enumerate(datasets):
+        for j, p in enumerate(d["protocols"]):
+            kind = get_protocol(p["name"]).metric_kind
+            for m in metrics:
+                try:
+                    parse_metric(str(m), kind)
+                except MetarecError as e:
+                    raise _err(f"{source}: datasets[{i}].protocols[{j}] ({p['name']})",
+                               f"{e} (grid metrics are computed under every protocol)") from None
 
     if not isinstance(raw["methods"], dict) or not raw["methods"]:
         raise _err(f"{source}: methods", "must be a non-empty mapping of method name -> settings")

@@ -105,8 +105,10 @@ def tidy_table(store: RunStore, keys: list[str]) -> pd.DataFrame:
 
 
 def lower_is_better(metric: str) -> bool:
-    """Error-type metrics (``mae``, ``rmse``, ``gini``; also task-prefixed ``rating/mae``) are minimised."""
-    return metric.split("@")[0].split("/")[-1] in ("mae", "rmse", "gini")
+    """Error-type metrics are minimised; the registry says which (task prefixes such as ``rating/`` allowed)."""
+    from metarec.eval.registry import lower_is_better as registered
+
+    return registered(metric)
 
 
 def select_configs(tidy: pd.DataFrame, valid_metric: str) -> pd.DataFrame:

@@ -37,6 +37,7 @@ import torch
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, RATING, USER
 from metarec.errors import ConfigError, DataError, TrainingError
 from metarec.eval import metrics as M
+from metarec.eval import registry
 from metarec.eval.metrics import MetricSpec, parse_metrics
 
 MODES = ("full", "sampled")
@@ -44,8 +45,6 @@ MODES = ("full", "sampled")
 #: (McSherry & Najork 2008, exact), so a constant scorer scores what a random one scores in expectation; "first" =
 #: the old deterministic order (a tie goes to the lower item id; RecBole-style stable lists)
 TIES = ("expected", "first")
-DEFAULT_RANKING = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr@10", "precision@10", "map@10")
-DEFAULT_IMPRESSIONS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 CATEGORY_COLUMNS = ("genres", "category")
 
 ScoreSource = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -107,8 +106,8 @@ class _ImpressionStage:
 class Evaluator:
     """Scores methods on ``split``.
 
-    metrics: names such as 'ndcg@10', 'recall@20', 'auc', 'gauc', 'coverage@10', 'mae' (see
-        ``metarec.eval.metrics``); default: a standard set for the split's protocol.
+    metrics: names such as 'ndcg@10', 'recall@20', 'auc', 'gauc', 'coverage@10', 'mae' (declared in
+        ``metarec.eval.registry``); default: the registry's default set for the split's protocol kind.
     batch_size: users scored per ``method.score`` call (default: up to 1024, fewer for large catalogues).
     mode: 'full' (rank all unknown items) or 'sampled' (rank targets among ``num_negatives`` sampled items per
         target; deterministic for a given seed and batch size).
@@ -129,11 +128,12 @@ class Evaluator:
         if mode == "sampled" and (not isinstance(num_negatives, (int, np.integer)) or num_negatives < 1):
             raise ConfigError(f"num_negatives must be a positive integer, got {num_negatives!r}")
         self.mode, self.batch_size, self.num_negatives, self.seed = mode, int(batch_size), int(num_negatives), seed
-        default = DEFAULT_IMPRESSIONS if split.is_impressions else DEFAULT_RANKING
-        self.specs: list[MetricSpec] = parse_metrics(list(metrics) if metrics else list(default))
+        kind = "impressions" if split.is_impressions else "ranking"
+        self.specs: list[MetricSpec] = parse_metrics(list(metrics) if metrics else registry.default_metrics(kind),
+                                                     kind)
         self._check_protocol()
         self.kmax = 0 if split.is_impressions else max(
-            (s.k for s in self.specs if s.k is not None and s.base in _RANKED), default=0)
+            (s.k for s in self.specs if s.definition.is_topk), default=0)
         if self.kmax > split.n_items:
             raise ConfigError(f"cut-off {self.kmax} exceeds the number of items ({split.n_items})")
         self._cache: dict[str, Any] = {}
@@ -198,19 +198,10 @@ class Evaluator:
 
     # ---- validation ----------------------------------------------------------------------------------------------
     def _check_protocol(self) -> None:
-        if self.split.is_impressions:
-            if self.mode != "full":
-                raise ConfigError("the impressions protocol ranks each impression's candidates; mode='sampled' "
-                                  "does not apply")
-            for s in self.specs:
-                ok = (s.base in ("auc", "mrr") and s.k is None) or (s.base == "ndcg" and s.k is not None)
-                if not ok:
-                    raise ConfigError(f"metric {s.name!r} is not defined for the impressions protocol; "
-                                      f"valid: auc, mrr, ndcg@K")
-        else:
-            for s in self.specs:
-                if s.base == "mrr" and s.k is None:
-                    raise ConfigError("under a ranking protocol mrr needs a cut-off, e.g. 'mrr@10'")
+        # which metric is allowed under which protocol kind, with which cut-off: parse_metrics(kind) (the registry)
+        if self.split.is_impressions and self.mode != "full":
+            raise ConfigError("the impressions protocol ranks each impression's candidates; mode='sampled' "
+                              "does not apply")
 
     # ---- stage preparation (cached; not in the hot path) ---------------------------------------------------------
     def _ranking_stage(self, stage: str) -> _RankingStage:
@@ -300,7 +291,7 @@ class Evaluator:
     def _evaluate_ranking(self, score_fn, stage: str, timings: dict, rating_fn=None, fresh: bool = False
                           ) -> EvalResult:
         notes: list[str] = []
-        ranked = [s for s in self.specs if s.base in _RANKED]
+        ranked = [s for s in self.specs if s.definition.is_topk]
         want_auc = any(s.base in ("auc", "gauc") for s in self.specs)
         cats = None
         if any(s.base == "diversity" for s in self.specs):
@@ -309,9 +300,11 @@ class Evaluator:
         info = self._self_information() if any(s.base == "novelty" for s in self.specs) else None
         n_items = self.split.n_items
         t_score = 0.0
-        per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active if s.per_unit and s.base not in _RATING}
+        per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active
+                                                   if s.per_unit and "ratings" not in s.definition.needs}
         counts = {s.k: torch.zeros(n_items, dtype=torch.int64 if self.ties == "first" else torch.float64)
-                  for s in active if s.base in M.TOPK_AGGREGATE}
+                  for s in active if s.base in ("coverage", "gini")}
+        plugins = [s for s in active if s.definition.compute is not None]
         # tie-aware coverage: per item, sum over users of log P(not in the user's list); E[covered] = 1 - exp(.)
         log_miss = {k: torch.zeros(n_items, dtype=torch.float64) for k in counts}
         auc_w: list[torch.Tensor] = []
@@ -343,6 +336,9 @@ class Evaluator:
                          else M.topk_table(hits, n_pos, acc))
                 for name, v in table.items():
                     per_unit[name].append(v.cpu())
+            for spec in plugins:   # a registered plugin metric: from the lists and the (expected) hits
+                v = spec.definition.compute(top, tie.runs.soft if tie is not None else hits, n_pos, spec.k)
+                per_unit[spec.name].append(torch.as_tensor(v, dtype=torch.float64).reshape(-1).cpu())
             for spec in active:
                 if spec.base == "novelty":
                     if tie is None:
@@ -393,12 +389,12 @@ class Evaluator:
                 means[spec.name] = M.coverage_from_counts(counts[spec.k])
             elif spec.base == "gini":
                 means[spec.name] = M.gini_from_counts(counts[spec.k])
-        if any(s.base in _RATING for s in active):
+        if any(s.base in ("mae", "rmse") for s in active):
             t = time.perf_counter()
             rt = self._ratings(rating_fn, stage, notes)
             t_score += time.perf_counter() - t
             for s in active:
-                if s.base in _RATING and rt is not None:
+                if s.base in ("mae", "rmse") and rt is not None:
                     means[s.name] = (M.mae if s.base == "mae" else M.rmse)(*rt)
         means = {s.name: means[s.name] for s in active if s.name in means}  # requested order
         per_user.attrs["mode"] = self.mode_label
@@ -522,9 +518,7 @@ class Evaluator:
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------------
-_RATING = ("mae", "rmse")
 _AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
-_RANKED = M.TOPK_PER_USER + M.TOPK_AGGREGATE
 
 
 class _CutoffRun:

@@ -29,7 +29,8 @@ is its expectation over all orders of the tied items (``tie_runs``, ``expected_t
 category signatures) and coverage (E[#items in some list], each user's ties ordered independently); gini@K is the
 Gini index of the *expected* recommendation counts (the expectation of a Gini index has no closed form).
 
-Names are ``base@K`` (``ndcg@10``) or ``base`` (``auc``, ``gauc``, ``mae``, ``rmse``); ``parse_metric`` validates.
+Names are ``base@K`` (``ndcg@10``) or ``base`` (``auc``, ``gauc``, ``mae``, ``rmse``); what each name means, its
+direction and where it is allowed are declared once in ``metarec.eval.registry``; ``parse_metric`` validates.
 """
 from __future__ import annotations
 
@@ -43,21 +44,7 @@ from metarec.errors import ConfigError, UnknownNameError
 
 F64 = torch.float64
 
-# ---- names ----------------------------------------------------------------------------------------------------------
-#: top-K metrics with one value per user
-TOPK_PER_USER = ("recall", "ndcg", "hit", "mrr", "precision", "map", "novelty", "diversity")
-#: top-K metrics with only an aggregate value
-TOPK_AGGREGATE = ("coverage", "gini")
-#: metrics without a cut-off
-NO_K = ("auc", "gauc", "mae", "rmse")
-#: metrics whose cut-off is optional (mrr: MIND's impression MRR has none)
-K_OPTIONAL = ("mrr",)
-#: metrics that have only an aggregate value (never a per-unit column)
-AGGREGATE_ONLY = ("gauc", "mae", "rmse") + TOPK_AGGREGATE
-#: metrics the impressions protocol defines (MIND): auc, mrr, ndcg@K
-IMPRESSION_BASES = ("auc", "mrr", "ndcg")
-ALL_BASES = TOPK_PER_USER + TOPK_AGGREGATE + NO_K
-
+# ---- names (everything about a metric's name comes from metarec.eval.registry) ---------------------------------------
 _NAME = re.compile(r"^([a-z_]+)(?:@(.*))?$")
 
 
@@ -68,43 +55,64 @@ class MetricSpec:
     k: int | None
 
     @property
+    def definition(self):
+        from metarec.eval import registry
+
+        return registry.get(self.base)
+
+    @property
     def per_unit(self) -> bool:
-        return self.base not in AGGREGATE_ONLY
+        return self.definition.per_unit
 
     @property
     def is_topk(self) -> bool:
         return self.k is not None
 
 
-def valid_metric_names() -> list[str]:
-    return sorted([f"{b}@K" for b in TOPK_PER_USER + TOPK_AGGREGATE] + list(NO_K) + list(K_OPTIONAL))
+def valid_metric_names(kind: str | None = None) -> list[str]:
+    from metarec.eval import registry
+
+    out = []
+    for b in registry.requestable(kind):
+        rules = set(registry.get(b).protocols.values()) if kind is None else {registry.get(b).protocols[kind]}
+        out += ([f"{b}@K"] if "k" in rules else []) + ([b] if "none" in rules else [])
+    return sorted(out)
 
 
-def parse_metric(name: str) -> MetricSpec:
-    """Validate one metric name; returns its spec. Unknown base -> UnknownNameError; bad or missing K -> ConfigError."""
+def parse_metric(name: str, kind: str | None = None) -> MetricSpec:
+    """Validate one metric name against the registry, under a protocol kind ('ranking', 'impressions') or any.
+    Unknown base -> UnknownNameError; a cut-off the protocol does not allow, or a bad one -> ConfigError."""
+    from metarec.eval import registry
+
     if not isinstance(name, str):
         raise ConfigError(f"metric names are strings like 'ndcg@10', got {name!r}")
     text = name.strip().lower()
     m = _NAME.match(text)
     base = m.group(1) if m else text.split("@", 1)[0]
-    if base not in ALL_BASES:
-        raise UnknownNameError("metric", name, valid_metric_names())
+    d = registry.get(base)
+    if d is None or not d.protocols:
+        raise UnknownNameError("metric", name, valid_metric_names(kind))
+    if kind is not None and kind not in d.protocols:
+        raise ConfigError(f"metric {name!r} is not defined for the {kind} protocols; valid: "
+                          f"{', '.join(valid_metric_names(kind))}")
+    rules = {d.protocols[kind]} if kind is not None else set(d.protocols.values())
     kpart = m.group(2) if m else text.split("@", 1)[1] if "@" in text else None
     if kpart is None:
-        if base in NO_K or base in K_OPTIONAL:
+        if "none" in rules:
             return MetricSpec(base, base, None)
-        raise ConfigError(f"metric {name!r} needs a cut-off, e.g. '{base}@10'")
-    if base in NO_K:
+        where = f" under the {kind} protocols" if kind else ""
+        raise ConfigError(f"metric {name!r} needs a cut-off{where}, e.g. '{base}@10'")
+    if "k" not in rules:
         raise ConfigError(f"metric {base!r} takes no cut-off (got {name!r}); write '{base}'")
     if not re.fullmatch(r"[0-9]+", kpart) or int(kpart) < 1:
         raise ConfigError(f"metric {name!r}: the cut-off K must be a positive integer, got {kpart!r}")
     k = int(kpart)
-    if base == "diversity" and k < 2:
-        raise ConfigError(f"metric {name!r}: intra-list diversity needs K >= 2 (pairs of items)")
+    if k < d.min_k:
+        raise ConfigError(f"metric {name!r}: {base} needs K >= {d.min_k}")
     return MetricSpec(f"{base}@{k}", base, k)
 
 
-def parse_metrics(names) -> list[MetricSpec]:
+def parse_metrics(names, kind: str | None = None) -> list[MetricSpec]:
     """Validate a list of names (a single string is one name); duplicates are dropped, order kept."""
     if isinstance(names, str):
         names = [names]
@@ -112,7 +120,7 @@ def parse_metrics(names) -> list[MetricSpec]:
         raise ConfigError("no metrics requested")
     out, seen = [], set()
     for n in names:
-        spec = parse_metric(n)
+        spec = parse_metric(n, kind)
         if spec.name not in seen:
             seen.add(spec.name)
             out.append(spec)

@@ -20,6 +20,9 @@ class Protocol:
     make: Callable[..., Split]
     defaults: dict[str, Any]
     doc: str
+    #: which metrics its splits are scored with (metarec.eval.registry protocol kinds): "ranking" (a full score row
+    #: per user, top-K lists) or "impressions" (each impression's candidates)
+    metric_kind: str = "ranking"
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
         params = dict(params or {})
@@ -36,9 +39,9 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {}
 
 
-def protocol(name: str, **defaults):
+def protocol(name: str, *, metric_kind: str = "ranking", **defaults):
     def deco(fn):
-        PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0])
+        PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0], metric_kind)
         return fn
     return deco
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from metarec.protocols.split import Split
 
 
-@protocol("impressions", ratios=[0.8, 0.1, 0.1])
+@protocol("impressions", metric_kind="impressions", ratios=[0.8, 0.1, 0.1])
 def impressions(ds: Dataset, *, seed: int, ratios) -> "Split":
     """Impressions in time order cut 8:1:1; candidates + labels per impression (MIND)."""
     if ds.impressions is None:

@@ -69,6 +69,8 @@ def build(folder: Path) -> dict:
                                         reference=meta.get("reference"))
         title = f"{g.dataset} / {g.protocol}{' ' + g.setting if g.setting else ''} (test)"
         md.append(tables.to_markdown(frame, title))
+        if info["tests"]:   # the primary metric against the reference: Δ, intervals, effect size, both tests
+            md.append(tables.delta_table(pd.concat(info["tests"]), metric, title))
         stem = f"{g.dataset}_{g.protocol}{'_' + g.setting if g.setting else ''}".replace("-", "_").replace("=", "")
         if g.setting:
             info["tests"] = [t.assign(protocol_params=g.protocol_params) for t in info["tests"]]

@@ -1,53 +1,142 @@
-"""Paired significance tests on per-user metrics (scipy.stats), Holm-corrected across the methods compared."""
+"""Comparisons against a reference method: seed-level tests with intervals, user-level tests combined over seeds.
+
+Evaluation seeds vary the split and the training seed, so the unit of replication is the **seed**: users within one
+split are not independent replications of the experiment (the same split, the same trained model). For each
+method m and the reference r on one metric, with per-user values paired by (seed, user):
+
+- ``delta``: the mean over seeds of the per-seed mean differences Δ_s (users evaluated by both, per seed), and
+  ``rel_delta`` = delta / (mean over seeds of the reference's per-seed means);
+- ``ci_low``/``ci_high``: the 95 % interval of the expected difference across splits: delta ± t_{S-1, 0.975} ·
+  sd(Δ_s)/√S. This is where a hierarchical bootstrap leads when done right: resampling users inside resampled
+  seeds counts the users' noise twice (it is already in the spread of Δ_s), so Davison & Hinkley (1997, §3.8)
+  resample the top stage only; that bootstrap's variance is (S-1)/S of the unbiased one, and with five seeds its
+  percentile interval undercovers, so the exact Student form is used (``tests/report/test_stats.py`` measures the
+  coverage of each). ``rel_ci_*`` divide by the reference mean. It excludes 0 exactly when the seed-level test
+  gives p < 0.05 (before Holm). With one seed it is the users-only interval below;
+- ``ci_users_low``/``ci_users_high``: a percentile bootstrap over users stratified by seed (the splits held
+  fixed): how sure we are of the difference *on these splits*;
+- ``seed_p``: paired t-test on the per-seed means (``scipy.stats.ttest_rel``), S - 1 degrees of freedom; ``d_z``:
+  its effect size, mean(Δ_s) / sd(Δ_s);
+- ``user_p``: within each seed a paired t-test over users, the per-seed one-sided p-values combined with
+  Stouffer's method (``scipy.stats.combine_pvalues``), reported two-sided: evidence that the methods differ *on
+  these splits*, not across splits; ``user_d``: the mean per-seed user-level effect size;
+- Holm across the methods compared with the same reference on the same metric (``*_holm``).
+
+Only ``seed_p_holm < alpha`` with at least two seeds marks a difference in the tables; a one-seed grid gets no
+marker and says so.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+CONFIDENCE = 0.95
+BOOTSTRAP = 1000
+
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm-Bonferroni step-down adjusted p-values (monotone, capped at 1)."""
+    """Holm-Bonferroni step-down adjusted p-values (monotone, capped at 1). NaN stays NaN and does not count."""
     p = np.asarray(pvalues, dtype=float)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
+    adjusted = np.full(len(p), np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
     running = 0.0
-    for rank, idx in enumerate(order):
+    for rank, idx in enumerate(ok[np.argsort(p[ok], kind="stable")]):
         running = max(running, (m - rank) * p[idx])
         adjusted[idx] = min(1.0, running)
     return adjusted.tolist()
 
 
-def paired_tests(per_user: pd.DataFrame, reference: str, metric: str, unit_cols=("seed", "user")) -> pd.DataFrame:
-    """Compare every method with ``reference`` on ``metric``, pairing values by (seed, user).
+def _unit(per_user: pd.DataFrame) -> str:
+    return "impression" if "impression" in per_user.columns and per_user["impression"].notna().any() else "user"
 
-    per_user: columns method, seed, user (or impression), metric columns. Returns one row per other method with
-    mean difference, n pairs, raw and Holm-adjusted p-values for the paired t-test and the Wilcoxon signed-rank
-    test."""
-    unit_cols = [c for c in unit_cols if c in per_user.columns]
-    if metric not in per_user.columns:
+
+def _paired_diffs(per_user: pd.DataFrame, method: str, reference: str, metric: str) -> list[np.ndarray]:
+    """Per seed (in seed order): [n, 2] values of (method, reference) for the units both were evaluated on."""
+    keys = ["seed", _unit(per_user)]
+    m = per_user.loc[per_user.method == method, keys + [metric]]
+    r = per_user.loc[per_user.method == reference, keys + [metric]]
+    both = m.merge(r, on=keys, suffixes=("_m", "_r")).dropna(subset=[f"{metric}_m", f"{metric}_r"])
+    both = both.sort_values(keys, kind="stable")
+    vals = both[[f"{metric}_m", f"{metric}_r"]].to_numpy(np.float64)
+    seeds = both["seed"].to_numpy()
+    cuts = np.flatnonzero(np.diff(seeds)) + 1
+    return [p for p in np.split(vals, cuts) if len(p)]
+
+
+def user_bootstrap(pairs: list[np.ndarray], n_boot: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the mean over seeds of the per-seed mean difference, resampling users within each
+    seed (stratified by seed; the splits are held fixed). ``pairs``: per seed [n_users, 2] (method, reference)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n_boot)
+    for p in pairs:
+        n = len(p)
+        idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n)   # resampling counts per user
+        out += w @ (p[:, 0] - p[:, 1]) / n
+    return out / len(pairs)
+
+
+def compare(per_user: pd.DataFrame, reference: str, metric: str, *, n_boot: int = BOOTSTRAP, seed: int = 0,
+            alpha: float = 0.05) -> pd.DataFrame:
+    """Every other method against ``reference`` on ``metric`` (columns: see the module docstring).
+
+    per_user: columns method, seed, user (or impression) and the metric."""
+    if metric not in per_user.columns or reference not in set(per_user.method):
         return pd.DataFrame()
-    wide = per_user.pivot_table(index=unit_cols, columns="method", values=metric, aggfunc="first")
     rows = []
-    if reference not in wide.columns:
-        return pd.DataFrame()
-    for method in wide.columns:
-        if method == reference:
+    for method in sorted(set(per_user.method) - {reference}):
+        pairs = _paired_diffs(per_user, method, reference, metric)
+        pairs = [p for p in pairs if len(p)]
+        if not pairs:
             continue
-        pair = wide[[method, reference]].dropna()
-        diff = pair[method] - pair[reference]
-        if len(pair) < 2 or np.allclose(diff, 0):
-            t_p = w_p = 1.0
+        S = len(pairs)
+        dm = np.array([(p[:, 0] - p[:, 1]).mean() for p in pairs])
+        rm = np.array([p[:, 1].mean() for p in pairs])
+        delta, ref_mean = float(dm.mean()), float(rm.mean())
+        rel = delta / ref_mean if ref_mean != 0 else float("nan")
+        boot = user_bootstrap(pairs, n_boot=n_boot, seed=seed)
+        lo_u, hi_u = np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+        if S > 1:   # across splits: Student interval on the per-seed differences
+            half = stats.t.ppf(0.5 + CONFIDENCE / 2, S - 1) * dm.std(ddof=1) / np.sqrt(S)
+            lo, hi = delta - half, delta + half
+        else:       # one split: only the users' sampling can be shown
+            lo, hi = lo_u, hi_u
+        if S > 1 and np.ptp(dm) > 0:
+            seed_t, seed_p = (float(x) for x in stats.ttest_rel(dm + rm, rm))
+            d_z = float(dm.mean() / dm.std(ddof=1))
+        elif S > 1:   # identical per-seed differences: no spread to test against
+            seed_t, seed_p, d_z = float("nan"), (1.0 if delta == 0 else 0.0), float("nan")
         else:
-            t_p = float(stats.ttest_rel(pair[method], pair[reference]).pvalue)
-            w_p = float(stats.wilcoxon(pair[method], pair[reference], zero_method="wilcox").pvalue) \
-                if (diff != 0).sum() >= 1 else 1.0
-            t_p = 1.0 if np.isnan(t_p) else t_p
-        rows.append({"method": method, "reference": reference, "metric": metric, "n": len(pair),
-                     "mean_diff": float(diff.mean()), "t_p": t_p, "wilcoxon_p": w_p})
+            seed_t = seed_p = d_z = float("nan")
+        z, user_d = [], []
+        for p in pairs:
+            d = p[:, 0] - p[:, 1]
+            if len(d) < 2 or np.ptp(d) == 0:   # no spread: no evidence either way from this seed's users
+                z.append(0.0 if d.mean() == 0 else float(np.sign(d.mean())) * 8.0)
+                user_d.append(float("nan"))
+                continue
+            t_s = float(stats.ttest_1samp(d, 0.0).statistic)
+            df = len(d) - 1
+            # Stouffer on one-sided p-values, through z-scores taken from the nearer tail (stable for tiny p)
+            z.append(float(stats.norm.isf(stats.t.sf(t_s, df))) if t_s >= 0
+                     else -float(stats.norm.isf(stats.t.cdf(t_s, df))))
+            user_d.append(float(d.mean() / d.std(ddof=1)))
+        user_p = float(2 * stats.norm.sf(abs(sum(z)) / np.sqrt(len(z))))
+        rows.append({"method": method, "reference": reference, "metric": metric, "n_seeds": S,
+                     "n_users": int(sum(len(p) for p in pairs)), "mean": float(ref_mean + delta),
+                     "reference_mean": ref_mean, "delta": delta, "rel_delta": rel,
+                     "ci_low": float(lo), "ci_high": float(hi),
+                     "rel_ci_low": float(lo / ref_mean) if ref_mean else float("nan"),
+                     "rel_ci_high": float(hi / ref_mean) if ref_mean else float("nan"),
+                     "ci_users_low": float(lo_u), "ci_users_high": float(hi_u),
+                     "seed_t": seed_t, "seed_p": seed_p, "d_z": d_z, "user_p": user_p,
+                     "user_d": float(np.nanmean(user_d)) if not np.all(np.isnan(user_d)) else float("nan")})
     out = pd.DataFrame(rows)
-    if not out.empty:
-        out["t_p_holm"] = holm(out["t_p"].tolist())
-        out["wilcoxon_p_holm"] = holm(out["wilcoxon_p"].tolist())
+    if out.empty:
+        return out
+    out["seed_p_holm"] = holm(out["seed_p"].tolist())
+    out["user_p_holm"] = holm(out["user_p"].tolist())
+    out["significant"] = (out.n_seeds >= 2) & (out.seed_p_holm < alpha)
     return out

@@ -84,7 +84,7 @@ def run_summaries(names: list[str], ctx: SummaryContext) -> dict[str, list[Path]
 
 
 def _mean_std(v: pd.Series) -> str:
-    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"   # one seed: no spread
 
 
 def _settings(sel: pd.DataFrame):
@@ -101,7 +101,7 @@ def _settings(sel: pd.DataFrame):
 # ---- vs_reference ------------------------------------------------------------------------------------------
 @register_summary("vs_reference")
 def vs_reference(ctx: SummaryContext) -> list[Path]:
-    from metarec.report.stats import paired_tests
+    from metarec.report.stats import compare
 
     reference = ctx.meta.get("reference")
     if not reference:
@@ -121,7 +121,6 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
             pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
             if "protocol_params" in pu.columns:
                 pu = pu[pu.protocol_params == pp]
-        unit = "impression" if pu is not None and "impression" in pu.columns else "user"
         lines.append(f"\n## {ds} / {proto}{' ' + label if label else ''} (test; mean ± std over "
                      f"{g.seed.nunique()} seeds)\n")
         lines.append("| metric | " + " | ".join(methods) + " |")
@@ -130,7 +129,7 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
             col = g[g.metric == metric]
             tests = pd.DataFrame()
             if pu is not None and metric in pu.columns:
-                tests = paired_tests(pu, reference, metric, unit_cols=("seed", unit))
+                tests = compare(pu, reference, metric, alpha=ALPHA)
             cells = []
             for m in methods:
                 v = col[col.method == m].value
@@ -143,15 +142,18 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
                         c += " (n/a)"
                     else:
                         t = tests[tests.method == m].iloc[0]
-                        mark = ("*" if t.t_p_holm < ALPHA else "") + ("†" if t.wilcoxon_p_holm < ALPHA else "")
-                        c += f" Δ{t.mean_diff:+.4f} p={t.t_p_holm:.2g}{mark}"
+                        p = "" if np.isnan(t.seed_p_holm) else f" p={t.seed_p_holm:.2g}"
+                        c += (f" Δ{t.delta:+.4f} [{t.ci_low:+.4f}, {t.ci_high:+.4f}]{p}"
+                              f"{'*' if t.significant else ''}")
                         rows.append({"dataset": ds, "protocol": proto, "protocol_params": pp, "metric": metric,
                                      **t.to_dict()})
                 cells.append(c)
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        lines.append(f"\n_Δ: mean paired difference vs {reference} over (seed, {unit}) pairs; p: paired t-test, "
-                     f"Holm-corrected over the methods; * t-test, † Wilcoxon signed-rank, p < {ALPHA}; (n/a): "
-                     "aggregate-only metric, no per-unit values to pair._")
+        lines.append(f"\n_Δ: mean over seeds of the per-seed paired differences vs {reference} [95 % interval: "
+                     "hierarchical bootstrap over seeds then users, Student t]; p: paired t-test on the per-seed "
+                     f"means, Holm-corrected over the methods; * p < {ALPHA} (needs two seeds or more); (n/a): "
+                     "aggregate-only metric, no per-unit values to pair. User-level tests: "
+                     "tables/significance.csv._")
     out = [ctx.write("tables/vs_reference.md", "\n".join(lines) + "\n")]
     if rows:
         out.append(ctx.write("tables/vs_reference.csv", pd.DataFrame(rows).to_csv(index=False)))

@@ -1,5 +1,6 @@
 """Comparison tables (Markdown and LaTeX booktabs): mean ± std over seeds of the selected configuration per
-method, best per column in bold, significance markers against the best baseline."""
+method, best per column in bold, a marker where a method differs from the reference at the seed level
+(``metarec.report.stats``), and a Δ table with intervals, effect sizes and both kinds of p-value."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,19 +9,21 @@ import numpy as np
 import pandas as pd
 
 from metarec.bench.store import lower_is_better
-from metarec.report.stats import paired_tests
+from metarec.report.stats import compare
 
-T_MARK, W_MARK = "*", "†"
-LEGEND = (f"mean ± std over seeds; best per column in bold; {T_MARK} / {W_MARK}: differs from the reference "
-          "(underlined: the grid's reference method, else the best baseline) by a paired t-test / Wilcoxon "
-          "signed-rank test on per-user values, Holm-corrected, p < 0.05")
+T_MARK = "*"
+LEGEND = (f"mean ± std over seeds (each seed its own split and training seed); best per column in bold; "
+          f"{T_MARK}: differs from the reference (underlined: the grid's reference method, else the best baseline) "
+          "by a paired t-test on the per-seed means, Holm-corrected across methods, p < 0.05")
+LEGEND_ONE_SEED = ("one seed: no spread over splits and no significance can be shown (the values are one "
+                   "split's); best per column in bold")
 
 
 def summary(tidy: pd.DataFrame, stage: str = "test") -> pd.DataFrame:
     """Selected configurations only: mean, std and seed count per (dataset, protocol, method, metric)."""
     sel = tidy[(tidy.selected) & (tidy.stage == stage)]
     g = sel.groupby(["dataset", "protocol", "method", "family", "metric"], sort=True)["value"]
-    out = g.agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n="count")
+    out = g.agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"), n="count")
     return out.reset_index()
 
 
@@ -35,7 +38,8 @@ def best_baseline(summ: pd.DataFrame, metric: str) -> str | None:
 class Table:
     rows: list[str]                            # methods
     columns: list[str]                         # metrics
-    cells: dict[tuple[str, str], dict]         # (method, metric) -> mean, std, n, best, reference, t, w
+    cells: dict[tuple[str, str], dict]         # (method, metric) -> mean, std, n, best, reference, t
+    n_seeds: int = 0
 
     def cell(self, row: str, col: str) -> dict | None:
         return self.cells.get((row, col))
@@ -59,28 +63,28 @@ def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[
         info["reference"][metric] = ref
         sig = {}
         if pu is not None and ref is not None:
-            tests = paired_tests(pu, ref, metric)
+            tests = compare(pu, ref, metric, alpha=alpha)
             if not tests.empty:
                 info["tests"].append(tests.assign(dataset=dataset, protocol=protocol))
-                for _, t in tests.iterrows():
-                    sig[t.method] = (t.t_p_holm < alpha, t.wilcoxon_p_holm < alpha)
+                sig = dict(zip(tests.method, tests.significant))
         for m in methods:
             if m not in col.index:
                 continue
             r = col.loc[m]
             cells[(m, metric)] = {"mean": r["mean"], "std": r["std"], "n": int(r["n"]), "best": m == best,
-                                  "reference": m == ref, "t": sig.get(m, (False, False))[0],
-                                  "w": sig.get(m, (False, False))[1]}
-    return Table(rows=methods, columns=metrics, cells=cells), info
+                                  "reference": m == ref, "t": bool(sig.get(m, False))}
+    n_seeds = int(summ.n.max()) if not summ.empty else 0
+    return Table(rows=methods, columns=metrics, cells=cells, n_seeds=n_seeds), info
 
 
 def _fmt(c, latex: bool) -> str:
     if not isinstance(c, dict):
         return "–" if not latex else "--"
-    core = f"{c['mean']:.4f} ± {c['std']:.4f}" if not latex else f"{c['mean']:.4f} $\\pm$ {c['std']:.4f}"
-    marks = (T_MARK if c["t"] else "") + (W_MARK if c["w"] else "")
+    pm = " ± " if not latex else " $\\pm$ "
+    core = f"{c['mean']:.4f}" + (f"{pm}{c['std']:.4f}" if c["n"] > 1 and np.isfinite(c["std"]) else "")
+    marks = T_MARK if c["t"] else ""
     if latex:
-        marks = marks.replace(W_MARK, "$^\\dagger$").replace(T_MARK, "$^*$")
+        marks = marks.replace(T_MARK, "$^*$")
         if c["best"]:
             core = f"\\textbf{{{core}}}"
         if c["reference"]:
@@ -93,18 +97,45 @@ def _fmt(c, latex: bool) -> str:
     return core + marks
 
 
+def legend(table: Table) -> str:
+    return LEGEND if table.n_seeds > 1 else LEGEND_ONE_SEED
+
+
+def delta_table(tests: pd.DataFrame, metric: str, title: str) -> str:
+    """Markdown: each method against the reference on ``metric``: Δ and relative Δ with 95 % intervals, the
+    seed-level p (Holm) and effect size d_z, and the user-level p combined over seeds (Holm)."""
+    t = tests[tests.metric == metric] if not tests.empty else tests
+    if t.empty:
+        return ""
+    ref = t.reference.iloc[0]
+    lines = [f"#### {title}: {metric} against {ref}", "",
+             "| method | Δ [95 % CI] | relative Δ [95 % CI] | p seeds (Holm) | d_z | p users (Holm) | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in t.sort_values("delta", ascending=False).iterrows():
+        seed_p = "–" if np.isnan(r.seed_p_holm) else f"{r.seed_p_holm:.2g}" + (T_MARK if r.significant else "")
+        d_z = "–" if np.isnan(r.d_z) else f"{r.d_z:+.2f}"
+        lines.append(f"| {r.method} | {r.delta:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
+                     f"{100 * r.rel_delta:+.1f} % [{100 * r.rel_ci_low:+.1f}, {100 * r.rel_ci_high:+.1f}] | {seed_p} | "
+                     f"{d_z} | {r.user_p_holm:.2g} | {r.n_seeds} |")
+    lines += ["", "_Δ = method − reference, mean over seeds of the per-seed mean differences; interval: hierarchical "
+                  "bootstrap (seeds, then users) standard error × Student t (seeds − 1 df); p seeds: paired t-test on "
+                  "per-seed means; p users: per-seed paired t-tests over users combined (Stouffer) — evidence on "
+                  "these splits only. Only p seeds marks the main table._", ""]
+    return "\n".join(lines)
+
+
 def to_markdown(table: Table, title: str) -> str:
     head = "| method | " + " | ".join(table.columns) + " |"
     sep = "|---|" + "---|" * len(table.columns)
     body = [f"| {m} | " + " | ".join(_fmt(table.cell(m, c), False) for c in table.columns) + " |" for m in table.rows]
-    return f"### {title}\n\n" + "\n".join([head, sep, *body]) + f"\n\n_{LEGEND}_\n"
+    return f"### {title}\n\n" + "\n".join([head, sep, *body]) + f"\n\n_{legend(table)}_\n"
 
 
 def to_latex(table: Table, title: str, label: str) -> str:
     esc = lambda s: str(s).replace("_", "\\_").replace("@", "@").replace("%", "\\%")  # noqa: E731
     cols = "l" + "r" * len(table.columns)
-    legend = esc(LEGEND).replace("±", "$\\pm$").replace(W_MARK, "$^\\dagger$").replace(T_MARK, "$^*$")
-    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {legend}}}",
+    text = esc(legend(table)).replace("±", "$\\pm$").replace(T_MARK, "$^*$")
+    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {text}}}",
              f"\\label{{{label}}}", "\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
              "method & " + " & ".join(esc(c) for c in table.columns) + " \\\\", "\\midrule"]
     for m in table.rows:

@@ -75,3 +75,21 @@ def test_smoke_grid_covers_every_builtin_method():
     builtin = {name for name, origin in list_methods().items() if origin == "builtin"}
     assert builtin - set(grid.methods) == set(), "benchmarks/smoke.yaml must run every registered method"
     assert grid.seeds == [0] and {d["name"] for d in grid.datasets} == {"ml-100k"}
+
+
+def test_metrics_are_checked_against_every_protocol_of_the_grid():
+    """A metric the impressions protocol does not define fails at parse time, naming the protocol (the evaluator
+    would otherwise reject every such run after the grid started)."""
+    raw = {"name": "g", "metrics": ["ndcg@10", "recall@10"],
+           "datasets": [{"name": "ml-100k", "protocols": ["general"]},
+                        {"name": "mind-sample", "protocols": ["impressions"]}], "methods": {"pop": {}}}
+    with pytest.raises(ConfigError, match=r"datasets\[1\]\.protocols\[0\] \(impressions\): metric 'recall@10' is "
+                                          r"not defined for the impressions protocols"):
+        parse_grid(raw)
+    raw["metrics"] = ["ndcg@10", "auc"]
+    assert parse_grid(raw).metrics == ["ndcg@10", "auc"]
+    del raw["metrics"]
+    with pytest.raises(ConfigError, match="mixes ranking and impressions protocols"):
+        parse_grid(raw)
+    raw["datasets"] = raw["datasets"][1:]
+    assert set(parse_grid(raw).metrics) == {"auc", "mrr", "ndcg@5", "ndcg@10"}   # the registry's defaults

@@ -112,7 +112,8 @@ def test_report_tables_and_figures(reference, tmp_path):
     assert built["figures"]["kshot"].startswith("skipped")
     sig = pd.read_csv(out / "tables" / "significance.csv")
     assert set(sig.reference) == {"mf-bpr"} or set(sig.reference) == {"pop"}
-    assert ((sig.t_p_holm >= sig.t_p - 1e-12) & (sig.t_p_holm <= 1)).all()
+    assert ((sig.seed_p_holm >= sig.seed_p - 1e-12) & (sig.seed_p_holm <= 1)).all()
+    assert "against" in md and "p seeds (Holm)" in md   # the Δ table with intervals
     meta = json.loads((out / "meta.json").read_text())
     assert meta["valid_metric"] == "ndcg@10"
 

@@ -1,0 +1,92 @@
+"""The metric registry is the one list of metrics: a metric declared there is parsed, computed, stored and judged
+(best cell, tuning direction) everywhere without another edit."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from metarec.errors import ConfigError
+from metarec.eval import Evaluator, registry
+from metarec.eval.metrics import parse_metric
+from tests.eval._eval_helpers import distinct_scores, random_split
+
+
+@pytest.fixture
+def hits_at(monkeypatch):
+    """A plugin metric, registered the way the entry point does: number of targets in the top K (unnormalised)."""
+    d = registry.MetricDef("hits_count", "targets in the top K", compute=lambda top, hits, n_pos, k: hits[:, :k].sum(1),
+                           origin="tests:plugin")
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.metrics()))
+    registry.register_metric(d)
+    return d
+
+
+def test_a_registered_metric_appears_everywhere(hits_at, tmp_path):
+    from metarec.bench import parse_grid, run_grid
+    from metarec.bench.store import lower_is_better
+
+    assert parse_metric("hits_count@5").k == 5
+    split = random_split(n_users=30, n_items=40, seed=1)
+    scores = distinct_scores(split.n_users, split.n_items, seed=1)
+    res = Evaluator(split, ["hits_count@5", "precision@5"]).evaluate_scores(scores)
+    assert res.means["hits_count@5"] == pytest.approx(5 * res.means["precision@5"], abs=1e-12)
+    assert "hits_count@5" in res.per_user.columns and not lower_is_better("hits_count@5")
+    g = parse_grid({"name": "p", "seeds": [0], "metrics": ["hits_count@10", "ndcg@10"], "valid_metric":
+                    "hits_count@10", "datasets": [{"name": "ml-100k", "protocols": ["general"]}],
+                    "methods": {"pop": {}}})
+    out = run_grid(g, root=tmp_path, progress=False)
+    assert "hits_count@10" in set(out["tidy"].metric) and out["tidy"].selected.all()
+
+
+def test_registration_errors():
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register_metric(registry.MetricDef("ndcg", "again"))
+    with pytest.raises(ConfigError, match="unknown need"):
+        registry.register_metric(registry.MetricDef("x1", "x", needs=("gpu",)))
+    with pytest.raises(ConfigError, match="a plugin can add per-user top-K metrics"):
+        registry.register_metric(registry.MetricDef("x2", "x", origin="plugin"))
+
+
+def test_directions_come_from_the_declarations():
+    from metarec.bench.store import lower_is_better
+
+    for name, low in [("rating/user_mae", True), ("rating/mae", True), ("gini@10", True), ("query/ndcg@3", False),
+                      ("like/pooled_auc", False), ("amazon2018-fashion/recall@10", False)]:
+        assert lower_is_better(name) is low, name
+    from metarec.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError):
+        lower_is_better("no_such_metric@10")
+
+
+def test_best_cell_follows_the_direction_of_task_metrics():
+    """The report bolds the lowest rating/user_mae (it bolded the worst when a list missed the name)."""
+    from metarec.report.tables import comparison
+
+    rows = [{"dataset": "d", "protocol": "general", "method": m, "family": "x", "metric": "rating/user_mae",
+             "value": v + 0.01 * s, "seed": s, "stage": "test", "selected": True, "protocol_params": "{}"}
+            for m, v in (("a", 0.7), ("b", 0.9)) for s in (0, 1)]
+    table, _ = comparison(pd.DataFrame(rows), None, ["rating/user_mae"], "d", "general")
+    assert table.cell("a", "rating/user_mae")["best"] and not table.cell("b", "rating/user_mae")["best"]
+
+
+def test_no_other_module_lists_metric_names():
+    """Outside the registry, no module holds a literal tuple/list of two or more metric names (the four places
+    that used to disagree). Computations may branch on a single built-in name."""
+    names = set(registry.metrics())
+    offenders = []
+    for path in Path("metarec").rglob("*.py"):
+        if path.name == "registry.py" and path.parent.name == "eval":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                lits = [e.value.split("@")[0] for e in node.elts if isinstance(e, ast.Constant)
+                        and isinstance(e.value, str)]
+                if sum(x in names for x in lits) >= 3:
+                    offenders.append(f"{path}:{node.lineno}")
+    assert not offenders, offenders
