@@ -88,7 +88,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
             res = run_one(split, spec.method, dict(spec.params), seed=spec.seed, metrics=list(spec.metrics),
                           workdir=tmp / "work", eval_mode=spec.eval_mode, reporter=reporter,
                           inference_repeats=spec.inference_repeats, artifacts=Artifacts(Path(root)),
-                          ties=spec.ties)
+                          ties=spec.ties, also_eval=spec.also_eval)
     except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
         reason = f"{type(e).__name__}: {e}"
         logging.getLogger("metarec").error("run %s failed: %s", key, reason)

@@ -76,7 +76,7 @@ def metrics_for(split: Split, metrics: list[str] | None) -> list[str]:
 def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None, *, seed: int = 0,
             metrics: list[str] | None = None, workdir: Path | None = None, stages=("valid", "test"),
             eval_mode: str = "full", reporter=None, inference_repeats: int = 0,
-            artifacts=None, ties: str = "expected") -> dict[str, Any]:
+            artifacts=None, ties: str = "expected", also_eval=()) -> dict[str, Any]:
     """Fit ``method_name`` on ``split`` and evaluate it on ``stages``. Returns a JSON-ready dict with means,
     per-user frames (under ``per_user``, not JSON) and timings. ``reporter(step, valid_value) -> prune?`` is handed
     to the method (a tuning trial's pruner); a pruned run finishes with its best weights and says ``pruned``."""
@@ -113,6 +113,12 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
         out["eval_mode"] = res.mode
         out["ties"] = ties
         out[f"{stage}_users"] = res.n_users
+    for mode in also_eval:   # the same model under other ranking protocols (sampled negatives): stage test[<label>]
+        if "test" in stages and len(split.frames["test"]) and not split.is_impressions:
+            other = Evaluator(split, metrics=metrics, mode=mode, seed=seed, ties=ties)
+            with torch.no_grad():
+                res = other.evaluate(method, stage="test")
+            out["metrics"][f"test[{res.mode}]"] = res.means
     if inference_repeats and "test" in stages and len(split.frames["test"]) and not split.is_impressions:
         out["timings"]["infer_test_s"] = time_scoring(method, split, evaluator.batch_size, inference_repeats)
     out["pruned"] = bool(method.pruned)

@@ -51,7 +51,7 @@ import yaml
 from metarec.errors import ConfigError, MetarecError, UnknownNameError
 from metarec.methods.space import parse_space
 
-TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "datasets", "methods", "split_seed", "threads",
+TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "also_eval", "datasets", "methods", "split_seed", "threads",
             "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
 TRACKING = ("none", "tensorboard")
 TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
@@ -97,6 +97,9 @@ class RunSpec:
     tracking: str = "none"
     #: how tied scores are ranked (metarec.eval.evaluator.TIES): part of the identity, the metrics depend on it
     ties: str = "expected"
+    #: further evaluation modes of the test stage (e.g. "sampled", "sampled-pop"), stored as stages
+    #: "test[<mode label>]": the same trained model under the protocols papers publish
+    also_eval: tuple = ()
 
     def identity(self, split_fingerprint: str) -> dict[str, Any]:
         """What the run computes. ``params`` are the method's *resolved* parameters (its defaults filled in), so a
@@ -106,7 +109,8 @@ class RunSpec:
         return {"dataset": self.dataset, "preprocess": self.preprocess, "protocol": self.protocol,
                 "protocol_params": self.protocol_params, "split_fingerprint": split_fingerprint,
                 "method": self.method, "params": build_method(self.method, dict(self.params)).params,
-                "seed": self.seed, "eval_mode": self.eval_mode, "ties": self.ties, "metrics": list(self.metrics)}
+                "seed": self.seed, "eval_mode": self.eval_mode, "ties": self.ties, "metrics": list(self.metrics),
+                **({"also_eval": list(self.also_eval)} if self.also_eval else {})}
 
     @property
     def params_label(self) -> str:
@@ -131,6 +135,7 @@ class Grid:
     inference_repeats: int = 0
     tracking: str = "none"
     ties: str = "expected"
+    also_eval: tuple = ()
     raw: dict = field(default_factory=dict)
     #: ``metarec bench --only``: glob patterns per "dataset"/"protocol"/"method"; cells outside them are not run
     #: (and their rows in the tidy table are kept as they were)
@@ -188,7 +193,7 @@ class Grid:
                        protocol_params=protocol["params"],
                        split_seed=self.split_seed if self.split_seed is not None else seed,
                        method=method, params=params, seed=seed, metrics=tuple(self.metrics),
-                       eval_mode=self.eval_mode, ties=self.ties, threads=self.threads,
+                       eval_mode=self.eval_mode, ties=self.ties, also_eval=self.also_eval, threads=self.threads,
                        inference_repeats=self.inference_repeats,
                        tracking=self.tracking)
 
@@ -255,10 +260,16 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             parse_metric(str(m))
         except MetarecError as e:
             raise _err(f"{source}: metrics[{i}]", str(e)) from None
+    from metarec.eval.evaluator import MODES, TIES
+
     eval_mode = raw.get("eval_mode", "full")
-    if eval_mode not in ("full", "sampled"):
-        raise _err(f"{source}: eval_mode", f"must be 'full' or 'sampled', got {eval_mode!r}")
-    from metarec.eval.evaluator import TIES
+    if eval_mode not in MODES:
+        raise _err(f"{source}: eval_mode", f"must be one of {', '.join(MODES)}, got {eval_mode!r}")
+    also_eval = raw.get("also_eval") or []
+    if not isinstance(also_eval, list) or any(m not in MODES or m == eval_mode for m in also_eval) \
+            or len(set(also_eval)) != len(also_eval):
+        raise _err(f"{source}: also_eval", f"a list of distinct evaluation modes other than eval_mode "
+                                           f"({', '.join(m for m in MODES if m != eval_mode)}), got {also_eval!r}")
 
     ties = raw.get("ties", "expected")
     if ties not in TIES:
@@ -416,7 +427,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
                 reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking,
-                ties=ties, raw=raw)
+                ties=ties, also_eval=tuple(also_eval), raw=raw)
 
 
 def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:

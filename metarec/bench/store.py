@@ -113,15 +113,24 @@ def lower_is_better(metric: str) -> bool:
 
 def select_configs(tidy: pd.DataFrame, valid_metric: str) -> pd.DataFrame:
     """Model selection on the validation stage: per (dataset, protocol, method) the parameter set with the best
-    mean valid metric over seeds. Adds a boolean ``selected`` column."""
+    mean valid metric over seeds. Adds a boolean ``selected`` column. A cell with one configuration is selected
+    trivially; one with several and no validation stage is an error (never a fallback to test)."""
     tidy = tidy.copy()
     tidy["selected"] = False
     if tidy.empty:
         return tidy
     val = tidy[(tidy.stage == "valid") & (tidy.metric == valid_metric)]
-    if val.empty:  # protocols without a valid stage: a single configuration is selected trivially
-        val = tidy[(tidy.stage == "test") & (tidy.metric == valid_metric)]
     cell = ["dataset", "protocol", "protocol_params", "method"]
+    # never select on test: a cell with several configurations and no validation values cannot be selected
+    has_valid = set(map(tuple, tidy[tidy.stage == "valid"][cell].drop_duplicates().to_numpy()))
+    for key, params in tidy.groupby(cell, sort=True)["params"]:
+        if tuple(key) not in has_valid and params.nunique() > 1:
+            from metarec.errors import ConfigError
+
+            raise ConfigError(f"{'/'.join(map(str, key[:2]))} {key[3]}: {params.nunique()} configurations but the "
+                              "split has no validation stage to select among them (selecting on test would report "
+                              "the best test score as if it were chosen blind); give this method one configuration "
+                              "here or use a protocol with a validation stage")
     means = val.groupby(cell + ["params"], sort=True)["value"].mean().reset_index()
     best = means.sort_values("value", ascending=lower_is_better(valid_metric), kind="stable").drop_duplicates(cell)
     chosen = set(map(tuple, best[cell + ["params"]].to_numpy()))

@@ -40,7 +40,9 @@ from metarec.eval import metrics as M
 from metarec.eval import registry
 from metarec.eval.metrics import MetricSpec, parse_metrics
 
-MODES = ("full", "sampled")
+#: full ranking; or each target among ``num_negatives`` sampled non-target items per target, drawn uniformly
+#: ("sampled", RecBole's uni100) or in proportion to train popularity ("sampled-pop", RecBole's pop100)
+MODES = ("full", "sampled", "sampled-pop")
 #: how tied scores are ordered: "expected" = every top-K metric is its expectation over all orders of the tied items
 #: (McSherry & Najork 2008, exact), so a constant scorer scores what a random one scores in expectation; "first" =
 #: the old deterministic order (a tie goes to the lower item id; RecBole-style stable lists)
@@ -125,7 +127,7 @@ class Evaluator:
             raise ConfigError(f"evaluation mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError(f"evaluation batch_size must be a positive integer, got {batch_size!r}")
-        if mode == "sampled" and (not isinstance(num_negatives, (int, np.integer)) or num_negatives < 1):
+        if mode != "full" and (not isinstance(num_negatives, (int, np.integer)) or num_negatives < 1):
             raise ConfigError(f"num_negatives must be a positive integer, got {num_negatives!r}")
         self.mode, self.batch_size, self.num_negatives, self.seed = mode, int(batch_size), int(num_negatives), seed
         kind = "impressions" if split.is_impressions else "ranking"
@@ -146,7 +148,9 @@ class Evaluator:
     def mode_label(self) -> str:
         if self.split.is_impressions:
             return "impressions"
-        return "full" if self.mode == "full" else f"sampled-{self.num_negatives}"
+        if self.mode == "full":
+            return "full"
+        return f"sampled-{self.num_negatives}" if self.mode == "sampled" else f"sampled-pop-{self.num_negatives}"
 
     @property
     def metric_names(self) -> list[str]:
@@ -280,11 +284,15 @@ class Evaluator:
             self._sigs = (sig, sim, onehot)
         return self._sigs
 
+    def _train_counts(self) -> torch.Tensor:
+        if "train_counts" not in self._cache:
+            self._cache["train_counts"] = torch.from_numpy(
+                np.bincount(self.split.train[ITEM].to_numpy().astype(np.int64), minlength=self.split.n_items))
+        return self._cache["train_counts"]
+
     def _self_information(self) -> torch.Tensor:
         if self._info is None:
-            counts = torch.from_numpy(np.bincount(self.split.train[ITEM].to_numpy().astype(np.int64),
-                                                  minlength=self.split.n_items))
-            self._info = M.self_information(counts)
+            self._info = M.self_information(self._train_counts())
         return self._info
 
     # ---- full / sampled ranking ----------------------------------------------------------------------------------
@@ -309,7 +317,7 @@ class Evaluator:
         log_miss = {k: torch.zeros(n_items, dtype=torch.float64) for k in counts}
         auc_w: list[torch.Tensor] = []
         users_done: list[np.ndarray] = []
-        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode == "sampled" else None
+        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode != "full" else None
         st = self._ranking_stage(stage) if (ranked or want_auc) else None
         acc = [(s.base, s.k) for s in active if s.base in M.TOPK_FUNCTIONS]
         clock = [0.0]
@@ -419,10 +427,12 @@ class Evaluator:
             target = torch.zeros((B, n_items), dtype=torch.bool, device=dev)
             target.view(-1)[tf] = True
             valid = None
-            if self.mode == "sampled":
+            if self.mode != "full":
                 known = torch.zeros((B, n_items), dtype=torch.bool, device=dev)
                 known.view(-1)[kf] = True
-                valid = _sample_candidates(target, known, b.n_pos.to(dev), self.num_negatives, gen) & ~known
+                weights = self._train_counts().to(dev) if self.mode == "sampled-pop" else None
+                valid = _sample_candidates(target, known, b.n_pos.to(dev), self.num_negatives, gen,
+                                           weights) & ~known
                 s.masked_fill_(~valid, float("-inf"))
             else:
                 s = s.contiguous()
@@ -444,7 +454,7 @@ class Evaluator:
             fn, fresh = (lambda u: torch.index_select(mat, 0, u.to(mat.device))), True
         else:
             fn, fresh = scores, False
-        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode == "sampled" else None
+        gen = torch.Generator().manual_seed(int(self.seed)) if self.mode != "full" else None
         users, items = [], []
         with torch.no_grad():
             for b, s, _, _ in self._masked(fn, self._ranking_stage(stage).batches, stage, fresh, False, gen, [0.0]):
@@ -651,9 +661,23 @@ def _topk(s: torch.Tensor, k: int, stage: str) -> torch.Tensor:
 
 
 def _sample_candidates(target: torch.Tensor, known: torch.Tensor, n_pos: torch.Tensor, num_neg: int,
-                       gen: torch.Generator) -> torch.Tensor:
-    """Targets + ``num_neg`` uniform draws per target from the user's free items (not known, not target)."""
+                       gen: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Targets + ``num_neg`` draws per target (with replacement) from the user's free items (not known, not
+    target): uniform, or in proportion to ``weights`` (train popularity; an item never in train is never drawn)."""
     free = ~(known | target)
+    if weights is not None:
+        w = free.to(torch.float64) * weights.to(torch.float64)[None, :]
+        want = n_pos * num_neg
+        m = int(want.max()) if want.numel() else 0
+        cand = target.clone()
+        ok_rows = (w.sum(1) > 0) & (want > 0)
+        if m == 0 or not ok_rows.any():
+            return cand
+        rows = torch.nonzero(ok_rows).squeeze(1)
+        draws = torch.multinomial(w[rows], m, replacement=True, generator=gen)   # [R, m]
+        keep = torch.arange(m, device=target.device)[None, :] < want[rows, None]
+        cand[rows[:, None].expand(-1, m)[keep], draws[keep]] = True
+        return cand
     n_free = free.sum(1)
     want = n_pos * num_neg
     m = int(want.max()) if want.numel() else 0

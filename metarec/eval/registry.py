@@ -65,15 +65,16 @@ _BUILTIN = [
     MetricDef("map", "average precision at K, normalised by min(targets, K) as RecBole", default={"ranking": (10,)}),
     # beyond accuracy
     MetricDef("novelty", "mean self-information -log2(train popularity share) of the top-K items",
-              needs=("scores", "train_popularity")),
+              needs=("scores", "train_popularity"), default={"ranking": (10,)}),
     MetricDef("diversity", "intra-list diversity: mean pairwise Jaccard distance of the top-K items' categories",
-              needs=("scores", "item_categories"), min_k=2),
-    MetricDef("coverage", "distinct items recommended in anyone's top K / catalogue size", per_unit=False),
+              needs=("scores", "item_categories"), min_k=2, default={"ranking": (10,)}),
+    MetricDef("coverage", "distinct items recommended in anyone's top K / catalogue size", per_unit=False,
+              default={"ranking": (10,)}),
     MetricDef("gini", "Gini index of how often each item is recommended in the top K (0: all equally)",
-              higher_is_better=False, per_unit=False),
+              higher_is_better=False, per_unit=False, default={"ranking": (10,)}),
     # over the whole ranking
     MetricDef("auc", "per-user AUC of targets against every unmasked item, ties 0.5 (impressions: per impression)",
-              protocols={"ranking": "none", "impressions": "none"}, default={"impressions": ()}),
+              protocols={"ranking": "none", "impressions": "none"}, default={"ranking": (), "impressions": ()}),
     MetricDef("gauc", "per-user AUC weighted by the user's targets (RecBole's GAUC)", per_unit=False,
               protocols={"ranking": "none"}),
     # ratings

@@ -44,7 +44,7 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
         g = g.sort_values("mean")
         colors = [{"baseline": "#7f7f7f", "distill": "#1f77b4", "multitask": "#2ca02c", "meta": "#d62728"}.get(f, "#9467bd")
                   for f in g.family]
-        ax.barh(g.method, g["mean"], xerr=g["std"], color=colors, capsize=3)
+        ax.barh(g.method, g["mean"], xerr=g["std"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
         ax.set_title(f"{ds} / {proto}", fontsize=9)
         ax.set_xlabel(f"{metric} (test, mean ± std over seeds)", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -104,7 +104,7 @@ def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         g = summ[summ.metric == metric]
-        ax.bar(g.method, g["mean"], yerr=g["std"], capsize=3)
+        ax.bar(g.method, g["mean"], yerr=g["std"].fillna(0.0), capsize=3)
         ax.set_title(metric, fontsize=9)
         ax.tick_params(axis="x", rotation=45, labelsize=7)
     fig.tight_layout()

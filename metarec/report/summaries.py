@@ -248,3 +248,139 @@ def distill_goals(ctx: SummaryContext) -> list[Path]:
                  "over the student alone; significance of that gain: tables/significance.csv)._")
     return [ctx.write("tables/distill_goals.md", "\n".join(lines) + "\n"),
             ctx.write("tables/distill_goals.json", json.dumps(out, indent=2, sort_keys=True, default=float) + "\n")]
+
+
+# ---- protocol_robustness -----------------------------------------------------------------------------------
+@register_summary("protocol_robustness")
+def protocol_robustness(ctx: SummaryContext) -> list[Path]:
+    """How far method *rankings* agree across evaluation protocols: per dataset, the primary metric of every method
+    under each setting — a split protocol (general, temporal, sequential, ...) crossed with full ranking and the
+    sampled modes a grid adds with ``also_eval`` (stages ``test[sampled-100]``, ``test[sampled-pop-100]``) — and
+    Kendall's tau between the method orderings of every pair of settings (scipy.stats.kendalltau, tau-b)."""
+    from scipy.stats import kendalltau
+
+    from metarec.eval.registry import higher_is_better
+
+    metric = ctx.meta["valid_metric"]
+    sel = ctx.tidy[ctx.tidy.selected & ctx.tidy.stage.str.startswith("test") & (ctx.tidy.metric == metric)]
+    lines = [f"# {ctx.meta['grid']}: do method rankings survive a change of protocol? ({metric}, test)\n"]
+    rows = []
+    for ds, g in sel.groupby("dataset", sort=True):
+        settings: dict[str, pd.Series] = {}
+        for (proto, pp, stage), h in g.groupby(["protocol", "protocol_params", "stage"], sort=True):
+            mode = "full" if stage == "test" else stage[len("test["):-1]
+            label = f"{proto} {mode}" + ("" if len(g[g.protocol == proto].protocol_params.unique()) < 2 else f" {pp}")
+            settings[label] = h.groupby("method")["value"].mean()
+        if len(settings) < 2:
+            continue
+        labels = list(settings)
+        methods = sorted(set().union(*[set(v.index) for v in settings.values()]))
+        sign = -1.0 if higher_is_better(metric) else 1.0
+        lines.append(f"\n## {ds}\n")
+        lines.append("| method | " + " | ".join(labels) + " |")
+        lines.append("|---|" + "---|" * len(labels))
+        ranks = {lab: (sign * v).rank(method="min") for lab, v in settings.items()}
+        for m in methods:
+            cells = [f"{settings[lab][m]:.4f} ({int(ranks[lab][m])})" if m in settings[lab].index else "–"
+                     for lab in labels]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("\n_value (rank among the methods of that setting)._\n")
+        lines.append("| Kendall τ | " + " | ".join(labels) + " |")
+        lines.append("|---|" + "---|" * len(labels))
+        for a in labels:
+            cells = []
+            for b in labels:
+                common = sorted(set(settings[a].index) & set(settings[b].index))
+                if a == b or len(common) < 3:
+                    cells.append("–" if a != b else "1")
+                    continue
+                tau, p = kendalltau(settings[a][common].to_numpy(), settings[b][common].to_numpy())
+                cells.append(f"{tau:+.2f}")
+                if a < b:
+                    rows.append({"dataset": ds, "setting_a": a, "setting_b": b, "metric": metric,
+                                 "n_methods": len(common), "kendall_tau": float(tau), "p": float(p)})
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        lines.append(f"\n_τ between the orderings of the methods both settings rank (at least 3); 1 = same order, "
+                     "−1 = reversed._\n")
+    out = [ctx.write("tables/protocol_robustness.md", "\n".join(lines) + "\n")]
+    if rows:
+        out.append(ctx.write("tables/protocol_robustness.csv", pd.DataFrame(rows).to_csv(index=False)))
+    return out
+
+
+# ---- accuracy_diversity ------------------------------------------------------------------------------------
+def _pareto(points: list[tuple[float, float]]) -> list[bool]:
+    """Non-dominated points when both coordinates are better higher."""
+    return [not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for x2, y2 in points) for x, y in points]
+
+
+@register_summary("accuracy_diversity")
+def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
+    """Accuracy against intra-list diversity per dataset x protocol: every method a point (mean over seeds with a
+    95 % Student interval on both axes), every re-ranked method (``rerank:*``) a curve over its configurations
+    (one curve per base: e.g. MMR's lam from 1 to 0), the Pareto front (no point better on both axes) circled.
+    Accuracy = the grid's valid metric; diversity = the grid's first diversity@K metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from metarec.report.plots import _save
+
+    acc = ctx.meta["valid_metric"]
+    div = next((m for m in ctx.meta.get("metrics", []) if m.startswith("diversity@")), None)
+    if div is None:
+        raise ConfigError(f"{ctx.folder}: summary accuracy_diversity needs a diversity@K metric in the grid")
+    test = ctx.tidy[(ctx.tidy.stage == "test") & ctx.tidy.metric.isin([acc, div])]
+    rerank = test.method.str.startswith("rerank:")
+    # plain methods: their selected configuration; re-rankers: every configuration (the trade-off curve)
+    test = test[(test.selected & ~rerank) | rerank]
+    out, rows = [], []
+    for (ds, proto), g in test.groupby(["dataset", "protocol"], sort=True):
+        wide = g.pivot_table(index=["method", "params", "seed"], columns="metric", values="value").dropna()
+        if wide.empty or acc not in wide or div not in wide:
+            continue
+        pts = []
+        for (method, params), h in wide.groupby(level=["method", "params"], sort=True):
+            n = len(h)
+            q = stats.t.ppf(0.975, n - 1) if n > 1 else 0.0
+            se = h.std(ddof=1) / np.sqrt(n) if n > 1 else h.mean() * 0
+            pts.append({"dataset": ds, "protocol": proto, "method": method, "params": params, "seeds": n,
+                        "accuracy": h[acc].mean(), "accuracy_ci": q * se[acc], "diversity": h[div].mean(),
+                        "diversity_ci": q * se[div]})
+        front = _pareto([(p["diversity"], p["accuracy"]) for p in pts])
+        for p, f in zip(pts, front):
+            p["pareto"] = f
+        rows += pts
+        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+        plain = [p for p in pts if not p["method"].startswith("rerank:")]
+        for p in plain:
+            ax.errorbar(p["diversity"], p["accuracy"], xerr=p["diversity_ci"], yerr=p["accuracy_ci"], fmt="o",
+                        ms=4, capsize=2, label=p["method"])
+        curves: dict[tuple[str, str], list[dict]] = {}
+        for p in pts:
+            if p["method"].startswith("rerank:"):
+                d = json.loads(p["params"])
+                sweep = {k: v for k, v in d.items() if k != "lam"}
+                curves.setdefault((p["method"], json.dumps(sweep, sort_keys=True)), []).append({**p, "lam": d.get("lam")})
+        for (method, sweep), c in curves.items():
+            c = sorted(c, key=lambda p: p["lam"] if p["lam"] is not None else 0)
+            base = json.loads(sweep).get("base", "")
+            ax.errorbar([p["diversity"] for p in c], [p["accuracy"] for p in c], xerr=[p["diversity_ci"] for p in c],
+                        yerr=[p["accuracy_ci"] for p in c], fmt="s--", ms=3, capsize=2, label=f"{method}({base})")
+            for p in c:
+                ax.annotate(f"λ={p['lam']}", (p["diversity"], p["accuracy"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        fr = [p for p in pts if p["pareto"]]
+        ax.scatter([p["diversity"] for p in fr], [p["accuracy"] for p in fr], s=140, facecolors="none",
+                   edgecolors="black", linewidths=0.8, label="Pareto front")
+        ax.set_xlabel(f"{div} (test)", fontsize=8)
+        ax.set_ylabel(f"{acc} (test)", fontsize=8)
+        ax.set_title(f"{ds} / {proto}: accuracy vs diversity (mean, 95 % CI over seeds)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best")
+        out += _save(fig, ctx.folder / "figures", f"accuracy_diversity_{ds}_{proto}".replace("-", "_"))
+    if rows:
+        out.append(ctx.write("tables/accuracy_diversity.csv", pd.DataFrame(rows).to_csv(index=False)))
+    return out

@@ -188,3 +188,18 @@ def test_only_runs_a_part_and_keeps_the_rest_of_the_table(reference, tmp_path):
                      (["method=pop", "protocol=sequential"], "matches no protocol")]:
         with pytest.raises(ConfigError, match=msg):
             grid.restrict(bad)
+
+
+def test_selection_never_falls_back_to_test():
+    """Several configurations and no validation stage: an error naming the cell, not a selection on test. One
+    configuration without validation is kept (nothing is selected)."""
+    from metarec.bench.store import select_configs
+    from metarec.errors import ConfigError
+
+    rows = [{"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": m, "params": params, "seed": 0,
+             "stage": "test", "metric": "ndcg@10", "value": v}
+            for m, params, v in (("a", '{"x": 1}', 0.1), ("a", '{"x": 2}', 0.3), ("b", "{}", 0.2))]
+    with pytest.raises(ConfigError, match=r"d/p a: 2 configurations but the split has no validation stage"):
+        select_configs(pd.DataFrame(rows), "ndcg@10")
+    t = select_configs(pd.DataFrame(rows[2:]), "ndcg@10")
+    assert t.selected.all()

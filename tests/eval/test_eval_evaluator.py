@@ -111,6 +111,32 @@ def test_sampled_candidates_are_targets_plus_free_negatives():
     assert bool((n_neg <= 5 * n_pos).all()) and bool((n_neg >= 1).all())
 
 
+def test_popularity_sampled_candidates_follow_popularity_and_skip_unseen_items():
+    """sampled-pop: negatives drawn in proportion to train counts (an item with no train interaction never),
+    from free items only; over many draws the frequencies follow the weights."""
+    from metarec.eval.evaluator import _sample_candidates
+    g = torch.Generator().manual_seed(0)
+    B, n = 400, 50
+    known = torch.zeros(B, n, dtype=torch.bool)
+    known[:, 1] = True
+    target = torch.zeros(B, n, dtype=torch.bool)
+    target[:, 0] = True
+    w = torch.arange(n, dtype=torch.float64)
+    w[5] = 0.0                                          # never seen in train
+    cand = _sample_candidates(target, known, target.sum(1), 1, g, weights=w)
+    neg = cand & ~target
+    assert not neg[:, 5].any() and not neg[:, 1].any() and bool((neg.sum(1) == 1).all())
+    freq = neg.sum(0).to(torch.float64) / B
+    expected = w.clone()
+    expected[[0, 1, 5]] = 0
+    expected /= expected.sum()
+    assert float((freq - expected).abs().max()) < 0.03
+    split = random_split(n_users=30, n_items=300, seed=1)
+    res = Evaluator(split, ["ndcg@10"], mode="sampled-pop", num_negatives=20).evaluate_scores(
+        distinct_scores(30, 300, seed=2))
+    assert res.mode == "sampled-pop-20"
+
+
 def test_per_user_mean_equals_reported_mean_and_batching_invariance():
     split = random_split(n_users=50, n_items=70, seed=4)
     S = distinct_scores(50, 70, seed=3)

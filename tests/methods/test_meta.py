@@ -274,5 +274,5 @@ def test_report_builds_one_table_per_k(tmp_path):
     assert "cold_start k_shot=1 (test)" in md and "cold_start k_shot=5 (test)" in md
     assert "0.8125 ± 0.0000" in md and "0.8525 ± 0.0000" in md  # per-K means, not the average over K (0.8325)
     sig = pd.read_csv(folder / "tables" / "significance.csv")
-    assert sorted(sig.n) == [12, 12]  # 2 seeds x 6 users per K, never paired across K
+    assert sorted(sig.n_users) == [12, 12] and set(sig.n_seeds) == {2}  # 2 seeds x 6 users per K, never across K
     assert any(p.name.startswith("kshot") for p in built["figures"]["kshot"])

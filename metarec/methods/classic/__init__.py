@@ -1,4 +1,5 @@
 from metarec.methods.classic.mf_bpr import MFBPR
+from metarec.methods.classic.mmr import MMR
 from metarec.methods.classic.pop import Pop
 
-__all__ = ["MFBPR", "Pop"]
+__all__ = ["MFBPR", "MMR", "Pop"]
