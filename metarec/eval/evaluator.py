@@ -555,7 +555,10 @@ class _CutoffRun:
         inner = finite & ~ext                                          # the run's items are the listed ones
         p_last = torch.where(inner, (hits * (top_s == tk[:, None])).sum(1).to(p_last.dtype), p_last)
         self.top, self.extends = top, ext
-        self.runs = M.tie_runs(top_s, hits, self.n_last, p_last)
+        if self.rows.numel() or bool((top_s[:, 1:] == top_s[:, :-1]).any()):
+            self.runs = M.tie_runs(top_s, hits, self.n_last, p_last)
+        else:   # no tie anywhere in this batch's lists (the usual case for a trained model): the plain hits
+            self.runs = M.TieRuns.from_hits(hits)
         self.last = self.runs.run_id == self.runs.run_id[:, -1:]
 
     def last_mean(self, values: torch.Tensor) -> torch.Tensor:

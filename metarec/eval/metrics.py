@@ -266,46 +266,10 @@ TOPK_FUNCTIONS = {"recall": recall, "ndcg": ndcg, "hit": hit, "mrr": mrr, "preci
 
 
 def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
-    """All requested (base, k) top-K accuracy metrics at once, sharing the cumulative sums: the evaluator's hot
-    path. Same definitions as the per-metric functions above (tests hold the two equal)."""
-    h = hits.to(F64)
-    K = h.shape[1]
-    npos = n_pos.to(F64)
-    ranks = torch.arange(1, K + 1, dtype=F64, device=h.device)
-    cum = torch.cumsum(h, 1)
-    bases = {b for b, _ in wanted}
-    out: dict[str, torch.Tensor] = {}
-    if "ndcg" in bases:
-        disc = 1.0 / torch.log2(ranks + 1.0)
-        dcg = torch.cumsum(h * disc, 1)
-        ideal = torch.cumsum(disc, 0)
-    if "map" in bases:
-        ap = torch.cumsum(h * cum / ranks, 1)
-    if "mrr" in bases:
-        first = h.argmax(1)
-        rr = torch.where(cum[:, -1] > 0, 1.0 / (first.to(F64) + 1.0), torch.zeros_like(npos))
-    for base, k in wanted:
-        if k > K:
-            raise ConfigError(f"cut-off {k} exceeds the {K} ranked positions available")
-        c = cum[:, k - 1]
-        if base == "recall":
-            v = c / npos
-        elif base == "precision":
-            v = c / k
-        elif base == "hit":
-            v = (c > 0).to(F64)
-        elif base == "mrr":
-            v = torch.where(first < k, rr, torch.zeros_like(rr))
-        elif base == "ndcg":
-            n_ideal = torch.clamp(npos, max=float(k)).long()
-            idcg = torch.where(n_ideal > 0, ideal[torch.clamp(n_ideal - 1, min=0)], torch.zeros_like(npos))
-            v = dcg[:, k - 1] / idcg
-        elif base == "map":
-            v = ap[:, k - 1] / torch.clamp(npos, max=float(k))
-        else:
-            raise KeyError(base)
-        out[f"{base}@{k}"] = v
-    return out
+    """All requested (base, k) top-K accuracy metrics at once from 0/1 hits [U, K], sharing the cumulative sums:
+    the evaluator's hot path (``expected_topk_table`` of lists without ties). Same definitions as the per-metric
+    functions above (tests hold the two equal)."""
+    return expected_topk_table(TieRuns.from_hits(hits), n_pos, wanted)
 
 
 # ---- tie-aware top-K (McSherry & Najork 2008) ---------------------------------------------------------------------
@@ -339,8 +303,12 @@ class TieRuns:
 
     @classmethod
     def from_hits(cls, hits: torch.Tensor) -> "TieRuns":
+        """Lists without ties: every position is its own run."""
         h = hits.to(F64)
-        return cls(soft=h, none=torch.cumprod(1.0 - h, 1), hit_cum=h * torch.cumsum(h, 1))
+        B, K = h.shape
+        pos = torch.arange(K, device=h.device).expand(B, K)
+        return cls(soft=h, none=torch.cumprod(1.0 - h, 1), hit_cum=h * torch.cumsum(h, 1), run_start=pos,
+                   run_n=torch.ones_like(h), run_id=pos)
 
 
 def tie_runs(top_scores: torch.Tensor, top_hits: torch.Tensor, n_last: torch.Tensor, p_last: torch.Tensor
