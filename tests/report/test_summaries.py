@@ -135,8 +135,7 @@ def test_tradeoff_and_protocol_robustness_summaries_from_a_real_grid(tmp_path):
     g = parse_grid({"name": "t", "seeds": [0, 1], "metrics": ["ndcg@10", "diversity@10"], "valid_metric": "ndcg@10",
                     "also_eval": ["sampled", "sampled-pop"], "summaries": ["accuracy_diversity", "protocol_robustness"],
                     "datasets": [{"name": "ml-100k", "protocols": ["general", "temporal"]}],
-                    "methods": {"pop": {}, "mf-bpr": {"params": {"max_epochs": 2, "progress_bar": False, "dim": 8}},
-                                "recbole:ItemKNN": {},
+                    "methods": {"pop": {}, "mf-bpr": {"params": {"max_epochs": 1, "progress_bar": False, "dim": 8}},
                                 "rerank:mmr": {"params": {"base": "pop", "candidates": 30, "length": 10},
                                                "grid": {"lam": [1.0, 0.0]}}}})
     out = run_grid(g, root=tmp_path / "store", progress=False)
@@ -155,4 +154,4 @@ def test_tradeoff_and_protocol_robustness_summaries_from_a_real_grid(tmp_path):
     rob = pd.read_csv(folder / "tables" / "protocol_robustness.csv")
     assert {"general full", "general sampled-100", "general sampled-pop-100", "temporal full"} <= \
         set(rob.setting_a) | set(rob.setting_b)
-    assert rob.kendall_tau.between(-1, 1).all() and (rob.n_methods == 4).all()
+    assert rob.kendall_tau.between(-1, 1).all() and (rob.n_methods == 3).all()
