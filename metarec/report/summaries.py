@@ -150,7 +150,7 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
                 cells.append(c)
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
         lines.append(f"\n_Δ: mean over seeds of the per-seed paired differences vs {reference} [95 % interval: "
-                     "hierarchical bootstrap over seeds then users, Student t]; p: paired t-test on the per-seed "
+                     "Student t on the per-seed differences]; p: paired t-test on the per-seed "
                      f"means, Holm-corrected over the methods; * p < {ALPHA} (needs two seeds or more); (n/a): "
                      "aggregate-only metric, no per-unit values to pair. User-level tests: "
                      "tables/significance.csv._")

@@ -117,10 +117,10 @@ def delta_table(tests: pd.DataFrame, metric: str, title: str) -> str:
         lines.append(f"| {r.method} | {r.delta:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
                      f"{100 * r.rel_delta:+.1f} % [{100 * r.rel_ci_low:+.1f}, {100 * r.rel_ci_high:+.1f}] | {seed_p} | "
                      f"{d_z} | {r.user_p_holm:.2g} | {r.n_seeds} |")
-    lines += ["", "_Δ = method − reference, mean over seeds of the per-seed mean differences; interval: hierarchical "
-                  "bootstrap (seeds, then users) standard error × Student t (seeds − 1 df); p seeds: paired t-test on "
-                  "per-seed means; p users: per-seed paired t-tests over users combined (Stouffer) — evidence on "
-                  "these splits only. Only p seeds marks the main table._", ""]
+    lines += ["", "_Δ = method − reference, mean over seeds of the per-seed mean differences; 95 % interval across "
+                  "splits: Student t on the per-seed differences (one seed: bootstrap over users; docs/statistics.md); "
+                  "p seeds: paired t-test on per-seed means; p users: per-seed paired t-tests over users combined "
+                  "(Stouffer) — evidence on these splits only. Only p seeds marks the main table._", ""]
     return "\n".join(lines)
 
 
