@@ -666,35 +666,34 @@ def _topk(s: torch.Tensor, k: int, stage: str) -> torch.Tensor:
 def _sample_candidates(target: torch.Tensor, known: torch.Tensor, n_pos: torch.Tensor, num_neg: int,
                        gen: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Targets + ``num_neg`` draws per target (with replacement) from the user's free items (not known, not
-    target): uniform, or in proportion to ``weights`` (train popularity; an item never in train is never drawn)."""
+    target): uniform, or in proportion to ``weights`` (train popularity; an item never in train is never drawn).
+
+    Inverse-CDF sampling over the flattened batch: one cumulative sum of the free items' weights, each draw a
+    uniform number placed in its row's range, one ``searchsorted`` for all draws; so the cost follows the number of
+    draws (sum of n_pos * num_neg), not the batch's largest user times its size."""
+    B, n = target.shape
     free = ~(known | target)
+    w = free.to(torch.float64)
     if weights is not None:
-        w = free.to(torch.float64) * weights.to(torch.float64)[None, :]
-        want = n_pos * num_neg
-        m = int(want.max()) if want.numel() else 0
-        cand = target.clone()
-        ok_rows = (w.sum(1) > 0) & (want > 0)
-        if m == 0 or not ok_rows.any():
-            return cand
-        rows = torch.nonzero(ok_rows).squeeze(1)
-        draws = torch.multinomial(w[rows], m, replacement=True, generator=gen)   # [R, m]
-        keep = torch.arange(m, device=target.device)[None, :] < want[rows, None]
-        cand[rows[:, None].expand(-1, m)[keep], draws[keep]] = True
-        return cand
-    n_free = free.sum(1)
-    want = n_pos * num_neg
-    m = int(want.max()) if want.numel() else 0
+        w = w * weights.to(torch.float64)[None, :]
     cand = target.clone()
-    if m == 0:
+    want = (n_pos * num_neg).to(torch.long)
+    cum = torch.cumsum(w.reshape(-1), 0)                       # global running mass over the flattened batch
+    row_end = cum.view(B, n)[:, -1]
+    row_start = row_end - w.sum(1)
+    ok = (want > 0) & (row_end - row_start > 0)
+    want = torch.where(ok, want, torch.zeros_like(want))
+    total = int(want.sum())
+    if total == 0:
         return cand
-    r = torch.rand((target.shape[0], m), generator=gen).to(target.device)
-    idx = torch.floor(r * n_free[:, None].to(r.dtype)).long()
-    idx = torch.minimum(idx, (n_free[:, None] - 1).clamp(min=0))
-    cum = torch.cumsum(free.long(), 1)
-    item = torch.searchsorted(cum, idx + 1)  # the (idx+1)-th free item
-    ok = (torch.arange(m, device=target.device)[None, :] < want[:, None]) & (n_free[:, None] > 0)
-    rows = torch.arange(target.shape[0], device=target.device)[:, None].expand(-1, m)
-    cand[rows[ok], item[ok]] = True
+    rows = torch.repeat_interleave(torch.arange(B, device=target.device), want)
+    u = torch.rand(total, generator=gen, dtype=torch.float64).to(target.device)
+    point = row_start[rows] + u * (row_end - row_start)[rows]
+    flat = torch.searchsorted(cum, point, right=True).clamp(max=B * n - 1)
+    # a point on a row's last boundary can land one past it: keep every draw inside its own row
+    flat = torch.minimum(torch.maximum(flat, rows * n), rows * n + n - 1)
+    hit = free.reshape(-1)[flat]                               # rounding at a zero-weight boundary: drop, never add
+    cand.view(-1)[flat[hit]] = True
     return cand
 
 

@@ -74,7 +74,7 @@ def simulate_effects(rng, seeds, users, delta, split_sd, user_sd=0.1):
     return {"ref": base, "m": base + effect[:, None] + rng.normal(0, user_sd, (seeds, users))}, effect
 
 
-@pytest.mark.parametrize("split_sd", [0.0, 0.01, 0.03])
+@pytest.mark.parametrize("split_sd", [0.0, 0.03])
 def test_intervals_cover_their_targets_about_95_percent(split_sd):
     """200 simulated 5-seed grids (a split effect of sd ``split_sd`` on the difference, noisy users). The seed
     interval covers the expected difference across splits ~95 % of the time whatever the split effect; the
