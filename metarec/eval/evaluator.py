@@ -273,13 +273,8 @@ class Evaluator:
         """(signature per item [n_items], Jaccard similarity of signatures [S, S], one-hot [n_items, S]): items with
         the same category set share a signature, so tie-aware diversity sums over signatures, not item pairs."""
         if self._sigs is None:
-            uniq, sig = torch.unique(cats.to(torch.int8), dim=0, return_inverse=True)
-            u = uniq.to(torch.float64)
-            inter = u @ u.T
-            size = u.sum(1)
-            union = size[:, None] + size[None, :] - inter
-            sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
-            onehot = torch.zeros((len(sig), len(uniq)), dtype=torch.float64)
+            sig, sim = M.category_signatures(cats)
+            onehot = torch.zeros((len(sig), sim.shape[0]), dtype=torch.float64)
             onehot[torch.arange(len(sig)), sig] = 1.0
             self._sigs = (sig, sim, onehot)
         return self._sigs

@@ -540,6 +540,17 @@ def novelty(top_items: torch.Tensor, info: torch.Tensor, k: int) -> torch.Tensor
     return info[top_items[:, :k]].mean(1)
 
 
+def category_signatures(categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(signature per item [n_items], Jaccard similarity of the signatures [S, S]): items with the same category
+    set share a signature; two empty sets count as identical (similarity 1), as ``diversity`` treats them."""
+    uniq, sig = torch.unique(categories.to(torch.int8), dim=0, return_inverse=True)
+    u = uniq.to(F64)
+    inter = u @ u.T
+    size = u.sum(1)
+    union = size[:, None] + size[None, :] - inter
+    return sig, torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
+
+
 def diversity(top_items: torch.Tensor, categories: torch.Tensor, k: int) -> torch.Tensor:
     """Per-user intra-list diversity: mean pairwise Jaccard distance of the top-K items' category sets.
 

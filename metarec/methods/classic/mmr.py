@@ -38,6 +38,7 @@ class MMR(Method):
     def fit(self, split, *, seed=0, workdir=None):
         from metarec.bench.artifacts import Artifacts
         from metarec.eval.evaluator import _category_matrix
+        from metarec.eval.metrics import category_signatures
         from metarec.methods import build_method
 
         p = self.params
@@ -53,12 +54,7 @@ class MMR(Method):
         if col is None or len(feats) != split.n_items:
             raise ConfigError(f"rerank:mmr on {split.dataset}: the split has no item categories (item_features "
                               f"'genres' or 'category') to measure similarity with")
-        cats = _category_matrix(feats[col]).to(torch.float64)
-        uniq, self.sig = torch.unique(cats, dim=0, return_inverse=True)
-        inter = uniq @ uniq.T
-        size = uniq.sum(1)
-        union = size[:, None] + size[None, :] - inter
-        self.sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
+        self.sig, self.sim = category_signatures(_category_matrix(feats[col]))
         self.n_users, self.n_items = split.n_users, split.n_items
 
         base = build_method(p["base"], dict(p["base_params"] or {}))
