@@ -66,7 +66,7 @@ def build(folder: Path) -> dict:
             if per_user is not None and "protocol_params" in per_user.columns:
                 sub_pu = per_user[per_user.protocol_params == g.protocol_params]
         frame, info = tables.comparison(sub_tidy, sub_pu, metrics, g.dataset, g.protocol,
-                                        reference=meta.get("reference"))
+                                        reference=meta.get("reference"), primary=metric)
         title = f"{g.dataset} / {g.protocol}{' ' + g.setting if g.setting else ''} (test)"
         md.append(tables.to_markdown(frame, title))
         if info["tests"]:   # the primary metric against the reference: Δ, intervals, effect size, both tests

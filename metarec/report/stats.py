@@ -52,15 +52,18 @@ def _unit(per_user: pd.DataFrame) -> str:
     return "impression" if "impression" in per_user.columns and per_user["impression"].notna().any() else "user"
 
 
-def _paired_diffs(per_user: pd.DataFrame, method: str, reference: str, metric: str) -> list[np.ndarray]:
-    """Per seed (in seed order): [n, 2] values of (method, reference) for the units both were evaluated on."""
+def _wide(per_user: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One column per method, one row per (seed, unit): the pairing every comparison on ``metric`` reads."""
     keys = ["seed", _unit(per_user)]
-    m = per_user.loc[per_user.method == method, keys + [metric]]
-    r = per_user.loc[per_user.method == reference, keys + [metric]]
-    both = m.merge(r, on=keys, suffixes=("_m", "_r")).dropna(subset=[f"{metric}_m", f"{metric}_r"])
-    both = both.sort_values(keys, kind="stable")
-    vals = both[[f"{metric}_m", f"{metric}_r"]].to_numpy(np.float64)
-    seeds = both["seed"].to_numpy()
+    frame = per_user[keys + ["method", metric]].drop_duplicates(keys + ["method"])
+    return frame.set_index(keys + ["method"])[metric].unstack("method").sort_index()
+
+
+def _paired_diffs(wide: pd.DataFrame, method: str, reference: str) -> list[np.ndarray]:
+    """Per seed (in seed order): [n, 2] values of (method, reference) for the units both were evaluated on."""
+    both = wide[[method, reference]].dropna()
+    vals = both.to_numpy(np.float64)
+    seeds = both.index.get_level_values("seed").to_numpy()
     cuts = np.flatnonzero(np.diff(seeds)) + 1
     return [p for p in np.split(vals, cuts) if len(p)]
 
@@ -79,15 +82,18 @@ def user_bootstrap(pairs: list[np.ndarray], n_boot: int = BOOTSTRAP, seed: int =
 
 
 def compare(per_user: pd.DataFrame, reference: str, metric: str, *, n_boot: int = BOOTSTRAP, seed: int = 0,
-            alpha: float = 0.05) -> pd.DataFrame:
+            alpha: float = 0.05, user_ci: bool = True) -> pd.DataFrame:
     """Every other method against ``reference`` on ``metric`` (columns: see the module docstring).
 
-    per_user: columns method, seed, user (or impression) and the metric."""
+    per_user: columns method, seed, user (or impression) and the metric. ``user_ci=False`` skips the users-within-
+    seed bootstrap where it is not shown (``ci_users_*`` NaN; a one-seed comparison always computes it: it is then
+    the only interval)."""
     if metric not in per_user.columns or reference not in set(per_user.method):
         return pd.DataFrame()
     rows = []
-    for method in sorted(set(per_user.method) - {reference}):
-        pairs = _paired_diffs(per_user, method, reference, metric)
+    wide = _wide(per_user, metric)
+    for method in sorted(set(wide.columns) - {reference}):
+        pairs = _paired_diffs(wide, method, reference)
         pairs = [p for p in pairs if len(p)]
         if not pairs:
             continue
@@ -96,8 +102,10 @@ def compare(per_user: pd.DataFrame, reference: str, metric: str, *, n_boot: int 
         rm = np.array([p[:, 1].mean() for p in pairs])
         delta, ref_mean = float(dm.mean()), float(rm.mean())
         rel = delta / ref_mean if ref_mean != 0 else float("nan")
-        boot = user_bootstrap(pairs, n_boot=n_boot, seed=seed)
-        lo_u, hi_u = np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+        lo_u = hi_u = float("nan")
+        if user_ci or S == 1:
+            boot = user_bootstrap(pairs, n_boot=n_boot, seed=seed)
+            lo_u, hi_u = np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
         if S > 1:   # across splits: Student interval on the per-seed differences
             half = stats.t.ppf(0.5 + CONFIDENCE / 2, S - 1) * dm.std(ddof=1) / np.sqrt(S)
             lo, hi = delta - half, delta + half

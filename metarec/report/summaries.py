@@ -129,7 +129,7 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
             col = g[g.metric == metric]
             tests = pd.DataFrame()
             if pu is not None and metric in pu.columns:
-                tests = compare(pu, reference, metric, alpha=ALPHA)
+                tests = compare(pu, reference, metric, alpha=ALPHA, user_ci=False)
             cells = []
             for m in methods:
                 v = col[col.method == m].value

@@ -46,8 +46,9 @@ class Table:
 
 
 def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[str], dataset: str, protocol: str,
-               alpha: float = 0.05, reference: str | None = None) -> tuple[Table, dict]:
-    """A table for one (dataset, protocol): rows methods, columns metrics; cells are dicts for rendering."""
+               alpha: float = 0.05, reference: str | None = None, primary: str | None = None) -> tuple[Table, dict]:
+    """A table for one (dataset, protocol): rows methods, columns metrics; cells are dicts for rendering. The
+    users-within-seed bootstrap (shown in the Δ table) runs for the ``primary`` metric only (default: all)."""
     summ = summary(tidy[(tidy.dataset == dataset) & (tidy.protocol == protocol)])
     metrics = [m for m in metrics if m in set(summ.metric)]
     methods = list(dict.fromkeys(summ.sort_values(["family", "method"]).method))
@@ -63,7 +64,7 @@ def comparison(tidy: pd.DataFrame, per_user: pd.DataFrame | None, metrics: list[
         info["reference"][metric] = ref
         sig = {}
         if pu is not None and ref is not None:
-            tests = compare(pu, ref, metric, alpha=alpha)
+            tests = compare(pu, ref, metric, alpha=alpha, user_ci=primary is None or metric == primary)
             if not tests.empty:
                 info["tests"].append(tests.assign(dataset=dataset, protocol=protocol))
                 sig = dict(zip(tests.method, tests.significant))
