@@ -324,13 +324,17 @@ class Evaluator:
             if self.kmax:
                 if self.ties == "expected":   # one more position: does the tie at the cut-off go on past it?
                     top = _topk(s, min(self.kmax + 1, n_items), stage)
-                    nxt = torch.gather(s, 1, top[:, self.kmax:]).squeeze(1) if top.shape[1] > self.kmax else None
+                    top_s = torch.gather(s, 1, top)
+                    # no two equal scores in any list (the usual case for a trained model): the plain hits are the
+                    # expectation, and the tie bookkeeping is skipped
+                    tied = bool((top_s[:, 1:] == top_s[:, :-1]).any())
+                    nxt = top_s[:, self.kmax] if top.shape[1] > self.kmax else None
                     top = top[:, :self.kmax]
                 else:
-                    top = _topk(s, self.kmax, stage)
+                    top, tied = _topk(s, self.kmax, stage), False
                 hits = torch.gather(target, 1, top).to(torch.float64)  # converted once for all metrics
                 n_pos = n_pos.to(torch.float64)
-                if self.ties == "expected":
+                if tied:
                     tie = _CutoffRun(s, top, hits, target, nxt)
             elif torch.isnan(s).any():
                 raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
@@ -359,6 +363,8 @@ class Evaluator:
             for k in counts:
                 if tie is None:
                     counts[k] += M.rec_counts(top, n_items, k).cpu()
+                    if self.ties == "expected":   # listed for sure: P(not in the list) = 0
+                        log_miss[k].index_fill_(0, top[:, :k].reshape(-1).cpu(), float("-inf"))
                 else:
                     c, lq = tie.inclusion_sums(k, n_items)
                     counts[k] += c.cpu()

@@ -135,8 +135,9 @@ def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices [B, k] of each row's k highest scores, best first. Ties go to the lower item index (the first k of
     a stable descending sort), so the lists depend on the scores alone, not on a kernel's tie order.
 
-    Exact, and faster on CPU than ``torch.topk``: block maxima give each row a threshold that at least k items
-    reach, only those candidates are sorted. Raises ValueError if a row holds NaN.
+    Exact, and faster than ``torch.topk``: block maxima give each row a threshold that at least k items reach, and
+    only items in blocks reaching it are looked at (on CPU by a compiled loop, ``_topk_kernel``; on other devices by
+    sorting the candidates). Raises ValueError if a row holds NaN.
     """
     B, n = scores.shape
     if not 1 <= k <= n:
@@ -145,6 +146,13 @@ def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros((0, k), dtype=torch.long, device=scores.device)
     s = scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
     s = s.contiguous()
+    if s.device.type == "cpu":
+        a = s.numpy()
+        if np.isnan(a).any():
+            raise ValueError(f"scores contain NaN in {int(np.isnan(a).any(1).sum())} row(s)")
+        from metarec.eval._topk_kernel import topk_by_blocks
+
+        return torch.from_numpy(topk_by_blocks(a, k, _BLOCK))
     nb = n // _BLOCK
     if nb < 2 * k:  # small catalogues: sorting everything is cheap
         return _stable_sort_topk(s, k)
@@ -153,13 +161,11 @@ def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
         bm = torch.cat([bm, s[:, nb * _BLOCK:].amax(1, keepdim=True)], 1)
     if torch.isnan(bm).any():
         raise ValueError(f"scores contain NaN in {int(torch.isnan(bm).any(1).sum())} row(s)")
-    # threshold: the k-th largest block maximum; k distinct blocks reach it, so >= k items are >= it
-    if s.device.type == "cpu":
-        return _topk_candidates_numpy(s, bm, k)
     return _topk_candidates_torch(s, bm, k)
 
 
 def _topk_candidates_torch(s: torch.Tensor, bm: torch.Tensor, k: int) -> torch.Tensor:
+    # threshold: the k-th largest block maximum; k distinct blocks reach it, so >= k items are >= it
     B, n = s.shape
     th = torch.topk(bm, k, dim=1).values[:, -1:]
     mask = s >= th
@@ -181,38 +187,6 @@ def _stable_sort_topk(s: torch.Tensor, k: int) -> torch.Tensor:
     if torch.isnan(s).any():
         raise ValueError(f"scores contain NaN in {int(torch.isnan(s).any(1).sum())} row(s)")
     return torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
-
-
-def _topk_candidates_numpy(s: torch.Tensor, bm: torch.Tensor, k: int) -> torch.Tensor:
-    # the same selection as _topk_candidates_torch, with numpy's faster compare / nonzero / sort on CPU
-    B, n = s.shape
-    a = s.numpy()
-    b = bm.numpy()
-    th = np.sort(b, axis=1)[:, b.shape[1] - k:b.shape[1] - k + 1]  # numpy's SIMD sort beats partition here
-    flat = np.flatnonzero(a >= th)
-    rows = flat // n
-    cnt = np.bincount(rows, minlength=B)
-    C = int(cnt.max())
-    if C > n // 2:  # e.g. rows with fewer than k finite scores: threshold -inf
-        return _stable_sort_topk(s, k)
-    pos = np.arange(len(flat)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    at = rows * C + pos
-    idx = np.zeros((B, C), dtype=np.int64)
-    idx.reshape(-1)[at] = flat - rows * n
-    vals = a.reshape(-1)[flat]
-    if a.dtype == np.float32:
-        # one unsigned 64-bit key per candidate: (score bits mapped to descending order) << 32 | position, so a
-        # plain (SIMD) sort gives score-descending, position-ascending order: a stable sort without argsort.
-        u = (vals + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into +0.0 (equal scores, equal keys)
-        asc = np.where(u >= np.uint32(0x80000000), ~u, u | np.uint32(0x80000000))
-        keys = np.full((B, C), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding sorts last
-        keys.reshape(-1)[at] = ((~asc).astype(np.uint64) << np.uint64(32)) | pos.astype(np.uint64)
-        order = (np.sort(keys, axis=1)[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    else:
-        neg = np.full((B, C), np.inf, dtype=a.dtype)  # negated scores: padding sorts last
-        neg.reshape(-1)[at] = -vals
-        order = np.argsort(neg, axis=1, kind="stable")[:, :k]
-    return torch.from_numpy(np.take_along_axis(idx, order, axis=1))
 
 
 # ---- top-K accuracy (RecBole definitions) ---------------------------------------------------------------------------
