@@ -48,6 +48,7 @@ MODES = ("full", "sampled", "sampled-pop")
 #: the old deterministic order (a tie goes to the lower item id; RecBole-style stable lists)
 TIES = ("expected", "first")
 CATEGORY_COLUMNS = ("genres", "category")
+REFERENCE_DIM = 64  # rank of the reference item vectors behind diversity@K on splits without categories
 
 ScoreSource = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
@@ -140,7 +141,8 @@ class Evaluator:
             raise ConfigError(f"cut-off {self.kmax} exceeds the number of items ({split.n_items})")
         self._cache: dict[str, Any] = {}
         self._sigs = None
-        self._categories: torch.Tensor | None | str = "unset"
+        self._basis: tuple[str, torch.Tensor] | None | str = "unset"
+        self._basis_note: str | None = None
         self._info: torch.Tensor | None = None
 
     # ---- public --------------------------------------------------------------------------------------------------
@@ -251,23 +253,12 @@ class Evaluator:
             rows_label=torch.from_numpy(frame[LABEL].to_numpy()[order].astype(np.float64)), slices=slices)
         return st
 
-    def _item_categories(self, notes: list[str]) -> torch.Tensor | None:
-        if isinstance(self._categories, str):
-            self._categories = None
-            feats = self.split.item_features
-            col = next((c for c in CATEGORY_COLUMNS if feats is not None and c in feats.columns), None)
-            if col is None:
-                self._cat_note = ("diversity@K skipped: the split has no item categories "
-                                  "(item_features column 'genres' or 'category')")
-            elif len(feats) != self.split.n_items:
-                self._cat_note = (f"diversity@K skipped: item_features has {len(feats)} rows for "
-                                  f"{self.split.n_items} items")
-            else:
-                self._categories = _category_matrix(feats[col])
-                self._cat_note = None
-        if self._categories is None and self._cat_note:
-            notes.append(self._cat_note)
-        return self._categories
+    def _diversity_basis(self, notes: list[str]) -> tuple[str, torch.Tensor] | None:
+        if self._basis == "unset":
+            self._basis, self._basis_note = diversity_basis(self.split)
+        if self._basis_note:
+            notes.append(self._basis_note)
+        return self._basis
 
     def _signatures(self, cats: torch.Tensor):
         """(signature per item [n_items], Jaccard similarity of signatures [S, S], one-hot [n_items, S]): items with
@@ -296,10 +287,8 @@ class Evaluator:
         notes: list[str] = []
         ranked = [s for s in self.specs if s.definition.is_topk]
         want_auc = any(s.base in ("auc", "gauc") for s in self.specs)
-        cats = None
-        if any(s.base == "diversity" for s in self.specs):
-            cats = self._item_categories(notes)
-        active = [s for s in self.specs if not (s.base == "diversity" and cats is None)]
+        basis = self._diversity_basis(notes) if any(s.base == "diversity" for s in self.specs) else None
+        active = [s for s in self.specs if not (s.base == "diversity" and basis is None)]
         info = self._self_information() if any(s.base == "novelty" for s in self.specs) else None
         n_items = self.split.n_items
         t_score = 0.0
@@ -354,12 +343,16 @@ class Evaluator:
                         e = M.run_means(tie.runs, info.to(dev)[top], tie.last_mean(info.to(dev)))
                         per_unit[spec.name].append(e[:, :spec.k].mean(1).cpu())
                 elif spec.base == "diversity":
+                    kind, ref = basis[0], basis[1].to(dev)
                     if tie is None:
-                        per_unit[spec.name].append(M.diversity(top, cats.to(dev), spec.k).cpu())
-                    else:
-                        sig, sim, onehot = (x.to(dev) for x in self._signatures(cats))
+                        v = (M.diversity if kind == "categories" else M.vector_diversity)(top, ref, spec.k)
+                    elif kind == "categories":
+                        sig, sim, onehot = (x.to(dev) for x in self._signatures(basis[1]))
                         v = M.expected_diversity(tie.runs, sig[top], sim, tie.last_counts(sig[top], onehot), spec.k)
-                        per_unit[spec.name].append(v.cpu())
+                    else:
+                        vec = ref[top]
+                        v = M.expected_vector_diversity(tie.runs, vec, *tie.last_vector_sums(vec, ref), spec.k)
+                    per_unit[spec.name].append(v.cpu())
             for k in counts:
                 if tie is None:
                     counts[k] += M.rec_counts(top, n_items, k).cpu()
@@ -578,6 +571,19 @@ class _CutoffRun:
             out[self.rows] = self.eq.to(torch.float64) @ onehot
         return out
 
+    def last_vector_sums(self, vec_top: torch.Tensor, vectors: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sum of item vectors [B, d], number of items [B] and sum of squared norms [B] of the run at the cut-off."""
+        last = self.last.to(torch.float64)
+        sq = (vec_top * vec_top).sum(2)
+        total, n, sq_sum = (vec_top * last[:, :, None]).sum(1), last.sum(1), (sq * last).sum(1)
+        if self.rows.numel():
+            eq = self.eq.to(torch.float64)
+            total[self.rows] = eq @ vectors
+            n[self.rows] = eq.sum(1)
+            sq_sum[self.rows] = eq @ (vectors * vectors).sum(1)
+        return total, n, sq_sum
+
     def inclusion_sums(self, k: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per item: expected count in the batch's top-k lists, and sum over the batch's users of
         log P(not in the list)."""
@@ -610,6 +616,30 @@ def scoring_stage(method, stage: str):
         yield
     finally:
         setter(previous)
+
+
+def diversity_basis(split) -> tuple[tuple[str, torch.Tensor] | None, str | None]:
+    """What intra-list diversity compares on ``split`` (the evaluator's diversity@K and the MMR re-ranker alike):
+    ("categories", bool [n_items, G]) where the items have at least two distinct category sets, else ("vectors",
+    [n_items, d]) from ``M.reference_item_vectors`` (a fixed reference model fitted on the split's training
+    interactions), or None when neither exists. Second: a note saying which basis and why (None for categories)."""
+    feats = split.item_features
+    col = next((c for c in CATEGORY_COLUMNS if feats is not None and c in feats.columns), None)
+    why = "the split has no item categories (item_features column 'genres' or 'category')"
+    if col is not None and len(feats) != split.n_items:
+        why = f"item_features has {len(feats)} rows for {split.n_items} items"
+    elif col is not None:
+        cats = _category_matrix(feats[col])
+        if len(torch.unique(cats.to(torch.int8), dim=0)) >= 2:
+            return ("categories", cats), None
+        why = f"every item has the same categories in column {col!r}"
+    tr = split.train
+    vec = M.reference_item_vectors(tr[USER].to_numpy(), tr[ITEM].to_numpy(), split.n_users, split.n_items,
+                                   REFERENCE_DIM)
+    if vec is None:
+        return None, f"diversity@K skipped: {why}, and too few interactions for reference item vectors"
+    return ("vectors", vec), (f"diversity@K by item vectors (cosine; rank-{vec.shape[1]} SVD of the training "
+                              f"interactions): {why}")
 
 
 def _nanmean_columns(table: np.ndarray) -> list[float]:

@@ -337,38 +337,69 @@ def run_means(runs: TieRuns, values: torch.Tensor, last_mean: torch.Tensor) -> t
     return torch.where(last, last_mean.to(F64)[:, None].expand(B, K), mean)
 
 
+def _straddle(runs: TieRuns, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the first ``k`` positions of tie-aware lists: ``whole`` [B, K] (positions whose run lies wholly in the
+    first k), ``strad`` [B, K] (positions of the run that straddles k, on either side of it) and ``m`` [B] (how many
+    of that run's items fall in the first k; 0 where no run straddles)."""
+    B, K = runs.soft.shape
+    p, _ = inclusion(runs, k)
+    head = torch.arange(K, device=p.device)[None, :] < k
+    whole = (p >= 1.0) & head
+    strad = (p < 1.0) & (p > 0.0)
+    m = torch.where(strad.any(1), (k - torch.where(strad, runs.run_start, K).amin(1)).to(F64),
+                    torch.zeros(B, dtype=F64, device=p.device))
+    return whole, strad, m
+
+
+def _expected_pairs(pair_d, cross, within, n_g, m_g, k: int) -> torch.Tensor:
+    """Intra-list diversity from the pair-similarity sums of D (positions surely in the first k) and G (the straddling
+    run, m_g of its n_g items above the cut): E[sum] = D pairs + (m/n) D x G + m(m-1)/(n(n-1)) G pairs."""
+    pg = torch.where(n_g > 0, m_g / n_g.clamp(min=1.0), torch.zeros_like(n_g))
+    pgg = torch.where(n_g > 1, m_g * (m_g - 1) / (n_g * (n_g - 1)).clamp(min=1.0), torch.zeros_like(n_g))
+    return 1.0 - (pair_d + pg * cross + pgg * within) / (k * (k - 1) / 2.0)
+
+
 def expected_diversity(runs: TieRuns, sig: torch.Tensor, sim: torch.Tensor, last_counts: torch.Tensor, k: int
                        ) -> torch.Tensor:
-    """E[intra-list diversity of the first ``k``] over tie orders, exactly. Items are represented by their category
-    signature (``sig`` [B, K]: the signature of the item at each position; ``sim`` [S, S]: Jaccard similarity of
-    signatures, 1 on the diagonal; ``last_counts`` [B, S]: signature counts of the run at the cut-off over the
-    whole row). With D the positions whose run lies wholly in the first k and G the run straddling k (m of its n
-    items above the cut), E[sum of pair similarities] = sum over D pairs + (m/n) sum_{D x G} + m(m-1)/(n(n-1))
-    sum over G pairs; diversity = 1 - that / C(k, 2)."""
+    """E[intra-list diversity of the first ``k``] over tie orders, exactly, by item categories. Items are
+    represented by their category signature (``sig`` [B, K]: the signature of the item at each position; ``sim``
+    [S, S]: Jaccard similarity of signatures, 1 on the diagonal; ``last_counts`` [B, S]: signature counts of the run
+    at the cut-off over the whole row); the pair sums combine as in ``_expected_pairs``."""
     B, K = sig.shape
     S = sim.shape[0]
     dev = sig.device
-    p, _ = inclusion(runs, k)
-    head = torch.arange(K, device=dev)[None, :] < k
-    whole = (p >= 1.0) & head                                      # D: certainly among the first k
-    strad = (p < 1.0) & (p > 0.0)                                  # positions of the straddling run (any side of k)
+    whole, strad, m_g = _straddle(runs, k)
     S_pos = sim[sig]                                               # [B, K, S]: similarity of each position to signatures
     onehot_d = torch.zeros((B, S), dtype=F64, device=dev).scatter_add_(1, sig, whole.to(F64))
     pair_d = ((S_pos * onehot_d[:, None, :]).sum(2) * whole).sum(1)   # ordered pairs incl. self, within D
     pair_d = (pair_d - whole.sum(1).to(F64)) / 2.0                    # unordered, distinct
-    last_is_strad = strad[:, -1]
     # signature counts of the straddling run: the list positions of an inner run, or the whole run at the cut-off
     cnt_g = torch.zeros((B, S), dtype=F64, device=dev).scatter_add_(1, sig, strad.to(F64))
-    cnt_g = torch.where(last_is_strad[:, None], last_counts.to(F64), cnt_g)
+    cnt_g = torch.where(strad[:, -1:], last_counts.to(F64), cnt_g)
     n_g = cnt_g.sum(1)
-    m_g = torch.where(strad.any(1), (k - torch.where(strad, runs.run_start, K).amin(1)).to(F64), torch.zeros_like(n_g))
     cross = ((S_pos * cnt_g[:, None, :]).sum(2) * whole).sum(1)       # sum over D x G
-    within = ((cnt_g @ sim) * cnt_g).sum(1)
-    within = (within - n_g) / 2.0                                     # distinct unordered pairs of G
-    pg = torch.where(n_g > 0, m_g / n_g.clamp(min=1.0), torch.zeros_like(n_g))
-    pgg = torch.where(n_g > 1, m_g * (m_g - 1) / (n_g * (n_g - 1)).clamp(min=1.0), torch.zeros_like(n_g))
-    total = pair_d + pg * cross + pgg * within
-    return 1.0 - total / (k * (k - 1) / 2.0)
+    within = (((cnt_g @ sim) * cnt_g).sum(1) - n_g) / 2.0             # distinct unordered pairs of G
+    return _expected_pairs(pair_d, cross, within, n_g, m_g, k)
+
+
+def expected_vector_diversity(runs: TieRuns, vec: torch.Tensor, last_sum: torch.Tensor, last_n: torch.Tensor,
+                              last_sq: torch.Tensor, k: int) -> torch.Tensor:
+    """E[intra-list diversity of the first ``k``] over tie orders, exactly, by item vectors (similarity = inner
+    product of unit or zero vectors). ``vec`` [B, K, d]: the vector of the item at each position; ``last_sum`` [B, d],
+    ``last_n`` [B], ``last_sq`` [B]: the sum of vectors, number of items and sum of squared norms of the run at the
+    cut-off over the whole row. Pair sums come from vector sums: sum over pairs of a set = (|sum|^2 - sum |v|^2) / 2."""
+    whole, strad, m_g = _straddle(runs, k)
+    sq = (vec * vec).sum(2)
+    w, g = whole.to(F64), strad.to(F64)
+    sum_d = (vec * w[:, :, None]).sum(1)
+    pair_d = ((sum_d * sum_d).sum(1) - (sq * w).sum(1)) / 2.0
+    at_last = strad[:, -1]          # the straddling run is the run at the cut-off: counted over the whole row
+    sum_g = torch.where(at_last[:, None], last_sum.to(F64), (vec * g[:, :, None]).sum(1))
+    sq_g = torch.where(at_last, last_sq.to(F64), (sq * g).sum(1))
+    n_g = torch.where(at_last, last_n.to(F64), g.sum(1))
+    cross = (sum_d * sum_g).sum(1)
+    within = ((sum_g * sum_g).sum(1) - sq_g) / 2.0
+    return _expected_pairs(pair_d, cross, within, n_g, m_g, k)
 
 
 def expected_topk_table(runs: TieRuns, n_pos: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
@@ -537,6 +568,37 @@ def diversity(top_items: torch.Tensor, categories: torch.Tensor, k: int) -> torc
     sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
     iu = torch.triu_indices(k, k, offset=1, device=top_items.device)
     return (1.0 - sim[:, iu[0], iu[1]]).mean(1)
+
+
+def vector_diversity(top_items: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-user intra-list diversity by item vectors: mean pairwise cosine distance of the top-K items (``vectors``
+    [n_items, d] unit rows, or zero rows for items without a vector, whose similarity to any item is 0)."""
+    v = vectors.to(F64)[top_items[:, :k]]      # [U, k, d]
+    total = v.sum(1)
+    pairs = ((total * total).sum(1) - (v * v).sum((1, 2))) / 2.0
+    return 1.0 - pairs / (k * (k - 1) / 2.0)
+
+
+def reference_item_vectors(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, dim: int = 64
+                           ) -> torch.Tensor | None:
+    """The fixed reference model behind vector diversity: item factors of a rank-``dim`` truncated SVD of the binary
+    training matrix (scaled by the singular values, then normalised to unit length), so two items are similar when
+    the same users interacted with them. Deterministic for a given split (ARPACK from a fixed start vector; a
+    component's sign does not change inner products) and the same for every method scored on it. Items without
+    training interactions get a zero vector. None if the matrix is too small for a rank-1 factorisation."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.linalg import svds
+
+    r = min(int(dim), min(n_users, n_items) - 1)
+    if r < 1 or len(users) == 0:
+        return None
+    codes = np.unique(users.astype(np.int64) * n_items + items.astype(np.int64))
+    x = csr_matrix((np.ones(len(codes)), (codes // n_items, codes % n_items)), shape=(n_users, n_items))
+    v0 = np.full(min(n_users, n_items), 1.0 / np.sqrt(min(n_users, n_items)))
+    _, sv, vt = svds(x, k=r, v0=v0, solver="arpack")
+    vec = vt.T * sv[None, :]
+    norm = np.linalg.norm(vec, axis=1, keepdims=True)
+    return torch.from_numpy(np.where(norm > 1e-12, vec / np.maximum(norm, 1e-300), 0.0))
 
 
 # ---- impressions (MIND) ---------------------------------------------------------------------------------------------

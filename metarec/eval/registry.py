@@ -66,8 +66,9 @@ _BUILTIN = [
     # beyond accuracy
     MetricDef("novelty", "mean self-information -log2(train popularity share) of the top-K items",
               needs=("scores", "train_popularity"), default={"ranking": (10,)}),
-    MetricDef("diversity", "intra-list diversity: mean pairwise Jaccard distance of the top-K items' categories",
-              needs=("scores", "item_categories"), min_k=2, default={"ranking": (10,)}),
+    MetricDef("diversity", "intra-list diversity: mean pairwise Jaccard distance of the top-K items' categories; "
+              "without categories, mean pairwise cosine distance of reference item vectors (rank-64 SVD of the "
+              "training interactions)", needs=("scores", "item_categories"), min_k=2, default={"ranking": (10,)}),
     MetricDef("coverage", "distinct items recommended in anyone's top K / catalogue size", per_unit=False,
               default={"ranking": (10,)}),
     MetricDef("gini", "Gini index of how often each item is recommended in the top K (0: all equally)",

@@ -1,6 +1,7 @@
 """(c) The Evaluator end to end on tiny hand-built Splits with fake methods whose scores we control."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -171,10 +172,15 @@ def test_cold_start_support_goes_to_adapt_and_is_masked():
     assert 2 in res.per_user.index  # item 6 is still a target
 
 
-def test_diversity_skipped_with_note_without_categories():
-    split = tiny_split()
-    res = Evaluator(split, ["diversity@3", "ndcg@3"]).evaluate_scores(distinct_scores(4, 8), "test")
-    assert "diversity@3" not in res.means and any("diversity" in n for n in res.notes)
+def test_diversity_skipped_with_note_without_categories_or_reference_vectors():
+    # one user: no rank-1 factorisation of the training matrix to draw reference item vectors from
+    one = Split("one", "ratio", {}, 0, 1, 8, {"train": pd.DataFrame({"user": [0, 0], "item": [0, 1]}),
+                                               "valid": pd.DataFrame({"user": [0], "item": [2]}),
+                                               "test": pd.DataFrame({"user": [0], "item": [3]})})
+    res = Evaluator(one, ["diversity@3", "ndcg@3"]).evaluate_scores(distinct_scores(1, 8), "test")
+    assert "diversity@3" not in res.means and any("diversity@K skipped" in n for n in res.notes)
+    res = Evaluator(tiny_split(), ["diversity@3", "ndcg@3"]).evaluate_scores(distinct_scores(4, 8), "test")
+    assert "diversity@3" in res.means and any("by item vectors" in n for n in res.notes)
     feats = pd.DataFrame({"category": ["a", "b", None, "a", "c", "c", "b", "a"]})
     res = Evaluator(tiny_split(item_features=feats), ["diversity@3"]).evaluate_scores(distinct_scores(4, 8))
     assert 0.0 <= res.means["diversity@3"] <= 1.0
@@ -251,3 +257,40 @@ def test_the_evaluator_sets_the_stage_while_it_scores_and_restores_it():
     with pytest.raises(ValueError, match="stage must be one of"):
         m.set_stage("train")
     ev.evaluate(Fake(split), "valid")  # no set_stage: nothing to tell
+
+
+def test_diversity_without_categories_uses_reference_item_vectors():
+    """No categories (or one category set for every item): diversity@K = mean pairwise cosine distance of the
+    reference vectors (a rank-r SVD of the training matrix), checked per user against numpy; the note says so."""
+    from metarec.eval import metrics as M
+
+    split = random_split(n_users=40, n_items=60, seed=7, genres=False)
+    scores = distinct_scores(split.n_users, split.n_items, seed=7)
+    res = Evaluator(split, ["diversity@5", "ndcg@5"]).evaluate_scores(scores)
+    assert any("diversity@K by item vectors" in n for n in res.notes)
+    tr = split.train
+    vec = M.reference_item_vectors(tr.user.to_numpy(), tr.item.to_numpy(), 40, 60, 64).numpy()
+    assert vec.shape == (60, 39)
+    norms = np.linalg.norm(vec, axis=1)
+    seen = np.bincount(tr.item, minlength=60) > 0
+    np.testing.assert_allclose(norms[seen], 1.0, atol=1e-12)
+    assert np.all(norms[~seen] == 0)
+    # the reference model keeps the training matrix's item-item structure: at rank 39 of (at most) 40, the cosine
+    # of the binary matrix's item columns, to within the one dropped component
+    x = np.zeros((40, 60))
+    x[tr.user, tr.item] = 1.0
+    cols = x / np.maximum(np.linalg.norm(x, axis=0), 1e-300)
+    both = np.outer(seen, seen)
+    np.testing.assert_allclose((vec @ vec.T)[both], (cols.T @ cols)[both], atol=0.02)
+    users, top = Evaluator(split, ["ndcg@5"]).top_k(scores, "test", 5)
+    for u, items in zip(users, top):
+        sims = [float(vec[a] @ vec[b]) for i, a in enumerate(items) for b in items[i + 1:]]
+        assert res.per_user.loc[u, "diversity@5"] == pytest.approx(1.0 - np.mean(sims), abs=1e-9)
+    # categories that are all the same say nothing about diversity: the vectors are used, and the note says why
+    same = random_split(n_users=40, n_items=60, seed=7)
+    same.item_features["genres"] = "a"
+    r2 = Evaluator(same, ["diversity@5"]).evaluate_scores(scores)
+    assert any("every item has the same categories" in n for n in r2.notes)
+    assert r2.means["diversity@5"] == pytest.approx(res.means["diversity@5"], abs=1e-12)
+    with_cats = Evaluator(random_split(n_users=40, n_items=60, seed=7), ["diversity@5"]).evaluate_scores(scores)
+    assert not any("item vectors" in n for n in with_cats.notes)

@@ -39,9 +39,11 @@ def brute_force(split, scores, stage="test"):
     return total / len(perms), incl / len(perms)
 
 
+@pytest.mark.parametrize("genres", [True, False], ids=["categories", "vectors"])
 @pytest.mark.parametrize("seed, levels", [(0, 2), (1, 3), (2, 1)])
-def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels):
-    split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0)
+def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels, genres):
+    """Without item categories diversity@K runs on reference item vectors: its tie-aware form is checked too."""
+    split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0, genres=genres)
     g = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, levels, (split.n_users, split.n_items), generator=g).double()  # levels=1: constant
     want, incl = brute_force(split, scores)
@@ -49,6 +51,7 @@ def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels):
     assert all(split.n_items - len(split.known("test").query("user == @u")) > 3 for u in range(split.n_users))
     ev = Evaluator(split, PER_USER + ["coverage@3"])
     got = ev.evaluate_scores(scores)
+    assert any(n.startswith("diversity@K by item vectors") for n in got.notes) == (not genres)
     np.testing.assert_allclose(got.per_user[PER_USER].to_numpy(), want, rtol=0, atol=1e-9)
     # coverage: E[#items in some list] with independent tie orders per user = sum_i 1 - prod_u (1 - P_ui)
     cov = (1.0 - np.prod(1.0 - incl, axis=0)).sum() / split.n_items

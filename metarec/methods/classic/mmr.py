@@ -5,9 +5,10 @@ and re-orders the first ``length`` of them greedily: at each step the candidate 
 
     lam * relevance - (1 - lam) * max similarity to the items already chosen
 
-where relevance is the base score min-max scaled over the user's candidates and similarity is the Jaccard
-similarity of the items' category sets (ml-100k genres, Amazon categories; the same similarity the evaluator's
-``diversity@K`` measures). ``lam = 1`` is the base ranking; lowering it trades accuracy for intra-list diversity,
+where relevance is the base score min-max scaled over the user's candidates and similarity is the one the
+evaluator's ``diversity@K`` measures (``diversity_basis``): the Jaccard similarity of the items' category sets
+(ml-100k genres, Amazon categories), or on splits without informative categories the cosine of the reference
+item vectors. ``lam = 1`` is the base ranking; lowering it trades accuracy for intra-list diversity,
 which is what the accuracy–diversity figure traces. The re-ranked items come first, the rest of the candidates
 follow in base order, other items after them (tied).
 
@@ -25,8 +26,6 @@ from metarec.errors import ConfigError
 from metarec.methods.base import Method, as_user_tensor
 from metarec.methods.registry import register
 
-CATEGORY_COLUMNS = ("genres", "category")
-
 
 @register("rerank:mmr")
 class MMR(Method):
@@ -37,7 +36,7 @@ class MMR(Method):
 
     def fit(self, split, *, seed=0, workdir=None):
         from metarec.bench.artifacts import Artifacts
-        from metarec.eval.evaluator import _category_matrix
+        from metarec.eval.evaluator import diversity_basis
         from metarec.eval.metrics import category_signatures
         from metarec.methods import build_method
 
@@ -49,12 +48,14 @@ class MMR(Method):
                               f"length={p['length']}, candidates={p['candidates']}")
         if not isinstance(p["base"], str) or p["base"].startswith("rerank:"):
             raise ConfigError(f"rerank:mmr: base must name a ranking method (not a re-ranker), got {p['base']!r}")
-        feats = split.item_features
-        col = next((c for c in CATEGORY_COLUMNS if feats is not None and c in feats.columns), None)
-        if col is None or len(feats) != split.n_items:
-            raise ConfigError(f"rerank:mmr on {split.dataset}: the split has no item categories (item_features "
-                              f"'genres' or 'category') to measure similarity with")
-        self.sig, self.sim = category_signatures(_category_matrix(feats[col]))
+        basis, why = diversity_basis(split)
+        if basis is None:
+            raise ConfigError(f"rerank:mmr on {split.dataset}: no item similarity to re-rank with ({why})")
+        self.sig = self.sim = self.vectors = None
+        if basis[0] == "categories":
+            self.sig, self.sim = category_signatures(basis[1])
+        else:
+            self.vectors = basis[1]
         self.n_users, self.n_items = split.n_users, split.n_items
 
         base = build_method(p["base"], dict(p["base_params"] or {}))
@@ -112,7 +113,10 @@ class MMR(Method):
         lo = torch.where(finite, s, torch.full_like(s, float("inf"))).amin(1, keepdim=True)
         hi = torch.where(finite, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
         rel = torch.where(finite, (s - lo) / (hi - lo).clamp(min=1e-12), torch.full_like(s, -1e9))
-        sig = self.sig[idx]                                           # [U, C] category signature of each candidate
+        if self.vectors is not None:
+            vec = self.vectors[idx]                                   # [U, C, d] reference vector of each candidate
+        else:
+            sig = self.sig[idx]                                       # [U, C] category signature of each candidate
         maxsim = torch.zeros((U, C), dtype=torch.float64)
         taken = torch.zeros((U, C), dtype=torch.bool)
         rows = torch.arange(U)
@@ -123,7 +127,11 @@ class MMR(Method):
             j = gain.argmax(1)                                        # first maximum: base order breaks ties
             taken[rows, j] = True
             chosen.append(j)
-            maxsim = torch.maximum(maxsim, self.sim[sig, sig[rows, j][:, None]])
+            if self.vectors is not None:
+                sim = (vec * vec[rows, j][:, None, :]).sum(2)
+            else:
+                sim = self.sim[sig, sig[rows, j][:, None]]
+            maxsim = torch.maximum(maxsim, sim)
         first = torch.stack(chosen, 1)
         rest = torch.arange(C).expand(U, C)[~taken].view(U, C - length)
         return torch.gather(idx, 1, torch.cat([first, rest], 1))
