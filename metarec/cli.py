@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from metarec.errors import MetarecError
+from metarec.errors import ConfigError, MetarecError
 
 
 def _table(rows, headers) -> str:
@@ -85,6 +85,8 @@ def cmd_run(args) -> int:
 
     params = parse_assignments(args.param, "method parameter")
     build_method(args.method, params)  # unknown names and parameters fail before any work
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: is a folder; give the results JSON's file path")
     get_protocol(args.protocol)
     pparams = parse_assignments(args.protocol_param, "protocol parameter")
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
@@ -172,7 +174,6 @@ def cmd_report(args) -> int:
     from metarec import report
     from metarec.bench import load_grid
     from metarec.bench.store import RunStore
-    from metarec.errors import ConfigError
 
     grid = load_grid(args.grid)
     store = RunStore(grid.name)
@@ -194,50 +195,89 @@ def cmd_paper(args) -> int:
     return regenerate(Path(args.results), Path(args.paper), build_pdf=not args.no_pdf)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the suite's error style: one line on stderr naming the option, exit 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _seed(text: str) -> int:
+    from metarec.params import SEED
+
+    try:
+        return SEED.check(int(text), "seed")
+    except (ValueError, MetarecError):
+        raise argparse.ArgumentTypeError(f"seed must be an integer in 0..2**32-1, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metarec", description="Benchmark suite: one persisted split, one evaluator.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="metarec", description="Benchmark suite: one persisted split, one evaluator. Splits, runs "
+                "and tuning studies go under $METAREC_HOME (default ./runs); datasets are looked up under "
+                "$METAREC_DATA, ./datasets and ../shared/datasets.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("datasets", help="list datasets: counts, terms, whether the files are present")
     s.add_argument("--quick", action="store_true", help="don't load datasets; show the cards' expected counts")
     s.set_defaults(fn=cmd_datasets)
 
     s = sub.add_parser("download", help="download a dataset with a public URL into the data cache")
-    s.add_argument("dataset")
-    s.add_argument("--root", help="target data root (default: ./datasets)")
+    s.add_argument("dataset", help="dataset name (see `metarec datasets`)")
+    s.add_argument("--root", help="target data root (default: the first $METAREC_DATA entry, else ./datasets)")
     s.set_defaults(fn=cmd_download)
 
     def data_opts(s):
         s.add_argument("--min-rating", type=float, help="keep interactions with rating >= this (to implicit)")
-        s.add_argument("--k-core", type=int, help="iterative k-core filter on users and items")
-        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--k-core", type=_int_at_least(1, "--k-core"),
+                       help="iterative k-core filter: keep users and items with at least this many interactions")
+        s.add_argument("--seed", type=_seed, default=0,
+                       help="split seed (and training seed for `run`), 0..2**32-1 (default 0)")
 
     s = sub.add_parser("split", help="write and describe a persisted split")
-    s.add_argument("dataset")
-    s.add_argument("--protocol", "-p", required=True)
-    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="protocol parameter (repeatable)")
+    s.add_argument("dataset", help="dataset name (see `metarec datasets`)")
+    s.add_argument("--protocol", "-p", required=True, help="split protocol (see `metarec protocols`)")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="protocol parameter, value as YAML, e.g. ratios=[0.8,0.1,0.1] (repeatable)")
     data_opts(s)
     s.set_defaults(fn=cmd_split)
 
     s = sub.add_parser("run", help="train one method on one split, evaluate, write results JSON")
-    s.add_argument("--dataset", "-d", required=True)
-    s.add_argument("--protocol", "-p", default="general")
-    s.add_argument("--method", "-m", required=True)
-    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
-    s.add_argument("--protocol-param", action="append", metavar="KEY=VALUE", help="protocol parameter")
-    s.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,recall@20")
+    s.add_argument("--dataset", "-d", required=True, help="dataset name (see `metarec datasets`)")
+    s.add_argument("--protocol", "-p", default="general", help="split protocol (default general)")
+    s.add_argument("--method", "-m", required=True, help="method name (see `metarec methods`)")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="method parameter, value as YAML, e.g. dim=64 or lr=1e-3 (repeatable)")
+    s.add_argument("--protocol-param", action="append", metavar="KEY=VALUE",
+                   help="protocol parameter, value as YAML (repeatable)")
+    s.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,recall@20 (default: the registry's set for "
+                                     "the protocol)")
     s.add_argument("--sampled", action="store_true", help="sampled-negative ranking (100 negatives), labelled so")
     s.add_argument("--ties", choices=("expected", "first"), default="expected",
                    help="tied scores: expected = each metric's expectation over all orders of the tied items "
                         "(default); first = the lower item id first (the old deterministic order)")
-    s.add_argument("--out", help="results JSON path")
+    s.add_argument("--out", help="results JSON path (default <METAREC_HOME>/single/<run>/results.json); "
+                                 "per-user CSVs go beside it")
     data_opts(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("bench", help="run a grid (resumable; finished runs are never recomputed)")
     s.add_argument("grid", help="grid YAML, e.g. benchmarks/smoke.yaml")
-    s.add_argument("--executor", default="sequential", help="sequential (default), pool or ray")
-    s.add_argument("--jobs", "-j", type=int, default=1, help="parallel runs for pool/ray")
+    s.add_argument("--executor", default="sequential", choices=("sequential", "pool", "ray"),
+                   help="sequential (default), pool (local processes) or ray")
+    s.add_argument("--jobs", "-j", type=_int_at_least(1, "--jobs"), default=1,
+                   help="parallel runs for pool/ray (default 1)")
     s.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     s.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
     s.add_argument("--only", action="append", metavar="KEY=GLOB",
@@ -247,14 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("report", help="tables (Markdown, LaTeX) and figures for a grid's results")
-    s.add_argument("grid")
+    s.add_argument("grid", help="the grid YAML that was run with `metarec bench`")
     s.add_argument("--out", help="output folder (default results/<grid name>)")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("paper", help="regenerate every table and figure from results/, build the PDF if LaTeX exists")
-    s.add_argument("--results", default="results")
-    s.add_argument("--paper", default="paper")
-    s.add_argument("--no-pdf", action="store_true")
+    s.add_argument("--results", default="results", help="folder of committed grid results (default results)")
+    s.add_argument("--paper", default="paper", help="paper folder with paper.tex (default paper)")
+    s.add_argument("--no-pdf", action="store_true", help="regenerate tables and figures only, no LaTeX build")
     s.set_defaults(fn=cmd_paper)
 
     s = sub.add_parser("methods", help="list registered methods (built-in and plugins)")

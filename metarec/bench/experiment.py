@@ -34,8 +34,10 @@ def get_split(dataset: str, protocol: str, params: dict | None = None, seed: int
     if folder.is_dir() and not rebuild:
         try:
             return Split.load(folder)
-        except DataError:
-            pass  # damaged: rebuild below (the split is a pure function of its configuration)
+        except DataError as e:
+            # never rebuilt silently: results already made on this split name its fingerprint
+            raise DataError(f"{e} -- the stored split is damaged; delete {folder} to rebuild it (the same "
+                            "configuration rebuilds the same split) or rerun with `metarec split ...`") from None
     ds = load_dataset(dataset, **(preprocess or {}))
     split = proto(ds, seed=seed, **resolved)
     split.meta["preprocess"] = preprocess or {}

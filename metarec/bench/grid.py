@@ -49,7 +49,8 @@ from typing import Any
 import yaml
 
 from metarec.errors import ConfigError, MetarecError, UnknownNameError
-from metarec.methods.space import parse_space
+from metarec.methods.space import check_space, parse_space
+from metarec.params import is_seed
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "also_eval", "datasets", "methods", "split_seed", "threads",
             "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
@@ -248,8 +249,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
 
     name = str(raw.get("name") or (path.stem if path else "grid"))
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise _err(f"{source}: seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(is_seed(s) for s in seeds):
+        raise _err(f"{source}: seeds", f"must be a non-empty list of integers in 0..2**32-1, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise _err(f"{source}: seeds", f"repeated seed in {seeds}")
     metrics = raw.get("metrics") or []   # absent: the registry's defaults for the grid's protocols (below)
@@ -275,8 +276,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     if ties not in TIES:
         raise _err(f"{source}: ties", f"must be one of {', '.join(TIES)}, got {ties!r}")
     split_seed = raw.get("split_seed")
-    if split_seed is not None and not isinstance(split_seed, int):
-        raise _err(f"{source}: split_seed", f"must be an integer, got {split_seed!r}")
+    if split_seed is not None and not is_seed(split_seed):
+        raise _err(f"{source}: split_seed", f"must be an integer in 0..2**32-1, got {split_seed!r}")
     threads = raw.get("threads", 1)
     if not isinstance(threads, int) or threads < 1:
         raise _err(f"{source}: threads", f"must be a positive integer, got {threads!r}")
@@ -392,8 +393,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
                 raise _err(f"{where}.grid", "a tuned grid searches; write the values as search: {param: [...]} "
                                             "(or set tune: false for this method)")
             try:
-                space = parse_space(m["search"], f"{where}.search", cls.defaults) if "search" in m \
-                    else cls.declared_space()
+                space = check_space(parse_space(m["search"], f"{where}.search", cls.defaults), cls.defaults,
+                                    cls.domains, f"{where}.search") if "search" in m else cls.declared_space()
             except MetarecError as e:
                 raise _err(where, str(e)) from None
             space = {k: v for k, v in space.items() if k not in fixed}  # a fixed parameter is not searched
@@ -455,9 +456,9 @@ def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> T
     if trials is None and budget is None:
         raise _err(where, "give trials, budget_s or both: every study needs a budget that ends")
     tseeds = raw.get("seeds", [max(seeds) + 1000])
-    if not isinstance(tseeds, list) or not tseeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                             for s in tseeds) or len(set(tseeds)) != len(tseeds):
-        raise _err(f"{where}.seeds", f"must be a non-empty list of distinct integers, got {tseeds!r}")
+    if not isinstance(tseeds, list) or not tseeds or not all(is_seed(s) for s in tseeds) \
+            or len(set(tseeds)) != len(tseeds):
+        raise _err(f"{where}.seeds", f"must be a non-empty list of distinct integers in 0..2**32-1, got {tseeds!r}")
     shared = sorted(set(tseeds) & set(seeds))
     if shared:
         raise _err(f"{where}.seeds", f"tuning seeds must differ from the evaluation seeds (shared: {shared}): "
@@ -471,8 +472,8 @@ def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> T
     if pruner not in PRUNERS:
         raise _err(f"{where}.pruner", f"must be one of {', '.join(PRUNERS)}, got {pruner!r}")
     sampler_seed = raw.get("sampler_seed", 0)
-    if not isinstance(sampler_seed, int) or isinstance(sampler_seed, bool):
-        raise _err(f"{where}.sampler_seed", f"must be an integer, got {sampler_seed!r}")
+    if not is_seed(sampler_seed):
+        raise _err(f"{where}.sampler_seed", f"must be an integer in 0..2**32-1, got {sampler_seed!r}")
     startup = raw.get("startup_trials", min(10, max(1, (trials or 20) // 2)))
     if not isinstance(startup, int) or isinstance(startup, bool) or startup < 0:
         raise _err(f"{where}.startup_trials", f"must be a non-negative integer, got {startup!r}")

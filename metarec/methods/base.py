@@ -45,18 +45,19 @@ class Method:
     protocols: ClassVar[tuple[str, ...] | None] = None
     #: parameter -> distribution (``metarec.methods.space``): what a tuned grid searches by default
     search_space: ClassVar[dict[str, Any]] = {}
+    #: parameter -> ``metarec.methods.space.Domain`` (type, bounds, choices) where the common domains by name
+    #: (``space.COMMON_DOMAINS``) and the default's type do not say enough; search spaces must lie inside
+    domains: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise ConfigError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
                               f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
-        self.params = {**self.defaults, **params}
-        for key, default in self.defaults.items():
-            value = self.params[key]
-            if default is not None and value is not None and isinstance(default, (int, float)) \
-                    and not isinstance(default, bool) and not isinstance(value, (int, float)):
-                raise ConfigError(f"method {self.name!r}: parameter {key!r} must be a number, got {value!r}")
+        from metarec.params import check_params
+
+        # types and ranges (``domains``, else the common ones by name, else the default's type): before any work
+        self.params = {**self.defaults, **check_params(params, self.defaults, self.domains, f"method {self.name!r}")}
         self.n_users = self.n_items = 0
         self.reporter: Callable[[int, float], bool] | None = None
         self.pruned = False
@@ -67,9 +68,10 @@ class Method:
     @classmethod
     def declared_space(cls) -> dict:
         """The parsed ``search_space`` (a ConfigError names a parameter the method does not have)."""
-        from metarec.methods.space import parse_space
+        from metarec.methods.space import check_space, parse_space
 
-        return parse_space(cls.search_space, f"method {cls.name!r}: search_space", cls.defaults)
+        where = f"method {cls.name!r}: search_space"
+        return check_space(parse_space(cls.search_space, where, cls.defaults), cls.defaults, cls.domains, where)
 
     def report(self, step: int, value: float) -> bool:
         """Called after each validation with the validation metric; True means: stop now (the trial is pruned)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metarec.errors import ConfigError
+from metarec.params import Domain, domain_for
 
 
 def loguniform(low: float, high: float) -> dict:
@@ -142,3 +143,14 @@ def space_size(space: dict[str, Distribution]) -> float:
         else:
             return math.inf
     return n
+
+
+def check_space(space: dict[str, Distribution], defaults: dict[str, Any], declared: dict[str, Domain] | None,
+                where: str) -> dict[str, Distribution]:
+    """A search space must only draw legal values: each distribution inside its parameter's domain."""
+    for name, dist in space.items():
+        d = domain_for(name, defaults.get(name), declared)
+        if d is not None and not d.contains(dist):
+            raise ConfigError(f"{where}.{name}: {dist.describe()} reaches outside the parameter's domain "
+                              f"({d.describe()})")
+    return space

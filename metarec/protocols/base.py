@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -23,14 +23,18 @@ class Protocol:
     #: which metrics its splits are scored with (metarec.eval.registry protocol kinds): "ranking" (a full score row
     #: per user, top-K lists) or "impressions" (each impression's candidates)
     metric_kind: str = "ranking"
+    #: parameter -> ``metarec.methods.space.Domain`` beyond what the default's type says (bounds, choices)
+    domains: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        from metarec.params import check_params
+
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise ConfigError(f"protocol {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
                               f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
-        return {**self.defaults, **params}
+        return {**self.defaults, **check_params(params, self.defaults, self.domains, f"protocol {self.name!r}")}
 
     def __call__(self, ds: Dataset, *, seed: int = 0, **params) -> Split:
         return self.make(ds, seed=seed, **self.resolve(params))
@@ -39,9 +43,10 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {}
 
 
-def protocol(name: str, *, metric_kind: str = "ranking", **defaults):
+def protocol(name: str, *, metric_kind: str = "ranking", domains: dict[str, Any] | None = None, **defaults):
     def deco(fn):
-        PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0], metric_kind)
+        PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0], metric_kind,
+                                   dict(domains or {}))
         return fn
     return deco
 
@@ -63,7 +68,10 @@ def check_ratios(name: str, ratios) -> np.ndarray:
         raise ConfigError(f"protocol {name!r}: ratios must be three numbers, got {ratios!r}") from None
     if r.shape != (3,) or (r < 0).any() or r[0] <= 0 or r.sum() <= 0:
         raise ConfigError(f"protocol {name!r}: ratios must be three non-negative numbers with train > 0, got {ratios!r}")
-    return r / r.sum()
+    if abs(r.sum() - 1.0) > 1e-6:  # never renormalised: [0.5, 0.3, 0.1] would silently become 0.56/0.33/0.11
+        raise ConfigError(f"protocol {name!r}: ratios must sum to 1 (train, valid, test shares), got {ratios!r} "
+                          f"(sum {r.sum():g})")
+    return r
 
 
 def dedupe_pairs(df: pd.DataFrame) -> pd.DataFrame:

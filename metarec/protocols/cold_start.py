@@ -17,6 +17,7 @@ import numpy as np
 
 from metarec.data.schema import ITEM, TIME, USER, Dataset
 from metarec.errors import ConfigError
+from metarec.params import Domain, positive_int
 from metarec.protocols.base import check_ratios, chronological, make_split, protocol
 from metarec.protocols.leakage import check_cold_users, check_no_test_pair_in_train
 
@@ -25,22 +26,20 @@ if TYPE_CHECKING:
 
 
 @protocol("cold_start", user_ratios=[0.7, 0.1, 0.2], k_shot=10, n_query=10, min_history=None, max_history=None,
-          new_items=False, new_item_ratio=0.2)
+          new_items=False, new_item_ratio=0.2,
+          domains={"k_shot": positive_int(), "n_query": positive_int(), "min_history": positive_int(nullable=True),
+                   "max_history": positive_int(nullable=True),
+                   "new_item_ratio": Domain("float", 0.0, 1.0, low_open=True, high_open=True)})
 def cold_start(ds: Dataset, *, seed: int, user_ratios, k_shot, n_query, min_history, max_history, new_items,
                new_item_ratio) -> "Split":
     """Disjoint cold users; each valid/test user's history = K-shot support + query (MeLU style)."""
     r = check_ratios("cold_start", user_ratios)
-    for key, v, lo in (("k_shot", k_shot, 1), ("n_query", n_query, 1)):
-        if not isinstance(v, int) or v < lo:
-            raise ConfigError(f"protocol 'cold_start': {key} must be an int >= {lo}, got {v!r}")
     min_history = k_shot + n_query if min_history is None else min_history
     if not isinstance(min_history, int) or min_history < k_shot + n_query:
         raise ConfigError(f"protocol 'cold_start': min_history must be an int >= k_shot + n_query "
                           f"({k_shot + n_query}), got {min_history!r}")
     if max_history is not None and (not isinstance(max_history, int) or max_history < min_history):
         raise ConfigError(f"protocol 'cold_start': max_history must be None or an int >= min_history, got {max_history!r}")
-    if not 0 < float(new_item_ratio) < 1:
-        raise ConfigError(f"protocol 'cold_start': new_item_ratio must be in (0, 1), got {new_item_ratio!r}")
 
     full = chronological(ds.interactions)
     rng = np.random.default_rng(seed)

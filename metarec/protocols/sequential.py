@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from metarec.data.schema import USER, Dataset
-from metarec.errors import ConfigError
+from metarec.params import Domain
 from metarec.protocols.base import chronological, make_split, protocol
 from metarec.protocols.leakage import check_latest_is_test, check_no_test_pair_in_train
 
@@ -16,11 +16,9 @@ if TYPE_CHECKING:
     from metarec.protocols.split import Split
 
 
-@protocol("sequential", min_length=3)
+@protocol("sequential", min_length=3, domains={"min_length": Domain("int", 3)})
 def sequential(ds: Dataset, *, seed: int, min_length: int) -> "Split":
     """Per-user leave-one-out by time (test = latest, valid = second latest); short users train-only."""
-    if not isinstance(min_length, int) or min_length < 3:
-        raise ConfigError(f"protocol 'sequential': min_length must be an int >= 3, got {min_length!r}")
     full = chronological(ds.interactions)
     length = full.groupby(USER, sort=False)["_pos"].transform("size").to_numpy()
     pos = full["_pos"].to_numpy()

@@ -146,6 +146,14 @@ class Split:
         for key in ("dataset", "protocol", "params", "seed", "n_users", "n_items", "fingerprint", "frames"):
             if key not in manifest:
                 raise DataError(f"manifest lacks key {key!r}", mpath)
+        if verify:   # every file the manifest lists, byte for byte (item_features is outside the fingerprint)
+            for fname, digest in sorted((manifest.get("files") or {}).items()):
+                path = folder / fname
+                if not path.is_file():
+                    raise DataError("split file missing (listed in manifest.json)", path)
+                if _sha256(path) != digest:
+                    raise DataError("sha256 differs from manifest.json: the file changed after the split was "
+                                    "written", path)
         frames = {}
         for name in manifest["frames"]:
             frames[name] = _read_parquet(folder / f"{name}.parquet")
@@ -172,6 +180,10 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> str:
     df.reset_index(drop=True).to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+    return _sha256(path)
+
+
+def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

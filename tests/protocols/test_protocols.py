@@ -149,7 +149,26 @@ def test_round_trip_and_tamper(tmp_path, ds):
     t = loaded.test.copy()
     t.loc[0, "item"] = (t.loc[0, "item"] + 1) % s.n_items
     t.to_parquet(folder / "test.parquet", index=False)
+    with pytest.raises(DataError, match=r"test.parquet: sha256 differs from manifest.json"):
+        Split.load(folder)
+    # without per-file digests (a hand-edited manifest) the content fingerprint still catches it
+    manifest.pop("files")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="fingerprint"):
+        Split.load(folder)
+
+
+def test_side_information_and_missing_files_are_verified(tmp_path, ds):
+    """item_features is outside the content fingerprint: its sha256 guards it; a listed file that is gone is named."""
+    s = get_protocol("general")(ds, seed=1)
+    s.item_features = pd.DataFrame({"genres": ["a"] * s.n_items})
+    folder = s.save(tmp_path / "s")
+    pd.DataFrame({"genres": ["b"] * s.n_items}).to_parquet(folder / "item_features.parquet", index=False)
+    with pytest.raises(DataError, match=r"item_features.parquet: sha256 differs"):
+        Split.load(folder)
+    folder = s.save(tmp_path / "t")
+    (folder / "valid.parquet").unlink()
+    with pytest.raises(DataError, match=r"valid.parquet: split file missing \(listed in manifest.json\)"):
         Split.load(folder)
 
 
@@ -167,6 +186,16 @@ def test_bad_protocol_inputs(ds):
         get_protocol("general")(ds, seed=0, ratio=[1, 1, 1])
     with pytest.raises(ConfigError, match="ratios must be"):
         get_protocol("general")(ds, seed=0, ratios=[0.8, 0.2])
-    with pytest.raises(ConfigError, match="k_shot must be"):
+    with pytest.raises(ConfigError, match="'k_shot' must be"):
         get_protocol("cold_start")(ds, seed=0, k_shot=0)
+    # never renormalised: valid would silently outgrow its share
+    with pytest.raises(ConfigError, match=r"ratios must sum to 1 .*sum 0.9"):
+        get_protocol("general")(ds, seed=0, ratios=[0.5, 0.3, 0.1])
+    for proto, params, msg in [("sequential", {"min_length": 2}, "'min_length' must be an integer >= 3"),
+                               ("sequential", {"min_length": 3.5}, "'min_length' must be an integer"),
+                               ("temporal", {"drop_cold": "yes"}, "'drop_cold' must be true or false"),
+                               ("cold_start", {"new_item_ratio": 1.0}, r"'new_item_ratio' must be a number in \(0"),
+                               ("cold_start", {"n_query": True}, "'n_query' must be an integer")]:
+        with pytest.raises(ConfigError, match=msg):
+            get_protocol(proto)(ds, seed=0, **params)
     assert set(PROTOCOLS) == {"general", "sequential", "temporal", "given", "cold_start", "impressions"}
