@@ -154,7 +154,10 @@ def cmd_bench(args) -> int:
     print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, "
           f"{c['failed']} failed now, {c['skipped_failed']} failed earlier (skipped; --retry-failed reruns them)")
     for f in out["failures"]:
-        print(f"  failed {f['key']}: {f['reason'][:160]}")
+        spec = f.get("spec") or {}
+        what = f"{spec.get('method', '?')} on {spec.get('dataset', '?')}/{spec.get('protocol', '?')} seed " \
+               f"{spec.get('seed', '?')}" if spec else "(run from before failures recorded their method)"
+        print(f"  failed {f['key']} {what}: {f['reason'][:160]}")
     if out.get("trials") is not None:
         t = out["trials"]
         print(f"tuning: {t.study.nunique()} studies, {len(t)} trials ({(t.state == 'PRUNED').sum()} pruned, "
@@ -169,11 +172,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import pandas as pd
-
     from metarec import report
     from metarec.bench import load_grid
-    from metarec.bench.store import RunStore
+    from metarec.bench.store import RunStore, read_parquet
 
     grid = load_grid(args.grid)
     store = RunStore(grid.name)
@@ -181,7 +182,8 @@ def cmd_report(args) -> int:
     if not table.is_file():
         raise ConfigError(f"no results for grid {grid.name!r} in {store.root}: run `metarec bench {args.grid}` first")
     out = Path(args.out) if args.out else report.RESULTS / grid.name
-    report.export(grid, pd.read_parquet(table), store, out)
+    tidy = read_parquet(table, f"rerun `metarec bench {args.grid}` to rewrite it from the finished runs")
+    report.export(grid, tidy, store, out)
     built = report.build(out)
     print(Path(built["markdown"]).read_text())
     for name, figs in built["figures"].items():

@@ -136,6 +136,8 @@ def record_crash(job: Job, grid_name: str, root: str, reason: str) -> dict:
     from metarec.bench.store import RunStore
 
     RunStore(grid_name, Path(root)).record_failure(job.key, {"key": job.key, "reason": reason,
+                                                            "spec": {k: getattr(job.spec, k) for k in (
+                                                                "method", "dataset", "protocol", "seed")},
                                                             "params": job.spec.params, "time": time.time()})
     return {"key": job.key, "status": "failed", "reason": reason}
 

@@ -8,6 +8,7 @@ its confirm runs.
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,11 @@ def _keep_other_cells(table: Path, new, grid: Grid):
     return pd.concat([keep, new], ignore_index=True) if not new.empty else keep.reset_index(drop=True)
 
 
+def _describe(spec) -> str:
+    """What a run is, for progress and failure lines: method, dataset/protocol, seed."""
+    return f"{spec.method} on {spec.dataset}/{spec.protocol} seed {spec.seed}"
+
+
 def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address: str | None = None,
              retry_failed: bool = False, root: Path | None = None, progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
@@ -113,7 +119,10 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         for job in reversed(tuner.start()):
             admit(job, front=True)
     ex = get_executor(executor)(grid.name, str(root), jobs=jobs, address=address)
-    bar = tqdm(desc="grid", unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    # a live bar on a terminal; in a log (not a TTY) one line per finished run instead of carriage returns
+    tty = progress and sys.stderr.isatty()
+    bar = tqdm(desc="grid", unit="run", disable=not tty, file=sys.stderr, dynamic_ncols=True)
+    started = time.monotonic()
     try:
         while ready or ex.pending():
             while ready and ex.pending() < ex.slots:
@@ -125,8 +134,13 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
             counts[status] += 1
             bar.update(1)
             bar.set_postfix(done=counts["done"], failed=counts["failed"], queued=len(ready))
+            what = _describe(job.spec)
             if outcome["status"] == "failed":
-                bar.write(f"run {outcome['key']} failed: {outcome['reason'][:200]}")
+                bar.write(f"run {outcome['key']} failed ({what}): {outcome['reason'][:200]}")
+            elif progress and not tty:
+                print(f"[grid {grid.name} {time.monotonic() - started:7.0f}s] {status:>13} {what} "
+                      f"(done {counts['done']}, cached {counts['cached']}, failed {counts['failed']}, "
+                      f"queued {len(ready)})", file=sys.stderr, flush=True)
             follow(job, outcome)
     finally:
         bar.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from metarec.errors import DataError
 from metarec.utils import atomic_write_json, atomic_write_text, home
 
 RESULT = "result.json"
@@ -45,7 +46,7 @@ class RunStore:
 
     def failure(self, key: str) -> dict | None:
         p = self.failed / f"{key}.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+        return read_json(p, "delete it to forget the failure (the run is then retried)") if p.is_file() else None
 
     def temp_folder(self, key: str) -> Path:
         tmp = self.runs / f".tmp-{key}-{os.getpid()}"
@@ -66,11 +67,41 @@ class RunStore:
         atomic_write_json(self.failed / f"{key}.json", info)
 
     def load_result(self, key: str) -> dict:
-        return json.loads((self.runs / key / RESULT).read_text())
+        folder = self.runs / key
+        r = read_json(folder / RESULT, f"delete {folder} and rerun the grid to recompute this run")
+        missing = [k for k in RESULT_KEYS if k not in r]
+        if missing:
+            raise DataError(f"run result lacks {', '.join(missing)}: delete {folder} and rerun the grid to "
+                            "recompute this run", folder / RESULT)
+        return r
 
     def per_user(self, key: str, stage: str) -> pd.DataFrame | None:
         p = self.runs / key / f"per_user_{stage}.parquet"
-        return pd.read_parquet(p) if p.is_file() else None
+        return read_parquet(p, f"delete {p.parent} and rerun the grid to recompute this run") if p.is_file() \
+            else None
+
+
+#: what every finished run's result.json holds (the tidy table and the report read them)
+RESULT_KEYS = ("dataset", "protocol", "protocol_params", "method", "config_params", "seed", "num_parameters",
+               "timings", "metrics")
+
+
+def read_json(path: Path, recover: str) -> Any:
+    """A JSON file the suite wrote, or one DataError naming it and saying how to recover."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"damaged JSON ({e.msg}, truncated or edited?): {recover}", path, e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"unreadable ({e}): {recover}", path) from None
+
+
+def read_parquet(path: Path, recover: str) -> pd.DataFrame:
+    """A Parquet table the suite wrote, or one DataError naming it and saying how to recover."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"damaged Parquet file ({type(e).__name__}: {str(e)[:120]}): {recover}", path) from None
 
 
 def write_run(tmp: Path, config: dict, result: dict, per_user: dict[str, pd.DataFrame]) -> None:

@@ -34,7 +34,11 @@ class Protocol:
         if unknown:
             raise ConfigError(f"protocol {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
                               f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
-        return {**self.defaults, **check_params(params, self.defaults, self.domains, f"protocol {self.name!r}")}
+        resolved = {**self.defaults, **check_params(params, self.defaults, self.domains, f"protocol {self.name!r}")}
+        for key in ("ratios", "user_ratios"):   # train/valid/test shares: checked here, before any split is made
+            if key in resolved:
+                check_ratios(self.name, resolved[key], key)
+        return resolved
 
     def __call__(self, ds: Dataset, *, seed: int = 0, **params) -> Split:
         return self.make(ds, seed=seed, **self.resolve(params))
@@ -61,15 +65,16 @@ def params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def check_ratios(name: str, ratios) -> np.ndarray:
+def check_ratios(name: str, ratios, key: str = "ratios") -> np.ndarray:
     try:
         r = np.asarray(ratios, dtype=float)
     except (TypeError, ValueError):
-        raise ConfigError(f"protocol {name!r}: ratios must be three numbers, got {ratios!r}") from None
+        raise ConfigError(f"protocol {name!r}: {key} must be three numbers, got {ratios!r}") from None
     if r.shape != (3,) or (r < 0).any() or r[0] <= 0 or r.sum() <= 0:
-        raise ConfigError(f"protocol {name!r}: ratios must be three non-negative numbers with train > 0, got {ratios!r}")
+        raise ConfigError(f"protocol {name!r}: {key} must be three non-negative numbers with train > 0, "
+                          f"got {ratios!r}")
     if abs(r.sum() - 1.0) > 1e-6:  # never renormalised: [0.5, 0.3, 0.1] would silently become 0.56/0.33/0.11
-        raise ConfigError(f"protocol {name!r}: ratios must sum to 1 (train, valid, test shares), got {ratios!r} "
+        raise ConfigError(f"protocol {name!r}: {key} must sum to 1 (train, valid, test shares), got {ratios!r} "
                           f"(sum {r.sum():g})")
     return r
 

@@ -1,0 +1,230 @@
+"""A corpus of bad inputs, as a user who fat-fingers every field would type them: the CLI, grid YAML, split folders,
+run folders, data roots and plugins. Each must exit non-zero with one line on stderr that names the option, key or
+file (and line where there is one), no traceback, and leave every finished result byte for byte as it was.
+
+Runs in-process (``metarec.cli.main``) against one finished grid built once for the module."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from metarec.cli import main
+
+GRID = """\
+name: {name}
+seeds: [0]
+metrics: [ndcg@10]
+datasets:
+  - name: ml-100k
+    protocols: [general]
+methods:
+  pop: {{protocols: [general]}}
+"""
+
+
+def cli(argv: list[str]) -> tuple[int, str]:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            rc = main(argv)
+        except SystemExit as e:   # argparse
+            rc = e.code
+    return rc, err.getvalue()
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """$METAREC_HOME with one finished grid ('done': popularity on ml-100k general, seed 0) and its report."""
+    root = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("METAREC_HOME", str(root / "store"))
+    mp.chdir(root)
+    (root / "done.yaml").write_text(GRID.format(name="done"))
+    assert cli(["bench", str(root / "done.yaml")])[0] == 0
+    yield root
+    mp.undo()
+
+
+@dataclass
+class Case:
+    id: str
+    args: Callable[[Path], list[str]] | list[str]
+    expect: str                     # regex the one stderr line must match
+
+
+def grid(body: str, name: str = "g"):
+    """A grid YAML written under the case's folder: ``body`` edits the finished grid's text."""
+    def make(tmp: Path) -> list[str]:
+        p = tmp / f"{name}.yaml"
+        p.write_text(textwrap.dedent(body).replace("{name}", name))
+        return ["bench", str(p)]
+    return make
+
+
+def swap(old: str, new: str, extra: str = "") -> str:
+    return GRID.replace("{{", "{").replace("}}", "}").replace(old, new) + extra
+
+
+def damaged_copy(edit: Callable[[Path], None], cmd: str = "bench"):
+    """A copy of the finished grid's store under another name, damaged by ``edit``, then ``metarec <cmd>``."""
+    def make(tmp: Path) -> list[str]:
+        name = f"copy-{tmp.name}"
+        store = Path.cwd() / "store" / "grids"
+        shutil.copytree(store / "done", store / name)
+        edit(store / name)
+        p = tmp / f"{name}.yaml"
+        p.write_text(GRID.format(name=name))
+        return [cmd, str(p)]
+    return make
+
+
+def first_run(folder: Path) -> Path:
+    return next(p for p in (folder / "runs").iterdir() if not p.name.startswith("."))
+
+
+def truncate(path: Path, keep: int = 40) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+RUN = ["run", "-d", "ml-100k", "-m"]
+CASES = [
+    # ---- metarec run: options and method parameters -------------------------------------------------------------
+    Case("run-seed-negative", RUN + ["pop", "--seed", "-1"], r"--seed.*seed must be an integer in 0\.\.2\*\*32-1"),
+    Case("run-seed-text", RUN + ["pop", "--seed", "one"], r"--seed.*got 'one'"),
+    Case("run-method-unknown", RUN + ["mf-bprr"], r"unknown method 'mf-bprr' \(did you mean 'mf-bpr'\?\)"),
+    Case("run-dim-negative", RUN + ["mf-bpr", "--param", "dim=-5"], r"'dim' must be an integer >= 1, got -5"),
+    Case("run-batch-zero", RUN + ["mf-bpr", "--param", "batch_size=0"], r"'batch_size' must be an integer >= 1"),
+    Case("run-epochs-fraction", RUN + ["mf-bpr", "--param", "max_epochs=1.5"], r"'max_epochs' must be an integer"),
+    Case("run-epochs-bool", RUN + ["mf-bpr", "--param", "max_epochs=true"], r"'max_epochs' must be an integer.*True"),
+    Case("run-lr-text", RUN + ["mf-bpr", "--param", "lr=abc"], r"'lr' must be a number > 0.0, got 'abc'"),
+    Case("run-lr-negative", RUN + ["mf-bpr", "--param", "lr=-1"], r"'lr' must be a number > 0.0, got -1"),
+    Case("run-lr-infinite", RUN + ["mf-bpr", "--param", "lr=.inf"], r"'lr' must be a number > 0.0, got inf"),
+    Case("run-dropout-one", RUN + ["distill:student", "--param", "dropout=1.0"], r"'dropout' must be a number in \[0.0, 1.0\)"),
+    Case("run-bool-as-text", RUN + ["mf-bpr", "--param", "progress_bar=maybe"], r"'progress_bar' must be true or false"),
+    Case("run-param-unknown", RUN + ["mf-bpr", "--param", "dimm=8"], r"unknown parameter\(s\) dimm"),
+    Case("run-param-no-equals", RUN + ["mf-bpr", "--param", "dim"], r"bad method parameter 'dim': expected KEY=VALUE"),
+    Case("run-param-bad-yaml", RUN + ["mf-bpr", "--param", "dim=[1,"], r"'dim=\[1,': value is not valid YAML"),
+    Case("run-dataset-unknown", ["run", "-d", "ml-10k", "-m", "pop"], r"unknown dataset 'ml-10k'"),
+    Case("run-protocol-unknown", ["run", "-d", "ml-100k", "-p", "generall", "-m", "pop"], r"unknown protocol 'generall'"),
+    Case("run-ratios-not-one", RUN + ["pop", "--protocol-param", "ratios=[0.5,0.3,0.1]"], r"ratios must sum to 1"),
+    Case("run-ratios-negative", RUN + ["pop", "--protocol-param", "ratios=[0.9,-0.1,0.2]"], r"ratios must be three non-negative"),
+    Case("run-protocol-param-unknown", RUN + ["pop", "--protocol-param", "ratio=[0.8,0.1,0.1]"], r"unknown parameter\(s\) ratio"),
+    Case("run-metric-k-zero", RUN + ["pop", "--metrics", "ndcg@0"], r"metric 'ndcg@0'.*positive integer"),
+    Case("run-metric-empty", RUN + ["pop", "--metrics", "ndcg@10,,recall@10"], r"unknown metric ''"),
+    Case("run-metric-unknown", RUN + ["pop", "--metrics", "ndgc@10"], r"unknown metric .*ndgc"),
+    Case("run-kcore-negative", RUN + ["pop", "--k-core", "-3"], r"--k-core must be an integer >= 1, got -3"),
+    Case("run-min-rating-text", RUN + ["pop", "--min-rating", "abc"], r"argument --min-rating: invalid float value"),
+    Case("run-min-rating-too-high", RUN + ["pop", "--min-rating", "9"], r"empty train set"),
+    Case("run-out-is-folder", lambda t: RUN + ["pop", "--out", str(t)], r"--out .*: is a folder"),
+    Case("run-ties-unknown", RUN + ["pop", "--ties", "random"], r"argument --ties: invalid choice: 'random'"),
+    Case("run-cold-start-k-zero", ["run", "-d", "ml-100k", "-p", "cold_start", "-m", "pop", "--protocol-param",
+                                   "k_shot=0"], r"'k_shot' must be an integer >= 1, got 0"),
+    Case("run-no-dataset", ["run", "-m", "pop"], r"the following arguments are required: --dataset"),
+    # ---- metarec bench: options and grid YAML ------------------------------------------------------------------
+    Case("bench-missing-file", lambda t: ["bench", str(t / "nope.yaml")], r"nope.yaml: grid file not found"),
+    Case("bench-yaml-syntax", grid("name: x\nseeds: [0\nmethods: {}\n"), r"g.yaml:3: not valid YAML"),
+    Case("bench-yaml-list", grid("- a\n- b\n"), r"g.yaml: a grid is a mapping"),
+    Case("bench-unknown-key", grid(swap("", "", "colour: red\n")), r"g.yaml: unknown key\(s\) colour"),
+    Case("bench-seed-negative", grid(swap("seeds: [0]", "seeds: [-1]")), r"g.yaml: seeds: must be a non-empty list of integers in 0"),
+    Case("bench-seed-text", grid(swap("seeds: [0]", "seeds: abc")), r"g.yaml: seeds:"),
+    Case("bench-seed-bool", grid(swap("seeds: [0]", "seeds: [true]")), r"g.yaml: seeds:"),
+    Case("bench-seed-repeated", grid(swap("seeds: [0]", "seeds: [1, 1]")), r"g.yaml: seeds: repeated seed"),
+    Case("bench-metric-bad-k", grid(swap("[ndcg@10]", "[ndcg@x]")), r"g.yaml: metrics\[0\]: metric 'ndcg@x'"),
+    Case("bench-metric-protocol-mismatch", grid(swap("[ndcg@10]", "[ndcg@10, mae]", "").replace(
+        "protocols: [general]\nmethods", "protocols: [impressions]\nmethods").replace("ml-100k", "mind-sample")),
+        r"g.yaml"),
+    Case("bench-method-unknown", grid(swap("pop:", "popp:")), r"g.yaml: methods.popp: unknown method 'popp'"),
+    Case("bench-param-unknown", grid(swap("pop: {protocols: [general]}", "mf-bpr: {params: {dimm: 3}}")),
+         r"g.yaml: methods.mf-bpr: .*unknown parameter\(s\) dimm"),
+    Case("bench-param-type", grid(swap("pop: {protocols: [general]}", "mf-bpr: {params: {dim: big}}")),
+         r"g.yaml: methods.mf-bpr: .*'dim' must be an integer >= 1, got 'big'"),
+    Case("bench-param-negative", grid(swap("pop: {protocols: [general]}", "mf-bpr: {params: {dim: -4}}")),
+         r"g.yaml: methods.mf-bpr: .*'dim' must be an integer >= 1, got -4"),
+    Case("bench-grid-value-negative", grid(swap("pop: {protocols: [general]}", "mf-bpr: {grid: {lr: [0.01, -0.01]}}")),
+         r"g.yaml: methods.mf-bpr.*'lr' must be a number > 0.0, got -0.01"),
+    Case("bench-search-outside-domain", grid(swap("pop: {protocols: [general]}", "mf-bpr: {search: {dim: {int: [-8, 64]}}}",
+                                                  "tune: {trials: 2}\n")),
+         r"g.yaml: methods.mf-bpr.search.dim: int \[-8, 64\] reaches outside the parameter's domain"),
+    Case("bench-tune-trials-zero", grid(swap("", "", "tune: {trials: 0}\n")), r"g.yaml: tune.trials: must be a positive integer"),
+    Case("bench-tune-budget-negative", grid(swap("", "", "tune: {budget_s: -5}\n")), r"g.yaml: tune.budget_s: must be a positive number"),
+    Case("bench-tune-metric-unknown", grid(swap("", "", "tune: {trials: 2, metric: foo@10}\n")), r"g.yaml: tune.metric: unknown metric"),
+    Case("bench-tune-seed-shared", grid(swap("", "", "tune: {trials: 2, seeds: [0]}\n")), r"g.yaml: tune.seeds: tuning seeds must differ"),
+    Case("bench-dataset-unknown", grid(swap("name: ml-100k", "name: ml-99k")), r"g.yaml: datasets\[0\].name: unknown dataset 'ml-99k'"),
+    Case("bench-protocol-unknown", grid(swap("protocols: [general]\nmethods", "protocols: [genral]\nmethods")),
+         r"g.yaml: datasets\[0\].protocols\[0\]: unknown protocol 'genral'"),
+    Case("bench-protocol-ratios", grid(swap("protocols: [general]\nmethods",
+                                            "protocols: [{name: general, params: {ratios: [0.5, 0.2, 0.1]}}]\nmethods")),
+         r"g.yaml.*ratios must sum to 1"),
+    Case("bench-threads-zero", grid(swap("", "", "threads: 0\n")), r"g.yaml: threads: must be a positive integer"),
+    Case("bench-only-bad-key", lambda t: grid(swap("", ""))(t) + ["--only", "colour=red"], r"--only 'colour=red': expected"),
+    Case("bench-only-no-match", lambda t: grid(swap("", ""))(t) + ["--only", "method=zzz"], r"--only method=zzz: matches no method"),
+    Case("bench-executor-unknown", lambda t: grid(swap("", ""))(t) + ["--executor", "bogus"], r"argument --executor: invalid choice: 'bogus'"),
+    Case("bench-jobs-zero", lambda t: grid(swap("", ""))(t) + ["--jobs", "0"], r"--jobs must be an integer >= 1, got 0"),
+    # ---- run folders and tidy tables ---------------------------------------------------------------------------
+    Case("bench-truncated-result", damaged_copy(lambda f: truncate(first_run(f) / "result.json")),
+         r"result.json:\d+: damaged JSON .*delete .* and rerun the grid"),
+    Case("bench-result-missing-keys", damaged_copy(lambda f: (first_run(f) / "result.json").write_text('{"seed": 0}')),
+         r"result.json: run result lacks .*delete"),
+    Case("report-truncated-parquet", damaged_copy(lambda f: truncate(f / "results.parquet"), cmd="report"),
+         r"results.parquet: damaged Parquet file .*rerun `metarec bench"),
+    Case("report-never-run", lambda t: ["report", grid(swap("", ""), name="never")(t)[1]],
+         r"no results for grid 'never' in .*: run `metarec bench"),
+    Case("bench-truncated-failure-record", damaged_copy(
+        lambda f: (f / "failed" / f"{first_run(f).name}.json").write_text('{"reason": "x"')
+        or shutil.rmtree(first_run(f))), r"failed/.*\.json:\d+: damaged JSON .*delete it to forget the failure"),
+    # ---- downloads ----------------------------------------------------------------------------------------------
+    Case("download-unknown", ["download", "ml-1000m"], r"unknown dataset 'ml-1000m'"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_line(case, home, tmp_path):
+    finished = digests(home / "store" / "grids" / "done")
+    argv = case.args(tmp_path) if callable(case.args) else case.args
+    rc, err = cli(argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc not in (0, None), f"{case.id}: exit {rc}, stderr {err!r}"
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, f"{case.id}: expected one line on stderr, got:\n{err}"
+    assert re.search(case.expect, lines[0]), f"{case.id}: {lines[0]!r} does not match {case.expect!r}"
+    assert digests(home / "store" / "grids" / "done") == finished, "a finished result changed"
+
+
+def test_the_corpus_is_large_and_covers_every_surface():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    surfaces = {c.id.split("-")[0] for c in CASES}
+    assert {"run", "bench", "report", "download"} <= surfaces
+
+
+def test_a_tampered_split_is_an_error_not_a_silent_rebuild(home, tmp_path, monkeypatch):
+    """A stored split changed after it was written: one line naming the file and how to recover; the file is left
+    as it is (no rebuild behind the user's back)."""
+    import pandas as pd
+
+    shutil.copytree(home / "store" / "splits", tmp_path / "store" / "splits")
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path / "store"))
+    target = next((tmp_path / "store" / "splits").rglob("test.parquet"))
+    df = pd.read_parquet(target)
+    df.loc[0, "item"] = (int(df.loc[0, "item"]) + 1) % 1682
+    df.to_parquet(target, index=False)
+    before = target.read_bytes()
+    rc, err = cli(["run", "-d", "ml-100k", "-m", "pop"])
+    lines = [line for line in err.splitlines() if line.strip() and "pop on ml-100k" not in line]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(r"test.parquet: sha256 differs from manifest.json.*delete .* to rebuild it", lines[0])
+    assert target.read_bytes() == before
