@@ -116,14 +116,15 @@ def one_of(*choices, nullable: bool = False) -> Domain:
 
 #: Parameters that mean the same wherever they appear (our methods and RecBole's): checked for every method that has
 #: them unless the method declares its own ``domains`` entry. Types otherwise follow the default's type.
-_POSITIVE_INTS = ("dim", "batch_size", "max_epochs", "epochs", "eval_every", "hidden", "hidden_size",
+_POSITIVE_INTS = ("dim", "batch_size", "epochs", "eval_every", "hidden", "hidden_size",
                   "embedding_size", "n_heads", "n_layers", "num_layers", "n_neg", "num_negatives", "num_experts",
                   "num_levels", "inner_steps", "inner_size", "max_len", "MAX_ITEM_LIST_LENGTH", "k", "kd_k",
                   "candidates", "length", "tasks_per_batch", "teacher_dim", "teacher_max_epochs", "teacher_n_heads",
                   "teacher_n_layers", "teacher_eval_every", "text_batch", "text_dim", "text_heads", "text_layers",
                   "text_max_len", "train_batch_size", "eval_batch_size", "eval_step", "latent_dimension",
                   "mf_embedding_size", "mlp_embedding_size", "bag_repeats", "task_experts", "total_anneal_steps")
-_NON_NEGATIVE_INTS = ("patience", "teacher_patience", "stopping_step", "teacher_seed")
+#: max_epochs 0 builds the model without training it (the property tests of untrained models use it)
+_NON_NEGATIVE_INTS = ("max_epochs", "patience", "teacher_patience", "stopping_step", "teacher_seed")
 _POSITIVE_FLOATS = ("lr", "learning_rate", "inner_lr", "outer_lr", "teacher_lr", "temperature", "layer_norm_eps",
                     "initializer_range")
 _NON_NEGATIVE_FLOATS = ("reg", "reg_weight", "weight_decay", "shrink", "kd_weight", "rd_lambda", "emb_weight",
