@@ -17,9 +17,14 @@ def _table(rows, headers) -> str:
 def cmd_datasets(args) -> int:
     from metarec.data import list_cards, status
 
-    rows = []
+    rows, broken = [], []
     for card in list_cards():
-        st = status(card.name, load=not args.quick)
+        try:
+            st = status(card.name, load=not args.quick)
+        except MetarecError as e:   # one broken dataset is its own row; the others are still listed
+            broken.append(f"error: {e}")
+            rows.append([card.name, "ERROR", None, None, None, "", "", card.terms[:48], "see below"])
+            continue
         exp = card.expected or {}
         got = st.get("counts") or {}
         match = ""
@@ -33,10 +38,12 @@ def cmd_datasets(args) -> int:
         print("(--quick: expected counts from the cards, datasets not loaded)")
     else:
         print("(users/items/interactions as loaded; '= card' compares them with the card's expected counts)")
-    for card in list_cards():
-        if card.notes and not card.complete and status(card.name)["present"]:
+    for row, card in zip(rows, list_cards()):
+        if card.notes and not card.complete and row[1] == "yes":
             print(f"note {card.name}: {card.notes}")
-    return 0
+    for line in broken:
+        print(line, file=sys.stderr)
+    return 1 if broken else 0
 
 
 def cmd_download(args) -> int:
@@ -121,17 +128,20 @@ def cmd_run(args) -> int:
 def cmd_methods(args) -> int:
     from metarec.methods import get_method, list_methods
 
-    rows = []
+    rows, broken = [], []
     for name, origin in list_methods().items():
         try:
             cls = get_method(name)
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items() if k not in ("progress_bar",))
         except MetarecError as e:
-            doc, params = f"(failed to load: {e})", ""
+            doc, params = "(failed to load: see below)", ""
+            broken.append(f"error: {e}")
         rows.append([name, origin, doc[:60], params[:90]])
     print(_table(rows, ["method", "from", "what", "parameters (defaults)"]))
-    return 0
+    for line in broken:   # every other method is listed; each broken one is one line on stderr, exit 1
+        print(line, file=sys.stderr)
+    return 1 if broken else 0
 
 
 def cmd_protocols(args) -> int:

@@ -64,6 +64,37 @@ class Case:
     id: str
     args: Callable[[Path], list[str]] | list[str]
     expect: str                     # regex the one stderr line must match
+    plugin: tuple[str, str] | None = None   # (entry-point name, module source defining class Plugin)
+    data: Callable[[Path], None] | None = None  # builds a data root under the case's folder ($METAREC_DATA)
+
+
+def install_plugin(site: Path, case_id: str, name: str, source: str) -> None:
+    """A real (if minimal) installed distribution: its module and a dist-info with a ``metarec.methods`` entry
+    point, found through sys.path like any pip-installed plugin."""
+    module = "plugin_" + re.sub(r"\W", "_", case_id)
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[metarec.methods]\n{name} = {module}:Plugin\n")
+
+
+SCORER = """
+    import torch
+    from metarec.methods import Method
+
+    class Plugin(Method):
+        \"\"\"A plugin under test.\"\"\"
+        defaults = {}
+
+        def fit(self, split, *, seed=0, workdir=None):
+            self.n_items = split.n_items
+            return self
+
+        def score(self, users):
+            return %s
+"""
 
 
 def grid(body: str, name: str = "g"):
@@ -98,6 +129,25 @@ def first_run(folder: Path) -> Path:
 
 def truncate(path: Path, keep: int = 40) -> None:
     path.write_bytes(path.read_bytes()[:keep])
+
+
+def ml100k_root(edit: Callable[[Path], None]):
+    """A data root holding a copy of ml-100k (the RecBole wheel's atomic files), changed by ``edit``."""
+    def make(tmp: Path) -> None:
+        from metarec.data.registry import recbole_ml100k
+
+        folder = tmp / "data" / "movielens-100k"
+        folder.mkdir(parents=True)
+        for f in ("ml-100k.inter", "ml-100k.item", "ml-100k.user"):
+            shutil.copy(recbole_ml100k() / f, folder / f)
+        edit(folder)
+    return make
+
+
+def bad_line(path: Path, line_no: int, text: str) -> None:
+    lines = path.read_text(encoding="latin-1").splitlines()
+    lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
 
 
 RUN = ["run", "-d", "ml-100k", "-m"]
@@ -186,17 +236,51 @@ CASES = [
     Case("bench-truncated-failure-record", damaged_copy(
         lambda f: (f / "failed" / f"{first_run(f).name}.json").write_text('{"reason": "x"')
         or shutil.rmtree(first_run(f))), r"failed/.*\.json:\d+: damaged JSON .*delete it to forget the failure"),
+    # ---- plugins ------------------------------------------------------------------------------------------------
+    Case("plugin-named-like-builtin", RUN + ["pop"], r"plugin method 'pop' .* has the name of a built-in method",
+         plugin=("pop", SCORER % "torch.zeros(len(users), self.n_items)")),
+    Case("plugin-clash-in-listing", ["methods"], r"plugin method 'mf-bpr' .* has the name of a built-in",
+         plugin=("mf-bpr", SCORER % "torch.zeros(len(users), self.n_items)")),
+    Case("plugin-import-error", RUN + ["broken-plugin"], r"plugin method 'broken-plugin' .* failed to load",
+         plugin=("broken-plugin", "import no_such_module_anywhere\n")),
+    Case("plugin-not-a-method", RUN + ["not-a-method"], r"plugin method 'not-a-method' .* not a metarec Method",
+         plugin=("not-a-method", "class Plugin:\n    pass\n")),
+    Case("plugin-score-wrong-shape", RUN + ["wrong-shape"], r"score\(\) at stage 'valid' returned shape \(\d+, 7\)",
+         plugin=("wrong-shape", SCORER % "torch.zeros(len(users), 7)")),
+    Case("plugin-score-not-numbers", RUN + ["text-scores"], r"score\(\) at stage 'valid' returned str",
+         plugin=("text-scores", SCORER % "'high'")),
+    Case("plugin-score-nan", RUN + ["nan-scores"], r"NaN scores at stage 'valid'",
+         plugin=("nan-scores", SCORER % "torch.full((len(users), self.n_items), float('nan'))")),
+    Case("plugin-unknown-param", RUN + ["no-params", "--param", "k=3"], r"'no-params': unknown parameter\(s\) k",
+         plugin=("no-params", SCORER % "torch.zeros(len(users), self.n_items)")),
+    # ---- data roots and dataset files ---------------------------------------------------------------------------
+    Case("data-incomplete-copy", RUN + ["pop"], r"movielens-100k: incomplete copy of dataset 'ml-100k': missing "
+         r"ml-100k.item", data=ml100k_root(lambda f: (f / "ml-100k.item").unlink())),
+    Case("data-incomplete-listing", ["datasets", "--quick"], r"incomplete copy of dataset 'ml-100k'",
+         data=ml100k_root(lambda f: (f / "ml-100k.user").unlink())),
+    Case("data-bad-rating", RUN + ["pop"], r"ml-100k.inter:\d+: ",
+         data=ml100k_root(lambda f: bad_line(f / "ml-100k.inter", 5, "196\t242\tthree\t881250949"))),
+    Case("data-short-row", RUN + ["pop"], r"ml-100k.inter:\d+: ",
+         data=ml100k_root(lambda f: bad_line(f / "ml-100k.inter", 7, "22\t377"))),
     # ---- downloads ----------------------------------------------------------------------------------------------
     Case("download-unknown", ["download", "ml-1000m"], r"unknown dataset 'ml-1000m'"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_clear_line(case, home, tmp_path):
+def test_bad_input_is_one_clear_line(case, home, tmp_path, monkeypatch):
     finished = digests(home / "store" / "grids" / "done")
+    if case.plugin:
+        install_plugin(tmp_path / "site", case.id, *case.plugin)
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    if case.data:   # and a fresh store, so the split is built from these files rather than read back
+        case.data(tmp_path)
+        monkeypatch.setenv("METAREC_DATA", str(tmp_path / "data"))
+        monkeypatch.setenv("METAREC_HOME", str(tmp_path / "store"))
     argv = case.args(tmp_path) if callable(case.args) else case.args
     rc, err = cli(argv)
-    lines = [line for line in err.splitlines() if line.strip()]
+    # `metarec run` announces what it starts on stderr; everything else there must be the one error line
+    lines = [line for line in err.splitlines() if line.strip() and not re.match(r"\S+ on ml-100k/\w+ \(split", line)]
     assert rc not in (0, None), f"{case.id}: exit {rc}, stderr {err!r}"
     assert "Traceback" not in err, err
     assert len(lines) == 1, f"{case.id}: expected one line on stderr, got:\n{err}"
@@ -208,7 +292,7 @@ def test_the_corpus_is_large_and_covers_every_surface():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
     surfaces = {c.id.split("-")[0] for c in CASES}
-    assert {"run", "bench", "report", "download"} <= surfaces
+    assert {"run", "bench", "report", "download", "plugin", "data"} <= surfaces
 
 
 def test_a_tampered_split_is_an_error_not_a_silent_rebuild(home, tmp_path, monkeypatch):

@@ -341,9 +341,33 @@ def locate(name: str, root: str | Path | None = None) -> Path | None:
         found = [locate(p, root) for p in card.parts]
         return found[0] if all(f is not None for f in found) else None
     for d in candidate_folders(name, root):
-        if _has_layout(d, get_card(name)):
+        if _has_layout(d, card):
             return d
+        _check_not_partial(d, card, root)
     return None
+
+
+def _check_not_partial(d: Path, card: DatasetCard, root) -> None:
+    """A folder holding some but not all files of every accepted layout is an error, never skipped in favour of
+    another copy further down the search path: the user would get a different dataset than the one staged."""
+    if not d.is_dir():
+        return
+    started = [layout for layout in card.layouts if any((d / f).is_file() for f in layout)]
+    if started:
+        best = min(started, key=lambda layout: sum(not (d / f).is_file() for f in layout))
+        missing = [f for f in best if not (d / f).is_file()]
+        raise DataError(f"incomplete copy of dataset {card.name!r}: missing {', '.join(missing)} (it has "
+                        f"{', '.join(f for f in best if (d / f).is_file())}); complete it or move the folder away "
+                        f"(other copies are not used in its place). To get the files, {_how_to_get(card, root)}.", d)
+
+
+def _how_to_get(card: DatasetCard, root) -> str:
+    dest = (Path(root).expanduser() if root is not None else default_root()) / card.folder
+    if card.download_urls:
+        return (f"run `metarec download {card.name}` (fetches {', '.join(card.download_urls)}) or place the files "
+                f"in {dest}")
+    return (f"obtain them from {card.source} (they cannot be downloaded automatically) and place them in {dest} "
+            f"(or point $METAREC_DATA at a folder containing {card.folder}/)")
 
 
 def _not_found(card: DatasetCard, root) -> DataError:
@@ -359,15 +383,8 @@ def _not_found(card: DatasetCard, root) -> DataError:
             missing = min(([f for f in layout if not (d / f).is_file()] for layout in card.layouts), key=len)
             looked.append(f"{d} (missing {', '.join(missing)})")
     need = " or ".join("{" + ", ".join(layout) + "}" for layout in card.layouts)
-    dest = (Path(root).expanduser() if root is not None else default_root()) / card.folder
-    if card.download_urls:
-        how = (f"run `metarec download {card.name}` (fetches {', '.join(card.download_urls)}) or place the files "
-               f"in {dest}")
-    else:
-        how = (f"it cannot be downloaded automatically: obtain the files from {card.source} and place them in "
-               f"{dest} (or point $METAREC_DATA at a folder containing {card.folder}/)")
     return DataError(f"dataset {card.name!r} not found: needs {need}; looked in: {'; '.join(looked)}. "
-                     f"To get it, {how}.")
+                     f"To get the files, {_how_to_get(card, root)}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------

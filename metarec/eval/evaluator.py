@@ -679,9 +679,16 @@ def _flat(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: i
 
 
 def _check_scores(s, B: int, n_items: int, stage: str) -> torch.Tensor:
-    s = torch.as_tensor(s)
+    try:
+        s = torch.as_tensor(s)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TrainingError(f"score() at stage {stage!r} returned {type(s).__name__}, not a tensor or array "
+                            f"of scores ({e})") from None
     if s.shape != (B, n_items):
-        raise ValueError(f"scores must be [{B}, {n_items}] for {B} users, got {tuple(s.shape)}")
+        raise TrainingError(f"score() at stage {stage!r} returned shape {tuple(s.shape)}; it must be "
+                            f"[users asked, n_items] = [{B}, {n_items}]")
+    if s.dtype == torch.bool or s.is_complex():
+        raise TrainingError(f"score() at stage {stage!r} returned {s.dtype} scores; return real numbers")
     if not s.is_floating_point():
         s = s.float()
     return s  # NaN is caught by the top-K selection (or explicitly when no top-K metric is asked)

@@ -61,15 +61,19 @@ def list_methods() -> dict[str, str]:
     _load_builtins()
     out = {name: "builtin" for name in _BUILTIN}
     for name, ep in _plugins().items():
-        out.setdefault(name, f"plugin {ep.value}")
+        out[name] = f"plugin {ep.value}" + (" CLASHES with the built-in" if name in _BUILTIN else "")
     return dict(sorted(out.items()))
 
 
 def get_method(name: str) -> type[Method]:
     _load_builtins()
+    plugins = _plugins()
+    if name in _BUILTIN and name in plugins:
+        # never a silent choice between two methods of the same name: results would not say which one ran
+        raise ConfigError(f"plugin method {name!r} ({plugins[name].value}) has the name of a built-in method; "
+                          f"rename its entry point in group {ENTRY_POINT_GROUP!r}")
     if name in _BUILTIN:
         return _BUILTIN[name]
-    plugins = _plugins()
     if name in plugins:
         try:
             cls = plugins[name].load()

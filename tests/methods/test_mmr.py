@@ -44,7 +44,9 @@ def test_lambda_one_is_the_base_and_lower_lambda_diversifies(split, tmp_path, mo
 
 
 def test_bad_settings_are_errors(split, tmp_path):
-    for params, msg in [({"lam": 1.5}, "lam must be in"), ({"length": 200, "candidates": 100}, "length <= candidates"),
+    with pytest.raises(ConfigError, match=r"'lam' must be a number in \[0.0, 1.0\], got 1.5"):
+        build_method("rerank:mmr", {"base": "pop", "lam": 1.5})   # before anything is fitted
+    for params, msg in [({"length": 200, "candidates": 100}, "length <= candidates"),
                         ({"base": "rerank:mmr"}, "base must name a ranking method")]:
         m = build_method("rerank:mmr", {"base": "pop", **params})
         m.artifacts = Artifacts(tmp_path)

@@ -41,8 +41,6 @@ class MMR(Method):
         from metarec.methods import build_method
 
         p = self.params
-        if not 0.0 <= float(p["lam"]) <= 1.0:
-            raise ConfigError(f"rerank:mmr: lam must be in [0, 1], got {p['lam']!r}")
         if not 1 <= int(p["length"]) <= int(p["candidates"]) <= split.n_items:
             raise ConfigError(f"rerank:mmr: need 1 <= length <= candidates <= n_items ({split.n_items}), got "
                               f"length={p['length']}, candidates={p['candidates']}")
