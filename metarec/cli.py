@@ -17,10 +17,16 @@ def _table(rows, headers) -> str:
 def cmd_datasets(args) -> int:
     from metarec.data import list_cards, status
 
+    import time
+
     rows, broken = [], []
     for card in list_cards():
+        t = time.perf_counter()
         try:
             st = status(card.name, load=not args.quick)
+            if not args.quick and st["present"]:   # loading all staged datasets takes a while: say so as it goes
+                print(f"[datasets] {card.name}: loaded in {time.perf_counter() - t:.1f} s", file=sys.stderr,
+                      flush=True)
         except MetarecError as e:   # one broken dataset is its own row; the others are still listed
             broken.append(f"error: {e}")
             rows.append([card.name, "ERROR", None, None, None, "", "", card.terms[:48], "see below"])

@@ -87,6 +87,49 @@ def _validation_callback(method: "LightningMethod", split, metric: str, every: i
     return ValidateOnSplit()
 
 
+def _epoch_log(method: "LightningMethod", validation):
+    """One line per epoch on stderr when it is not a terminal (a log file, CI): epoch k/N (1-based, of max_epochs),
+    the epoch's training loss, the validation metric when it was computed this epoch (with the best so far), and
+    the time since training began. On a terminal Lightning's own bar shows the same."""
+    import sys
+
+    import pytorch_lightning as pl
+
+    class EpochLog(pl.Callback):
+        def on_train_start(self, trainer, module):
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            epoch = trainer.current_epoch + 1
+            loss = trainer.callback_metrics.get("train/loss")
+            parts = [f"[{method.name}] epoch {epoch}/{trainer.max_epochs}"]
+            if loss is not None:
+                parts.append(f"loss {float(loss):.4f}")
+            if validation is not None and validation.history and validation.history[-1][0] == epoch - 1:
+                metric = method.params["valid_metric"]
+                parts.append(f"valid {metric} {validation.history[-1][1]:.4f} (best {validation.best:.4f} at "
+                             f"epoch {validation.best_epoch + 1})")
+            parts.append(f"{time.perf_counter() - self.t0:.0f} s")
+            print(", ".join(parts), file=sys.stderr, flush=True)
+
+    return EpochLog()
+
+
+class _OneBasedBar:
+    """Lightning's progress bar numbers epochs from 0 ("Epoch 0/1" for two epochs): show k/N from 1."""
+
+    @staticmethod
+    def build():
+        from pytorch_lightning.callbacks import TQDMProgressBar
+
+        class Bar(TQDMProgressBar):
+            def on_train_epoch_start(self, trainer, *args):
+                super().on_train_epoch_start(trainer, *args)
+                self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+        return Bar()
+
+
 class LightningMethod(Method):
     """Base for methods written as a LightningModule + LightningDataModule."""
 
@@ -118,10 +161,15 @@ class LightningMethod(Method):
         if validate:
             callbacks.append(_validation_callback(self, split, p["valid_metric"], int(p["eval_every"]),
                                                   int(p["patience"])))
+        bar = bool(p["progress_bar"]) and os.isatty(2)
+        if p["progress_bar"] and not bar:   # a log: one line per epoch instead of a carriage-return bar
+            callbacks.append(_epoch_log(self, callbacks[0] if validate else None))
+        if bar:
+            callbacks.append(_OneBasedBar.build())
         trainer = pl.Trainer(
             max_epochs=int(p["max_epochs"]), accelerator=p["accelerator"], devices=1, deterministic=True,
             logger=CSVLogger(str(workdir), name="lightning", version=""), callbacks=callbacks,
-            enable_checkpointing=False, enable_progress_bar=bool(p["progress_bar"]) and os.isatty(2),
+            enable_checkpointing=False, enable_progress_bar=bar,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
             reload_dataloaders_every_n_epochs=1, default_root_dir=str(workdir))
         trainer.fit(self.module, datamodule=datamodule)
