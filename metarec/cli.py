@@ -91,6 +91,9 @@ def cmd_split(args) -> int:
 def cmd_run(args) -> int:
     import time
 
+    # said before the heavy imports (torch, the method families: ~10 s on a small CPU), so a log never goes quiet;
+    # on stdout, so that stderr holds nothing but an error when there is one
+    print(f"[run] {args.method} on {args.dataset}/{args.protocol} seed {args.seed}: loading the methods", flush=True)
     from metarec.bench.experiment import get_split, run_one
     from metarec.methods import build_method
     from metarec.protocols import get_protocol
@@ -107,6 +110,7 @@ def cmd_run(args) -> int:
         from metarec.eval.metrics import parse_metric
         for m in metrics:
             parse_metric(m)
+    print(f"[run] reading (or building) the {args.protocol} split of {args.dataset}", flush=True)
     split = get_split(args.dataset, args.protocol, pparams, args.seed, _preprocess(args))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = home() / "single" / f"{args.dataset}-{args.protocol}-{args.method.replace(':', '_')}-{stamp}"
@@ -331,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; rerun the same command to resume (finished runs are kept)", file=sys.stderr)
         return 130
 
 

@@ -280,7 +280,8 @@ def test_bad_input_is_one_clear_line(case, home, tmp_path, monkeypatch):
     argv = case.args(tmp_path) if callable(case.args) else case.args
     rc, err = cli(argv)
     # `metarec run` announces what it starts on stderr; everything else there must be the one error line
-    lines = [line for line in err.splitlines() if line.strip() and not re.match(r"\S+ on ml-100k/\w+ \(split", line)]
+    lines = [line for line in err.splitlines()
+             if line.strip() and not re.match(r"\S+ on ml-100k/\w+ \(split|\[run\] ", line)]
     assert rc not in (0, None), f"{case.id}: exit {rc}, stderr {err!r}"
     assert "Traceback" not in err, err
     assert len(lines) == 1, f"{case.id}: expected one line on stderr, got:\n{err}"
@@ -308,7 +309,41 @@ def test_a_tampered_split_is_an_error_not_a_silent_rebuild(home, tmp_path, monke
     df.to_parquet(target, index=False)
     before = target.read_bytes()
     rc, err = cli(["run", "-d", "ml-100k", "-m", "pop"])
-    lines = [line for line in err.splitlines() if line.strip() and "pop on ml-100k" not in line]
+    lines = [line for line in err.splitlines()
+             if line.strip() and "pop on ml-100k" not in line and not line.startswith("[run] ")]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert re.search(r"test.parquet: sha256 differs from manifest.json.*delete .* to rebuild it", lines[0])
     assert target.read_bytes() == before
+
+
+def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path):
+    """SIGINT during a Lightning fit: exit 130, one line saying how to resume, no traceback; finished runs kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "g.yaml").write_text(GRID.format(name="ctrlc").replace(
+        "pop: {protocols: [general]}", "pop: {protocols: [general]}\n  mf-bpr: {params: {max_epochs: 300, "
+        "valid_metric: null}, protocols: [general]}"))
+    env = {**os.environ, "METAREC_HOME": str(tmp_path / "store")}
+    proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", "g.yaml"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 240
+    for line in proc.stderr:                     # wait until mf-bpr is training
+        lines.append(line)
+        if line.startswith("[mf-bpr] epoch 2/") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, out = proc.stderr.read(), proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, rest
+    tail = [line for line in rest.splitlines() if line.strip() and not line.startswith("[mf-bpr] epoch")]
+    assert tail == ["interrupted; rerun the same command to resume (finished runs are kept)"], rest
+    assert "Traceback" not in rest
+    runs = [p for p in (tmp_path / "store" / "grids" / "ctrlc" / "runs").iterdir() if not p.name.startswith(".")]
+    assert len(runs) == 1 and (runs[0] / "result.json").is_file()     # pop's run, finished before the interrupt
+    again = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", "g.yaml", "--only", "method=pop"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 already finished" in again.stdout, again.stdout + again.stderr

@@ -172,7 +172,14 @@ class LightningMethod(Method):
             enable_checkpointing=False, enable_progress_bar=bar,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
             reload_dataloaders_every_n_epochs=1, default_root_dir=str(workdir))
-        trainer.fit(self.module, datamodule=datamodule)
+        try:
+            trainer.fit(self.module, datamodule=datamodule)
+        except SystemExit:
+            # Lightning answers Ctrl-C with a graceful shutdown and exit(1); hand the interrupt back instead, so
+            # the runner keeps every finished run and the CLI says how to resume
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         self.epochs_trained = trainer.current_epoch
         if validate and callbacks[0].best_state is not None:
             self.module.load_state_dict(callbacks[0].best_state)

@@ -12,6 +12,7 @@ from metarec.report import plots, tables, tuning
 from metarec.utils import atomic_write_json, atomic_write_text
 
 RESULTS = Path("results")
+FAILURE_COLUMNS = ["dataset", "protocol", "method", "seed", "run", "reason"]
 
 
 def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
@@ -34,12 +35,46 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         db = store.root / "tuning.db"
         if db.is_file():
             _copy_sqlite(db, out / "tuning.db")
+    failures = _failures(store)
+    if not failures.empty or (out / "failures.csv").is_file():
+        atomic_write_text(out / "failures.csv", failures.to_csv(index=False))
     atomic_write_json(out / "meta.json", {"grid": grid.name, "valid_metric": grid.valid_metric,
                                           "metrics": grid.metrics, "seeds": grid.seeds,
                                           "reference": grid.reference, "summaries": list(grid.summaries),
                                           "methods": list(grid.methods),
                                           "grid_file": str(grid.path) if grid.path else None})
     return out
+
+
+def _failures(store: RunStore) -> pd.DataFrame:
+    """The grid's runs that failed and have not succeeded since (a success removes the record)."""
+    rows = []
+    for path in sorted(store.failed.glob("*.json")) if store.failed.is_dir() else []:
+        f = store.failure(path.stem) or {}
+        spec = f.get("spec") or {}
+        rows.append({"dataset": spec.get("dataset", "?"), "protocol": spec.get("protocol", "?"),
+                     "method": spec.get("method", "?"), "seed": spec.get("seed", "?"), "run": path.stem,
+                     "reason": str(f.get("reason", "")).splitlines()[0][:200] if f.get("reason") else ""})
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
+
+
+def _selected_params(tidy: pd.DataFrame, dataset: str, protocol: str) -> str:
+    """Markdown lines: the hyper-parameters each method's row was run with (the selected configuration)."""
+    sel = tidy[tidy.selected & (tidy.dataset == dataset) & (tidy.protocol == protocol)]
+    lines = []
+    for method, params in sel.drop_duplicates("method")[["method", "params"]].itertuples(index=False):
+        p = json.loads(params) if params else {}
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(p.items()) if k != "progress_bar") or "defaults"
+        lines.append(f"- {method}: {shown}")
+    return "Selected hyper-parameters (chosen on validation; the rest at their defaults):\n\n" + "\n".join(lines) + "\n"
+
+
+def _failed_lines(failures: pd.DataFrame, dataset: str, protocol: str) -> str:
+    f = failures[(failures.dataset == dataset) & (failures.protocol == protocol)] if not failures.empty else failures
+    if f.empty:
+        return ""
+    return ("**Failed runs, missing from the table above** (`metarec bench --retry-failed` reruns them):\n\n" +
+            "\n".join(f"- {r.method} seed {r.seed}: {r.reason}" for r in f.itertuples()) + "\n")
 
 
 def build(folder: Path) -> dict:
@@ -49,6 +84,8 @@ def build(folder: Path) -> dict:
     tidy = pd.read_parquet(folder / "results.parquet")
     pu_path = folder / "per_user.parquet"
     per_user = pd.read_parquet(pu_path) if pu_path.is_file() else None
+    failures = pd.read_csv(folder / "failures.csv") if (folder / "failures.csv").is_file() \
+        else pd.DataFrame(columns=FAILURE_COLUMNS)
     metric = meta["valid_metric"]
     metrics = [m for m in meta["metrics"] if m in set(tidy.metric)] + \
         sorted(set(tidy.metric) - set(meta["metrics"]))
@@ -71,6 +108,10 @@ def build(folder: Path) -> dict:
         md.append(tables.to_markdown(frame, title))
         if info["tests"]:   # the primary metric against the reference: Δ, intervals, effect size, both tests
             md.append(tables.delta_table(pd.concat(info["tests"]), metric, title))
+        md.append(_selected_params(sub_tidy, g.dataset, g.protocol))
+        failed = _failed_lines(failures, g.dataset, g.protocol)
+        if failed:
+            md.append(failed)
         stem = f"{g.dataset}_{g.protocol}{'_' + g.setting if g.setting else ''}".replace("-", "_").replace("=", "")
         if g.setting:
             info["tests"] = [t.assign(protocol_params=g.protocol_params) for t in info["tests"]]
@@ -78,6 +119,10 @@ def build(folder: Path) -> dict:
         atomic_write_text(folder / "tables" / f"{stem}.tex", tex_text)
         tex.append(f"tables/{stem}.tex")
         tests += info["tests"]
+    shown = set(map(tuple, groups[["dataset", "protocol"]].to_numpy()))
+    for (ds, proto), _ in failures.groupby(["dataset", "protocol"]) if not failures.empty else []:
+        if (ds, proto) not in shown:   # a cell where every run failed has no table to sit under
+            md.append(f"## {ds} / {proto}: no finished run\n\n" + _failed_lines(failures, ds, proto))
     atomic_write_text(folder / "tables" / "results.md", "\n".join(md))
     if tests:
         atomic_write_text(folder / "tables" / "significance.csv", pd.concat(tests).to_csv(index=False))
