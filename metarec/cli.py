@@ -100,7 +100,10 @@ def cmd_run(args) -> int:
     from metarec.utils import atomic_write_json, home, parse_assignments, versions
 
     params = parse_assignments(args.param, "method parameter")
-    build_method(args.method, params)  # unknown names and parameters fail before any work
+    method_cls = type(build_method(args.method, params))  # unknown names and parameters fail before any work
+    if method_cls.protocols and args.protocol not in method_cls.protocols:
+        raise ConfigError(f"method {args.method!r} does not support protocol {args.protocol!r} (it supports "
+                          f"{', '.join(method_cls.protocols)})")
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: is a folder; give the results JSON's file path")
     get_protocol(args.protocol)

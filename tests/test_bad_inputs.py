@@ -184,6 +184,8 @@ CASES = [
     Case("run-cold-start-k-zero", ["run", "-d", "ml-100k", "-p", "cold_start", "-m", "pop", "--protocol-param",
                                    "k_shot=0"], r"'k_shot' must be an integer >= 1, got 0"),
     Case("run-no-dataset", ["run", "-m", "pop"], r"the following arguments are required: --dataset"),
+    Case("run-unsupported-protocol", ["run", "-d", "ml-100k", "-p", "sequential", "-m", "mtl:mmoe"],
+         r"method 'mtl:mmoe' does not support protocol 'sequential' \(it supports general, impressions\)"),
     # ---- metarec bench: options and grid YAML ------------------------------------------------------------------
     Case("bench-missing-file", lambda t: ["bench", str(t / "nope.yaml")], r"nope.yaml: grid file not found"),
     Case("bench-yaml-syntax", grid("name: x\nseeds: [0\nmethods: {}\n"), r"g.yaml:3: not valid YAML"),
@@ -209,6 +211,10 @@ CASES = [
     Case("bench-search-outside-domain", grid(swap("pop: {protocols: [general]}", "mf-bpr: {search: {dim: {int: [-8, 64]}}}",
                                                   "tune: {trials: 2}\n")),
          r"g.yaml: methods.mf-bpr.search.dim: int \[-8, 64\] reaches outside the parameter's domain"),
+    Case("bench-unsupported-protocol", grid(swap("pop: {protocols: [general]}", "mtl:mmoe: {protocols: [general]}")
+                                            .replace("protocols: [general]\nmethods", "protocols: [general, sequential]\nmethods")
+                                            .replace("mtl:mmoe: {protocols: [general]}", "mtl:mmoe: {protocols: [sequential]}")),
+         r"g.yaml: methods.mtl:mmoe.protocols: mtl:mmoe does not support sequential"),
     Case("bench-tune-trials-zero", grid(swap("", "", "tune: {trials: 0}\n")), r"g.yaml: tune.trials: must be a positive integer"),
     Case("bench-tune-budget-negative", grid(swap("", "", "tune: {budget_s: -5}\n")), r"g.yaml: tune.budget_s: must be a positive number"),
     Case("bench-tune-metric-unknown", grid(swap("", "", "tune: {trials: 2, metric: foo@10}\n")), r"g.yaml: tune.metric: unknown metric"),

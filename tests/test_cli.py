@@ -60,3 +60,11 @@ def test_datasets_lists_every_card(capsys):
     out = capsys.readouterr().out
     for card in list_cards():
         assert f"| {card.name} " in out
+
+
+def test_every_method_has_a_description(capsys):
+    """`metarec methods` shows each method's one-line description: none may be empty."""
+    from metarec.methods import get_method, list_methods
+
+    empty = [n for n in list_methods() if not (get_method(n).__doc__ or "").strip()]
+    assert empty == []

@@ -376,6 +376,10 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
                 raise _err(f"{where}.protocols", f"protocol {p!r} is not in the grid's datasets "
                                                  f"(valid: {', '.join(sorted(proto_names))})")
         supported = getattr(cls, "protocols", None)
+        unsupported = [p for p in protos if supported and p not in supported]
+        if unsupported:
+            raise _err(f"{where}.protocols", f"{mname} does not support {', '.join(unsupported)} (it supports "
+                                             f"{', '.join(supported)})")
         if supported and not protos:
             protos = [p for p in supported if p in proto_names]
             if not protos:

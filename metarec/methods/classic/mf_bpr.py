@@ -110,6 +110,7 @@ class MFBPRModule(FiniteLossGuard, pl.LightningModule):
 
 @register("mf-bpr")
 class MFBPR(LightningMethod):
+    """Matrix factorisation trained with BPR (Rendle 2009): dot product of user and item embeddings."""
     defaults = {**LightningMethod.defaults, "dim": 64, "lr": 4e-3, "reg": 0.0, "weight_decay": 2e-5, "batch_size": 4096,
                 "max_epochs": 500, "patience": 10, "eval_every": 1}
     # the same two knobs over the same ranges as recbole:BPR's space (learning rate, Adam's weight decay), width fixed

@@ -11,6 +11,7 @@ from metarec.methods.registry import register
 
 @register("pop")
 class Pop(Method):
+    """Most popular items: each item scored by its training interaction count (the same list for every user)."""
     defaults = {}
 
     def fit(self, split, *, seed=0, workdir=None):

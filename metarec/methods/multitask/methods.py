@@ -171,14 +171,17 @@ class SingleTask(MultiTaskMethod):
 
 @register("mtl:shared-bottom")
 class SharedBottom(MultiTaskMethod):
+    """Shared-bottom multi-task network (Caruana 1997): one shared bottom MLP, one tower per task."""
     arch = "shared-bottom"
 
 
 @register("mtl:mmoe")
 class MMoE(MultiTaskMethod):
+    """Multi-gate mixture of experts (Ma et al., KDD 2018): shared experts, one softmax gate per task."""
     arch = "mmoe"
 
 
 @register("mtl:ple")
 class PLE(MultiTaskMethod):
+    """Progressive layered extraction (Tang et al., RecSys 2020): task-specific and shared experts, in levels."""
     arch = "ple"
