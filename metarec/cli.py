@@ -197,7 +197,7 @@ def cmd_bench(args) -> int:
 def cmd_report(args) -> int:
     from metarec import report
     from metarec.bench import load_grid
-    from metarec.bench.store import RunStore, read_parquet
+    from metarec.bench.store import TIDY_COLUMNS, RunStore, read_parquet
 
     grid = load_grid(args.grid)
     store = RunStore(grid.name)
@@ -205,7 +205,8 @@ def cmd_report(args) -> int:
     if not table.is_file():
         raise ConfigError(f"no results for grid {grid.name!r} in {store.root}: run `metarec bench {args.grid}` first")
     out = Path(args.out) if args.out else report.RESULTS / grid.name
-    tidy = read_parquet(table, f"rerun `metarec bench {args.grid}` to rewrite it from the finished runs")
+    tidy = read_parquet(table, f"rerun `metarec bench {args.grid}` to rewrite it from the finished runs",
+                        TIDY_COLUMNS)
     report.export(grid, tidy, store, out)
     built = report.build(out)
     print(Path(built["markdown"]).read_text())

@@ -237,6 +237,11 @@ CASES = [
          r"result.json: run result lacks .*delete"),
     Case("report-truncated-parquet", damaged_copy(lambda f: truncate(f / "results.parquet"), cmd="report"),
          r"results.parquet: damaged Parquet file .*rerun `metarec bench"),
+    Case("report-tidy-missing-column", damaged_copy(lambda f: __import__("pandas").read_parquet(
+        f / "results.parquet").drop(columns=["value"]).to_parquet(f / "results.parquet"), cmd="report"),
+         r"results.parquet: table lacks column\(s\) value: rerun `metarec bench"),
+    Case("bench-only-damaged-tidy", lambda t: damaged_copy(lambda f: truncate(f / "results.parquet"))(t)
+         + ["--only", "method=pop"], r"results.parquet: damaged Parquet file .*delete it and rerun the whole grid"),
     Case("report-never-run", lambda t: ["report", grid(swap("", ""), name="never")(t)[1]],
          r"no results for grid 'never' in .*: run `metarec bench"),
     Case("bench-truncated-failure-record", damaged_copy(

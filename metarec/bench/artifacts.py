@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -46,8 +47,13 @@ class Artifacts:
         with open(final.parent / f".{final.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)   # a second builder waits here, then finds the first one's artifact
             try:
-                if (final / META).is_file() and (valid is None or valid(final)):
-                    return final, json.loads((final / META).read_text()), True
+                if (final / META).is_file():
+                    meta, damage = _check(final, valid)
+                    if damage is None:
+                        return final, meta, True
+                    # a cache: rebuilt, but never silently
+                    logging.getLogger("metarec").warning("artifact %s at %s is damaged (%s); rebuilding it",
+                                                         kind, final, damage)
                 tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir()
@@ -55,7 +61,9 @@ class Artifacts:
                     t0 = time.perf_counter()
                     extra = build(tmp) or {}
                     meta = {"kind": kind, "identity": identity, "build_s": time.perf_counter() - t0,
-                            "built": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+                            "built": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra,
+                            "files": {str(f.relative_to(tmp)): _sha256(f) for f in sorted(tmp.rglob("*"))
+                                      if f.is_file() and f.name != META}}
                     atomic_write_json(tmp / META, meta)
                     shutil.rmtree(final, ignore_errors=True)   # a damaged one (rejected by `valid`)
                     os.replace(tmp, final)
@@ -65,3 +73,29 @@ class Artifacts:
                 return final, meta, False
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(folder: Path, valid: Callable[[Path], bool] | None) -> tuple[dict, str | None]:
+    """(meta, None) for an intact artifact, else (_, why it is damaged): its meta unreadable, a file it lists
+    missing or changed (sha256), or rejected by the builder's own ``valid``."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        return {}, f"{META} unreadable: {e}"
+    for name, digest in (meta.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            return meta, f"{name} missing"
+        if _sha256(path) != digest:
+            return meta, f"{name} changed since it was built (sha256)"
+    if valid is not None and not valid(folder):
+        return meta, "rejected by its builder's check"
+    return meta, None

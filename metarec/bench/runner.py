@@ -16,7 +16,7 @@ from typing import Any
 
 from metarec.bench.executors import Job, get_executor
 from metarec.bench.grid import Grid, RunSpec
-from metarec.bench.store import RunStore, run_key, select_configs, tidy_table, write_table
+from metarec.bench.store import RunStore, read_parquet, run_key, select_configs, tidy_table, write_table
 from metarec.utils import home
 
 
@@ -55,7 +55,7 @@ def _keep_other_cells(table: Path, new, grid: Grid):
 
     if not table.is_file():
         return new
-    old = pd.read_parquet(table)
+    old = read_parquet(table, "delete it and rerun the whole grid (without --only) to rewrite it")
     if old.empty:
         return new
     mine = {(d["name"], p["name"], m) for d, p, m in grid.cells()}

@@ -96,12 +96,22 @@ def read_json(path: Path, recover: str) -> Any:
         raise DataError(f"unreadable ({e}): {recover}", path) from None
 
 
-def read_parquet(path: Path, recover: str) -> pd.DataFrame:
-    """A Parquet table the suite wrote, or one DataError naming it and saying how to recover."""
+#: the columns every tidy results table has (``tidy_table``)
+TIDY_COLUMNS = ("run", "dataset", "protocol", "protocol_params", "method", "params", "seed", "stage", "metric",
+                "value")
+
+
+def read_parquet(path: Path, recover: str, columns=()) -> pd.DataFrame:
+    """A Parquet table the suite wrote, or one DataError naming it and saying how to recover (also when it lacks
+    one of ``columns``)."""
     try:
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
     except (OSError, ValueError) as e:
         raise DataError(f"damaged Parquet file ({type(e).__name__}: {str(e)[:120]}): {recover}", path) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"table lacks column(s) {', '.join(missing)}: {recover}", path)
+    return df
 
 
 def write_run(tmp: Path, config: dict, result: dict, per_user: dict[str, pd.DataFrame]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarec.bench.store import RunStore, write_table
+from metarec.bench.store import TIDY_COLUMNS, RunStore, read_json, read_parquet, write_table
 from metarec.report import plots, tables, tuning
 from metarec.utils import atomic_write_json, atomic_write_text
 
@@ -80,10 +80,11 @@ def _failed_lines(failures: pd.DataFrame, dataset: str, protocol: str) -> str:
 def build(folder: Path) -> dict:
     """Tables (Markdown + LaTeX) and figures (PNG + PDF) from an exported results folder."""
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    tidy = pd.read_parquet(folder / "results.parquet")
+    meta = read_json(folder / "meta.json", "regenerate the folder with `metarec report GRID` (or restore it from git)")
+    recover = "regenerate the folder with `metarec report GRID` (or restore it from git)"
+    tidy = read_parquet(folder / "results.parquet", recover, TIDY_COLUMNS + ("selected",))
     pu_path = folder / "per_user.parquet"
-    per_user = pd.read_parquet(pu_path) if pu_path.is_file() else None
+    per_user = read_parquet(pu_path, recover) if pu_path.is_file() else None
     failures = pd.read_csv(folder / "failures.csv") if (folder / "failures.csv").is_file() \
         else pd.DataFrame(columns=FAILURE_COLUMNS)
     metric = meta["valid_metric"]

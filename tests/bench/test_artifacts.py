@@ -70,3 +70,22 @@ def test_concurrent_builders_build_once(tmp_path):
         assert p.exitcode == 0
     assert out.read_text() == "built\n"
     assert (Artifacts(tmp_path).folder("thing", {"a": 1}) / "x.txt").read_text() == "payload"
+
+
+def test_a_changed_or_unreadable_artifact_is_rebuilt_with_a_logged_reason(tmp_path, caplog):
+    """Without any builder check: every file is listed with its sha256 in meta.json; a changed file, a missing one or
+    a garbled meta.json makes a rebuild, and the log says which artifact and why."""
+    store = Artifacts(tmp_path)
+    make = lambda f: (f / "x.txt").write_text("ok") and None  # noqa: E731
+    folder, meta, _ = store.get_or_build("thing", {"a": 2}, make)
+    assert set(meta["files"]) == {"x.txt"}
+    for damage, why in [(lambda: (folder / "x.txt").write_text("garbage"), "x.txt changed since it was built"),
+                        (lambda: (folder / "x.txt").unlink(), "x.txt missing"),
+                        (lambda: (folder / "meta.json").write_text("{"), "meta.json unreadable")]:
+        damage()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="metarec"):
+            again, _, cached = store.get_or_build("thing", {"a": 2}, make)
+        assert not cached and (again / "x.txt").read_text() == "ok"
+        assert any(why in r.getMessage() and "rebuilding it" in r.getMessage() for r in caplog.records), why
+    assert store.get_or_build("thing", {"a": 2}, make)[2]     # intact now: served from the store
