@@ -358,3 +358,20 @@ def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path):
     again = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", "g.yaml", "--only", "method=pop"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 already finished" in again.stdout, again.stdout + again.stderr
+
+
+def test_one_broken_dataset_does_not_hide_the_others(tmp_path, monkeypatch, capsys):
+    """`metarec datasets` with one incomplete copy: every card still has its row, the broken one says ERROR, one
+    stderr line names the folder and the missing file, and the exit status is 1."""
+    from metarec.data import list_cards
+
+    ml100k_root(lambda f: (f / "ml-100k.user").unlink())(tmp_path)
+    monkeypatch.setenv("METAREC_DATA", str(tmp_path / "data"))
+    assert main(["datasets", "--quick"]) == 1
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| ") and not line.startswith("| dataset ")]
+    assert len(rows) == len(list_cards())
+    assert next(r for r in rows if r.startswith("| ml-100k ")).split("|")[2].strip() == "ERROR"
+    assert all(r.split("|")[2].strip() in ("yes", "no") for r in rows if not r.startswith("| ml-100k "))
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(err) == 1 and "movielens-100k: incomplete copy of dataset 'ml-100k': missing ml-100k.user" in err[0]
