@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -153,8 +154,16 @@ class LightningMethod(Method):
         pl.seed_everything(seed, workers=True, verbose=False)
         self.module = self.build_module(split)
         datamodule = self.build_datamodule(split, seed)
-        workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="metarec-"))
+        own = workdir is None   # a folder of our own making (the training log only) is removed after the fit
+        workdir = Path(tempfile.mkdtemp(prefix="metarec-")) if own else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._fit(split, workdir, pl, CSVLogger, datamodule)
+        finally:
+            if own:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _fit(self, split, workdir: Path, pl, CSVLogger, datamodule) -> "LightningMethod":
         p = self.params
         validate = p["valid_metric"] and len(split.valid) > 0
         callbacks = []

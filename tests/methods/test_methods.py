@@ -76,3 +76,23 @@ def test_nan_loss_is_a_clear_error(split, tmp_path):
     m = build_method("mf-bpr", {"max_epochs": 3, "valid_metric": None, "progress_bar": False, "lr": 1e30})
     with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch \d+, step \d+"):
         m.fit(split, seed=0, workdir=tmp_path)
+
+
+def test_fit_without_workdir_leaves_no_temp_folder(split, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    build_method("mf-bpr", {"max_epochs": 1, "valid_metric": None, "progress_bar": False}).fit(split, seed=0)
+    assert not list(tmp_path.glob("metarec-*"))
+
+
+def test_a_family_that_fails_to_import_fails_the_tests(monkeypatch, tmp_path):
+    """pyproject's filterwarnings turns the registry's 'not loaded' warning into an error under pytest."""
+    from metarec.methods import registry
+
+    (tmp_path / "metarec_broken_family.py").write_text("import no_such_dependency_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "BUILTIN_PACKAGES", registry.BUILTIN_PACKAGES + ("metarec_broken_family",))
+    monkeypatch.setattr(registry, "_WARNED", set())
+    with pytest.raises(UserWarning, match="metarec_broken_family not loaded"):
+        registry.list_methods()

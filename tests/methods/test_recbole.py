@@ -12,8 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-pytest.importorskip("recbole")
-
 import metarec  # noqa: E402,F401  (compat shims)
 from metarec.errors import ConfigError  # noqa: E402
 from metarec.eval import Evaluator  # noqa: E402
