@@ -71,7 +71,14 @@ class Domain:
         if ok and self.high is not None:
             ok = value < self.high if self.high_open else value <= self.high
         if not ok:
-            raise ConfigError(f"{where} must be {self.describe()}, got {value!r}")
+            hint = ""
+            if isinstance(value, str) and self.kind in ("int", "float"):
+                try:
+                    float(value)
+                    hint = f" (YAML reads {value!r} as text: write {float(value)!r})"
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where} must be {self.describe()}, got {value!r}{hint}")
         return value
 
     def contains(self, dist: "Distribution") -> bool:

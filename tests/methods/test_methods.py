@@ -96,3 +96,30 @@ def test_a_family_that_fails_to_import_fails_the_tests(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_WARNED", set())
     with pytest.raises(UserWarning, match="metarec_broken_family not loaded"):
         registry.list_methods()
+
+
+def test_every_method_default_and_search_space_lies_in_its_domains():
+    """The declarations agree with themselves: each default is a legal value, each search space draws legal ones."""
+    from metarec.methods import get_method, list_methods
+    from metarec.params import check_params
+
+    for name in list_methods():
+        cls = get_method(name)
+        check_params(cls.defaults, cls.defaults, cls.domains, f"method {name!r} defaults")
+        cls.declared_space()
+
+
+def test_domains_reject_what_a_user_fat_fingers():
+    from metarec.params import Domain, check_params, probability
+
+    defaults = {"dim": 64, "lr": 1e-3, "dropout": 0.1, "shuffle": True, "mode": "a", "teacher_seed": None}
+    ok = check_params({"dim": 8, "lr": 1, "dropout": 0.0, "shuffle": False, "teacher_seed": None}, defaults,
+                      {"mode": Domain("str", choices=("a", "b"))}, "m")
+    assert ok["lr"] == 1.0 and isinstance(ok["lr"], float)          # an int given for a float becomes a float
+    for params, msg in [({"dim": 0}, "integer >= 1"), ({"dim": 2.0}, "integer"), ({"dim": True}, "integer"),
+                        ({"lr": 0}, "number > 0"), ({"lr": float("nan")}, "number > 0"), ({"lr": "1e-3"}, r"YAML reads '1e-3' as text: write 0.001"),
+                        ({"dropout": 1.0}, r"in \[0.0, 1.0\)"), ({"shuffle": "yes"}, "true or false"),
+                        ({"mode": "c"}, "one of 'a', 'b'"), ({"teacher_seed": -1}, "integer >= 0")]:
+        with pytest.raises(ConfigError, match=msg):
+            check_params(params, defaults, {"mode": Domain("str", choices=("a", "b"))}, "m")
+    assert probability().describe() == "a number in [0.0, 1.0)"
