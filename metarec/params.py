@@ -111,14 +111,9 @@ def non_negative(nullable: bool = False) -> Domain:
     return Domain("float", 0.0, nullable=nullable)
 
 
-def probability(*, open_high: bool = True) -> Domain:
+def probability() -> Domain:
     """A dropout or masking rate: [0, 1) (a rate of 1 drops everything)."""
-    return Domain("float", 0.0, 1.0, high_open=open_high)
-
-
-def one_of(*choices, nullable: bool = False) -> Domain:
-    kind = "str" if all(isinstance(c, str) for c in choices) else "any"
-    return Domain(kind, choices=tuple(choices), nullable=nullable)
+    return Domain("float", 0.0, 1.0, high_open=True)
 
 
 #: Parameters that mean the same wherever they appear (our methods and RecBole's): checked for every method that has

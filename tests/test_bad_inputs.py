@@ -327,7 +327,7 @@ def test_a_tampered_split_is_an_error_not_a_silent_rebuild(home, tmp_path, monke
     assert target.read_bytes() == before
 
 
-def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path, monkeypatch):
     """SIGINT during a Lightning fit: exit 130, one line saying how to resume, no traceback; finished runs kept."""
     import os
     import signal
@@ -355,9 +355,11 @@ def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path):
     assert "Traceback" not in rest
     runs = [p for p in (tmp_path / "store" / "grids" / "ctrlc" / "runs").iterdir() if not p.name.startswith(".")]
     assert len(runs) == 1 and (runs[0] / "result.json").is_file()     # pop's run, finished before the interrupt
-    again = subprocess.run([sys.executable, "-m", "metarec.cli", "bench", "g.yaml", "--only", "method=pop"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "1 already finished" in again.stdout, again.stdout + again.stderr
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path / "store"))   # resumed in this process: same store
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["bench", str(tmp_path / "g.yaml"), "--only", "method=pop"]) == 0
+    assert "1 already finished" in out.getvalue(), out.getvalue()
 
 
 def test_one_broken_dataset_does_not_hide_the_others(tmp_path, monkeypatch, capsys):

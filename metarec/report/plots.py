@@ -3,6 +3,7 @@ skipped (with a reason) when it has none."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +20,23 @@ def _stem(metric: str) -> str:
     return metric.replace("@", "").replace("/", "_")
 
 
+_WRITE_FILES = [True]
+
+
+@contextmanager
+def figure_files(write: bool):
+    """Within: figures are drawn but, when ``write`` is False, not saved (``_save`` returns no files)."""
+    _WRITE_FILES.append(bool(write))
+    try:
+        yield
+    finally:
+        _WRITE_FILES.pop()
+
+
 def _save(fig, folder: Path, stem: str) -> list[Path]:
+    if not _WRITE_FILES[-1]:
+        plt.close(fig)
+        return []
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for ext in ("png", "pdf"):

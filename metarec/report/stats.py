@@ -75,9 +75,8 @@ def user_bootstrap(pairs: list[np.ndarray], n_boot: int = BOOTSTRAP, seed: int =
     out = np.zeros(n_boot)
     for p in pairs:
         n = len(p)
-        idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
-        w = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n)   # resampling counts per user
-        out += w @ (p[:, 0] - p[:, 1]) / n
+        idx = rng.integers(0, n, size=(n_boot, n))   # each replicate: n users drawn with replacement
+        out += (p[:, 0] - p[:, 1])[idx].sum(1) / n
     return out / len(pairs)
 
 
