@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench smoke paper clean
+.PHONY: setup demo test bench smoke paper clean mutation
 
 setup:
 	bash scripts/setup_env.sh
@@ -31,3 +31,10 @@ paper: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Mutation testing of the core ([tool.mutmut] in pyproject.toml; hours on 2 cores, outside CI): mutmut run, then
+# the score per module (benchmarks/mutation_score.py). mutmut is not part of the pinned stack: installed here.
+mutation: setup
+	$(PY) -m pip install -q "mutmut==3.8.1"
+	$(VENV)/bin/mutmut run || true
+	$(PY) benchmarks/mutation_score.py
