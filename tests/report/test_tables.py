@@ -1,0 +1,43 @@
+"""Report tables: the bold cell is the best one in the metric's own direction (higher for NDCG, lower for MAE,
+also behind a task prefix), the reference is underlined, one-seed cells carry no spread."""
+from __future__ import annotations
+
+import pandas as pd
+
+from metarec.report import tables
+
+
+def tidy(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """{method: {metric: [value per seed]}} -> a tidy table of selected test rows."""
+    rows = []
+    for method, metrics in values.items():
+        for metric, vals in metrics.items():
+            for seed, v in enumerate(vals):
+                rows.append({"run": f"{method}-{seed}", "dataset": "d", "protocol": "general", "protocol_params": "{}",
+                             "method": method, "family": "baseline", "params": "{}", "seed": seed, "stage": "test",
+                             "metric": metric, "value": v, "selected": True})
+    return pd.DataFrame(rows)
+
+
+def cell(md: str, method: str, column: int) -> str:
+    row = next(line for line in md.splitlines() if line.startswith(f"| {method} "))
+    return row.split("|")[column + 1].strip()
+
+
+def test_bold_follows_each_metric_direction_and_one_seed_has_no_spread():
+    t = tidy({"a": {"ndcg@10": [0.30, 0.32], "mae": [0.90, 0.92], "rating/user_mae": [0.70, 0.72]},
+              "b": {"ndcg@10": [0.20, 0.22], "mae": [0.80, 0.82], "rating/user_mae": [0.60, 0.62]},
+              "c": {"ndcg@10": [0.25, 0.27], "mae": [0.85, 0.87], "rating/user_mae": [0.90, 0.92]}})
+    frame, info = tables.comparison(t, None, ["ndcg@10", "mae", "rating/user_mae"], "d", "general", reference="c")
+    md = tables.to_markdown(frame, "d / general")
+    assert cell(md, "a", 1).startswith("**0.3100")          # higher is better: a
+    assert cell(md, "b", 2).startswith("**0.8100")          # lower is better: b, not the worst (a)
+    assert cell(md, "b", 3).startswith("**0.6100")          # lower is better behind a task prefix too
+    assert not any(cell(md, m, 2).startswith("**") for m in ("a", "c"))
+    assert not any(cell(md, m, 1).startswith("**") for m in ("b", "c"))
+    assert cell(md, "c", 1).startswith("<u>") and info["reference"]["ndcg@10"] == "c"
+    assert "±" in cell(md, "a", 1)
+    one = tables.comparison(t[t.seed == 0], None, ["ndcg@10"], "d", "general", reference="c")[0]
+    assert "±" not in tables.to_markdown(one, "one seed")
+    latex = tables.to_latex(frame, "d / general", "tab:x")
+    assert "\\textbf{0.8100" in latex and "\\textbf{0.9100" not in latex
