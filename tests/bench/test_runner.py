@@ -203,3 +203,20 @@ def test_selection_never_falls_back_to_test():
         select_configs(pd.DataFrame(rows), "ndcg@10")
     t = select_configs(pd.DataFrame(rows[2:]), "ndcg@10")
     assert t.selected.all()
+
+
+def test_selection_takes_the_best_mean_validation_value_over_seeds():
+    """x=2 has the best *mean* validation NDCG over seeds; x=1 wins on seed 0 alone, on its best seed, and on test:
+    each of those wrong rules would select it."""
+    from metarec.bench.store import select_configs
+
+    rows = []
+    for params, valid, test in (('{"x": 1}', [0.30, 0.10], [0.50, 0.50]), ('{"x": 2}', [0.22, 0.22], [0.10, 0.10]),
+                                ('{"x": 3}', [0.05, 0.05], [0.90, 0.90])):
+        for seed in (0, 1):
+            for stage, v in (("valid", valid[seed]), ("test", test[seed])):
+                rows.append({"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": "a",
+                             "params": params, "seed": seed, "stage": stage, "metric": "ndcg@10", "value": v})
+    t = select_configs(pd.DataFrame(rows), "ndcg@10")
+    assert set(t[t.selected].params) == {'{"x": 2}'}
+    assert len(t[t.selected]) == 4     # both seeds, both stages of the selected configuration
