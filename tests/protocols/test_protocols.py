@@ -199,3 +199,58 @@ def test_bad_protocol_inputs(ds):
         with pytest.raises(ConfigError, match=msg):
             get_protocol(proto)(ds, seed=0, **params)
     assert set(PROTOCOLS) == {"general", "sequential", "temporal", "given", "cold_start", "impressions"}
+
+
+# ---- every leakage check, fed a split that breaks it -------------------------------------------------------------
+def test_cold_user_check_catches_a_meta_train_user_and_overlapping_stages(ds):
+    from metarec.protocols.leakage import check_cold_users
+
+    s = get_protocol("cold_start")(ds, seed=0, k_shot=3, n_query=3)
+    assert check_cold_users(s)
+    moved = s.train.iloc[:1].copy()                        # a meta-train user's event among the test users
+    s.frames["test"] = pd.concat([s.test, moved], ignore_index=True)
+    with pytest.raises(LeakageError, match="test users also in meta-train"):
+        check_cold_users(s)
+    s = get_protocol("cold_start")(ds, seed=0, k_shot=3, n_query=3)
+    s.frames["valid"] = pd.concat([s.valid, s.test.iloc[:1]], ignore_index=True)   # a test user also in valid
+    with pytest.raises(LeakageError, match="valid and test users overlap"):
+        check_cold_users(s)
+    s = get_protocol("cold_start")(ds, seed=0, k_shot=3, n_query=3)
+    sup = s.support("test").copy()
+    sup.loc[sup.index[0], "user"] = int(s.train.user.iloc[0])   # leakage through the support set too
+    s.frames["test_support"] = sup
+    with pytest.raises(LeakageError, match="test users also in meta-train"):
+        check_cold_users(s)
+
+
+def test_latest_is_test_check_catches_an_earlier_event(ds):
+    from types import SimpleNamespace
+
+    from metarec.protocols.base import chronological
+    from metarec.protocols.leakage import check_latest_is_test
+
+    full = chronological(ds.interactions)
+    last = full.groupby("user")["_pos"].transform("max")
+    frames = {"test": full[full._pos == last].reset_index(drop=True),
+              "valid": full[full._pos == last - 1].reset_index(drop=True)}
+    split = SimpleNamespace(dataset="toy", frames=frames)
+    assert check_latest_is_test(split, full)
+    for stage in ("test", "valid"):   # the stage's first row replaced by that user's first event
+        bad = {k: v.copy() for k, v in frames.items()}
+        bad[stage].iloc[0] = full.loc[(full.user == bad[stage].user[0]) & (full._pos == 0)].iloc[0]
+        with pytest.raises(LeakageError, match=f"a {stage} item is not the user's"):
+            check_latest_is_test(SimpleNamespace(dataset="toy", frames=bad), full)
+
+
+def test_time_order_check_catches_an_early_test_or_valid_event(ds):
+    from metarec.protocols.leakage import check_time_order
+
+    s = get_protocol("temporal")(ds, seed=0)
+    assert check_time_order(s) == "valid/test events not earlier than train events"
+    for stage in ("test", "valid"):
+        s = get_protocol("temporal")(ds, seed=0)
+        frame = s.frames[stage].copy()
+        frame.loc[frame.index[0], "timestamp"] = int(s.train.timestamp.min()) - 1
+        s.frames[stage] = frame
+        with pytest.raises(LeakageError, match="a valid/test event is earlier than a train event"):
+            check_time_order(s)
