@@ -17,6 +17,17 @@ def home() -> Path:
     return Path(os.environ.get("METAREC_HOME") or Path.cwd() / "runs")
 
 
+def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (split files, artifacts and downloads are checked with it)."""
+    import hashlib
+
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write via a temporary file in the same folder and rename: readers see the old or the new file, never half."""
     path = Path(path)

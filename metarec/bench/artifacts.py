@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from metarec.utils import atomic_write_json, home
+from metarec.utils import atomic_write_json, file_digest, home
 
 META = "meta.json"
 
@@ -62,7 +62,7 @@ class Artifacts:
                     extra = build(tmp) or {}
                     meta = {"kind": kind, "identity": identity, "build_s": time.perf_counter() - t0,
                             "built": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra,
-                            "files": {str(f.relative_to(tmp)): _sha256(f) for f in sorted(tmp.rglob("*"))
+                            "files": {str(f.relative_to(tmp)): file_digest(f) for f in sorted(tmp.rglob("*"))
                                       if f.is_file() and f.name != META}}
                     atomic_write_json(tmp / META, meta)
                     shutil.rmtree(final, ignore_errors=True)   # a damaged one (rejected by `valid`)
@@ -73,14 +73,6 @@ class Artifacts:
                 return final, meta, False
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check(folder: Path, valid: Callable[[Path], bool] | None) -> tuple[dict, str | None]:
@@ -94,7 +86,7 @@ def _check(folder: Path, valid: Callable[[Path], bool] | None) -> tuple[dict, st
         path = folder / name
         if not path.is_file():
             return meta, f"{name} missing"
-        if _sha256(path) != digest:
+        if file_digest(path) != digest:
             return meta, f"{name} changed since it was built (sha256)"
     if valid is not None and not valid(folder):
         return meta, "rejected by its builder's check"

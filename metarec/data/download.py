@@ -8,7 +8,6 @@ Without network it fails fast with one DataError naming the URL, the reason and 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from metarec.data.registry import DatasetCard, default_root, get_card, locate
 from metarec.errors import DataError
+from metarec.utils import file_digest
 
 TIMEOUT_S = 10.0
 CHUNK = 1 << 20
@@ -34,12 +34,9 @@ def _check(path: Path, expected: str | None, url: str) -> None:
     if not expected:
         return
     algo, _, want = expected.partition(":")
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            h.update(chunk)
-    if h.hexdigest() != want:
-        raise DataError(f"checksum mismatch for {url}: {algo} {h.hexdigest()} != expected {want}; the download "
+    got = file_digest(path, algo)
+    if got != want:
+        raise DataError(f"checksum mismatch for {url}: {algo} {got} != expected {want}; the download "
                         "is corrupt or the file changed upstream (nothing was installed)", path)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from metarec.data.schema import ITEM, USER
 from metarec.errors import DataError
+from metarec.utils import file_digest
 
 MANIFEST = "manifest.json"
 STAGES = ("valid", "test")
@@ -151,7 +152,7 @@ class Split:
                 path = folder / fname
                 if not path.is_file():
                     raise DataError("split file missing (listed in manifest.json)", path)
-                if _sha256(path) != digest:
+                if file_digest(path) != digest:
                     raise DataError("sha256 differs from manifest.json: the file changed after the split was "
                                     "written", path)
         frames = {}
@@ -180,11 +181,7 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> str:
     df.reset_index(drop=True).to_parquet(path, index=False, engine="pyarrow", compression="zstd")
-    return _sha256(path)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
