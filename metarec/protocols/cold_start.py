@@ -18,7 +18,7 @@ import numpy as np
 from metarec.data.schema import ITEM, TIME, USER, Dataset
 from metarec.errors import ConfigError
 from metarec.params import Domain, positive_int
-from metarec.protocols.base import check_ratios, chronological, make_split, protocol
+from metarec.protocols.base import chronological, make_split, protocol
 from metarec.protocols.leakage import check_cold_users, check_no_test_pair_in_train
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def cold_start(ds: Dataset, *, seed: int, user_ratios, k_shot, n_query, min_history, max_history, new_items,
                new_item_ratio) -> "Split":
     """Disjoint cold users; each valid/test user's history = K-shot support + query (MeLU style)."""
-    r = check_ratios("cold_start", user_ratios)
+    r = np.asarray(user_ratios, dtype=float)   # checked by Protocol.resolve (check_ratios)
     min_history = k_shot + n_query if min_history is None else min_history
     if not isinstance(min_history, int) or min_history < k_shot + n_query:
         raise ConfigError(f"protocol 'cold_start': min_history must be an int >= k_shot + n_query "

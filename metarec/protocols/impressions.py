@@ -12,7 +12,7 @@ import pandas as pd
 
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, TIME, USER, Dataset
 from metarec.errors import ConfigError
-from metarec.protocols.base import check_ratios, make_split, protocol
+from metarec.protocols.base import make_split, protocol
 from metarec.protocols.leakage import check_time_order
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def impressions(ds: Dataset, *, seed: int, ratios) -> "Split":
     """Impressions in time order cut 8:1:1; candidates + labels per impression (MIND)."""
     if ds.impressions is None:
         raise ConfigError(f"protocol 'impressions' needs an impression log; dataset {ds.name!r} has none")
-    r = check_ratios("impressions", ratios)
+    r = np.asarray(ratios, dtype=float)   # checked by Protocol.resolve (check_ratios)
     imp = ds.impressions.sort_values([TIME, IMPRESSION], kind="stable")
     first = imp.drop_duplicates(IMPRESSION)[[IMPRESSION, TIME]]
     n = len(first)

@@ -7,7 +7,7 @@ import numpy as np
 
 from metarec.data.schema import ITEM, TIME, USER, Dataset
 from metarec.errors import ConfigError
-from metarec.protocols.base import check_ratios, dedupe_pairs, make_split, protocol
+from metarec.protocols.base import dedupe_pairs, make_split, protocol
 from metarec.protocols.leakage import check_no_test_pair_in_train, check_time_order
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ def temporal(ds: Dataset, *, seed: int, ratios, drop_cold: bool) -> "Split":
     if TIME not in ds.interactions:
         raise ConfigError(f"protocol 'temporal' needs timestamps; dataset {ds.name!r} has only "
                           f"{', '.join(ds.interactions.columns)} (use 'sequential' or 'general')")
-    r = check_ratios("temporal", ratios)
+    r = np.asarray(ratios, dtype=float)   # checked by Protocol.resolve (check_ratios)
     inter = dedupe_pairs(ds.interactions).sort_values(TIME, kind="stable")
     t = inter[TIME].to_numpy()
     cut1, cut2 = np.quantile(t, [r[0], r[0] + r[1]], method="lower")
