@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -144,7 +143,6 @@ class LightningMethod(Method):
 
     def fit(self, split, *, seed: int = 0, workdir: str | Path | None = None) -> "LightningMethod":
         import pytorch_lightning as pl
-        from pytorch_lightning.loggers import CSVLogger
 
         for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -154,16 +152,16 @@ class LightningMethod(Method):
         pl.seed_everything(seed, workers=True, verbose=False)
         self.module = self.build_module(split)
         datamodule = self.build_datamodule(split, seed)
-        own = workdir is None   # a folder of our own making (the training log only) is removed after the fit
-        workdir = Path(tempfile.mkdtemp(prefix="metarec-")) if own else Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._fit(split, workdir, pl, CSVLogger, datamodule)
-        finally:
-            if own:
-                shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is None:   # a folder of our own making (the training log only) is removed after the fit
+            with tempfile.TemporaryDirectory(prefix="metarec-", ignore_cleanup_errors=True) as tmp:
+                return self._train(split, Path(tmp), datamodule)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        return self._train(split, Path(workdir), datamodule)
 
-    def _fit(self, split, workdir: Path, pl, CSVLogger, datamodule) -> "LightningMethod":
+    def _train(self, split, workdir: Path, datamodule) -> "LightningMethod":
+        import pytorch_lightning as pl
+        from pytorch_lightning.loggers import CSVLogger
+
         p = self.params
         validate = p["valid_metric"] and len(split.valid) > 0
         callbacks = []
