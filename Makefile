@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench smoke paper clean mutation
+.PHONY: setup demo test test-fast bench smoke paper clean mutation
 
 setup:
 	bash scripts/setup_env.sh
@@ -15,8 +15,12 @@ demo: setup
 	$(VENV)/bin/metarec run --dataset ml-100k --protocol general --method pop
 	$(VENV)/bin/metarec run --dataset ml-100k --protocol general --method mf-bpr
 
+# everything, slow tests included (what CI runs); `make test-fast` (= plain pytest) leaves the slow ones out
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "slow or not slow" -rs
+
+test-fast: setup
+	$(PY) -m pytest -q -rs
 
 bench: setup
 	$(PY) benchmarks/eval_speed.py
@@ -32,9 +36,10 @@ paper: setup
 clean:
 	rm -rf runs .pytest_cache
 
-# Mutation testing of the core ([tool.mutmut] in pyproject.toml; hours on 2 cores, outside CI): mutmut run, then
-# the score per module (benchmarks/mutation_score.py). mutmut is not part of the pinned stack: installed here.
+# Mutation testing of the core ([tool.mutmut] in pyproject.toml; hours on 2 cores, outside CI): runs the mutants
+# without a verdict (MUTATE: mutant-name globs, e.g. 'metarec.protocols.*'), keeping the verdicts in results/mutation/
+# so a later machine resumes, then prints the score per module. mutmut is not part of the pinned stack: installed here.
+MUTATE ?=
 mutation: setup
 	$(PY) -m pip install -q "mutmut==3.8.1"
-	$(VENV)/bin/mutmut run || true
-	$(PY) benchmarks/mutation_score.py
+	$(PY) benchmarks/mutation_score.py run $(MUTATE)

@@ -1,62 +1,158 @@
-"""Mutation score per module, from the results of the last `mutmut run` (configured in pyproject's [tool.mutmut]).
+"""Mutation testing of the core, resumable across machines, and the score per module.
 
-    make mutation                       # mutmut run over the core, then this script
-    .venv/bin/python benchmarks/mutation_score.py [--goal 0.85]
+    make mutation                                   # every configured module (hours on 2 cores)
+    make mutation MUTATE='metarec.protocols.*'      # a part: mutant-name globs
+    .venv/bin/python benchmarks/mutation_score.py [--goal 0.85] [--survivors]   # the score only, from the state
 
-Reads `mutmut results --all true` ("<module>.<function>__mutmut_<n>: <status>"), groups by module and prints
-killed / survived / no tests / other, the score killed / (killed + survived + no tests) — a mutant no test even
-runs counts against the score — and whether each module reaches the goal. Exit status 1 if one does not.
-Timeouts count as killed (the mutant made a test hang, which a test run notices), as mutmut reports them.
+mutmut 3 keeps its verdicts in ``mutants/`` (git-ignored, gone with the machine). This script keeps them in
+``results/mutation/`` (committed): ``run`` copies that state into ``mutants/`` first — mutmut keeps a verdict while
+the mutated function's source hash is unchanged and retests it otherwise — then runs the mutants that have no
+verdict yet in chunks, saving the state after each chunk, so a killed run loses at most one chunk.
+
+The score per module is killed / (killed + survived + no tests): a mutant no test even runs counts against it.
+Timeouts count as killed (the mutant made a test hang, which a test run notices), as mutmut counts them. Exit
+status 1 if a module misses the goal.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / "results" / "mutation"
+WORK = ROOT / "mutants"
+STATS = "mutmut-stats.json"
 KILLED = {"killed", "timeout"}
 COUNTED = KILLED | {"survived", "no tests"}
 
 
+def status_of(code) -> str:
+    from mutmut.stats import status_by_exit_code   # mutmut's own reading of its exit codes
+
+    return status_by_exit_code[code]
+
+
 def module_of(key: str) -> str:
     """'metarec.eval.registry.x_register_metric__mutmut_3' -> 'metarec.eval.registry' (methods: 'xǁClassǁm')."""
-    name = key.split("__mutmut_")[0]
-    parts = name.split(".")
+    parts = key.split("__mutmut_")[0].split(".")
     while parts and (parts[-1].startswith("x_") or parts[-1].startswith("xǁ")):
         parts.pop()
     return ".".join(parts)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--goal", type=float, default=0.85)
-    args = ap.parse_args()
-    mutmut = Path(sys.executable).with_name("mutmut")
-    out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True)
-    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for line in out.stdout.splitlines():
-        if ": " not in line:
-            continue
-        key, status = line.strip().rsplit(": ", 1)
-        counts[module_of(key)][status] += 1
-    if not counts:
-        print("no mutmut results: run `make mutation` (or `mutmut run`) first")
+def verdicts(folder: Path) -> dict[str, object]:
+    """mutant name -> mutmut exit code (None: not run yet), from every ``*.py.meta`` under ``folder``."""
+    out: dict[str, object] = {}
+    for meta in sorted(folder.rglob("*.py.meta")):
+        out.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return out
+
+
+def save() -> None:
+    """mutants/ -> results/mutation/: the verdict files and the test map (written whole, then moved in place)."""
+    tmp = STATE.with_name(STATE.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for meta in WORK.rglob("*.py.meta"):
+        dest = tmp / meta.relative_to(WORK)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(meta, dest)
+    if (WORK / STATS).exists():
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(WORK / STATS, tmp / STATS)
+    if STATE.exists():
+        shutil.rmtree(STATE)
+    tmp.rename(STATE)
+
+
+def restore() -> None:
+    """results/mutation/ -> mutants/ where mutants/ has no state of its own (a fresh machine)."""
+    if not STATE.exists() or any(WORK.rglob("*.py.meta")):
+        return
+    for path in STATE.rglob("*"):
+        if path.is_file():
+            dest = WORK / path.relative_to(STATE)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+
+
+def mutmut(*args: str) -> int:
+    return subprocess.call([str(Path(sys.executable).with_name("mutmut")), *args], cwd=ROOT)
+
+
+def run(globs: list[str], chunk: int, children: int, again: bool = False) -> None:
+    """Run the mutants without a verdict that match ``globs``; ``again``: rerun the survivors (and those without a
+    covering test) that match, after tests were added to kill them."""
+    restore()
+    # a glob no mutant matches: mutmut generates the mutants (a changed function loses its verdict) and collects
+    # or loads the map of which tests run which function, then has nothing to run
+    mutmut("run", "--max-children", str(children), "metarec.__set_up_only__*")
+    save()
+    rerun = {k for k, v in verdicts(WORK).items() if status_of(v) in ("survived", "no tests")} if again else set()
+    while True:
+        pending = [k for k, v in verdicts(WORK).items()
+                   if (v is None or k in rerun) and (not globs or any(fnmatch.fnmatch(k, g) for g in globs))]
+        if not pending:
+            break
+        rerun -= set(pending[:chunk])
+        print(f"[mutation] {len(pending)} mutants to run; next {min(chunk, len(pending))}", flush=True)
+        code = mutmut("run", "--max-children", str(children), *pending[:chunk])
+        save()
+        if all(verdicts(WORK).get(k) is None for k in pending[:chunk] if k not in rerun):   # clean tests failed
+            raise SystemExit(f"mutmut ran none of the chunk (exit {code}): see its output above")
+
+
+def score(goal: float, survivors: bool) -> int:
+    found = verdicts(STATE if STATE.exists() else WORK)
+    if not found:
+        print("no mutation results: run `make mutation` first")
         return 1
-    print(f"{'module':<34}{'killed':>8}{'survived':>10}{'no tests':>10}{'other':>7}{'score':>8}")
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    left: dict[str, list[str]] = collections.defaultdict(list)
+    for key, code in found.items():
+        status = status_of(code)
+        counts[module_of(key)][status] += 1
+        if status in ("survived", "no tests"):
+            left[module_of(key)].append(f"{key}: {status}")
+    print(f"{'module':<30}{'killed':>8}{'survived':>10}{'no tests':>10}{'not run':>9}{'other':>7}{'score':>8}")
     missed = []
     for module in sorted(counts):
         c = counts[module]
         killed = sum(c[s] for s in KILLED)
         counted = sum(c[s] for s in COUNTED)
-        other = sum(v for s, v in c.items() if s not in COUNTED)
-        score = killed / counted if counted else float("nan")
-        if not score >= args.goal:
+        other = sum(v for s, v in c.items() if s not in COUNTED and s != "not checked")
+        value = killed / counted if counted else float("nan")
+        if not value >= goal or c["not checked"]:
             missed.append(module)
-        print(f"{module:<34}{killed:>8}{c['survived']:>10}{c['no tests']:>10}{other:>7}{score:>8.1%}")
-    print(f"goal {args.goal:.0%}: " + ("every module reaches it" if not missed else f"missed by {', '.join(missed)}"))
+        print(f"{module:<30}{killed:>8}{c['survived']:>10}{c['no tests']:>10}{c['not checked']:>9}{other:>7}"
+              f"{value:>8.1%}")
+    print(f"goal {goal:.0%} with every mutant run: "
+          + ("every module reaches it" if not missed else f"not (yet) by {', '.join(missed)}"))
+    if survivors:
+        for module in sorted(left):
+            print(f"\n{module}")
+            print("\n".join(f"  {line}" for line in sorted(left[module])))
     return 1 if missed else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", nargs="?", choices=["run", "again", "score"], default="score",
+                    help="run: mutants without a verdict; again: rerun the survivors; score: print the scores")
+    ap.add_argument("globs", nargs="*", help="run: mutant-name globs to run (default: every configured module)")
+    ap.add_argument("--goal", type=float, default=0.85)
+    ap.add_argument("--survivors", action="store_true", help="score: list the surviving mutants")
+    ap.add_argument("--chunk", type=int, default=150, help="run: mutants per mutmut call (state saved after each)")
+    ap.add_argument("--children", type=int, default=1, help="run: parallel mutmut workers")
+    args = ap.parse_args()
+    if args.command in ("run", "again"):
+        run(args.globs, args.chunk, args.children, again=args.command == "again")
+    return score(args.goal, args.survivors)
 
 
 if __name__ == "__main__":

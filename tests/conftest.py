@@ -1,15 +1,24 @@
-"""Suite-wide fixtures. The run store is isolated: every test session writes splits, runs and artifacts under a
-temporary $METAREC_HOME, never into ./runs (a developer's real store); tests that need a store of their own set
-METAREC_HOME again with monkeypatch."""
+"""Suite-wide fixtures. The run store is isolated: tests write splits, runs and artifacts under a temporary
+$METAREC_HOME, never into ./runs (a developer's real store) — one per test body, one shared by the wider-scoped
+fixtures."""
 from __future__ import annotations
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: the same examples on every run (a red CI is reproducible), no per-example deadline (two shared
+# cores make timings noisy); HYPOTHESIS_PROFILE=explore searches afresh with more examples.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_store(tmp_path_factory):
+    """Module- and session-scoped fixtures build their splits and grids under one temporary store."""
     previous = os.environ.get("METAREC_HOME")
     os.environ["METAREC_HOME"] = str(tmp_path_factory.mktemp("metarec-home"))
     yield
@@ -17,3 +26,9 @@ def _isolated_store(tmp_path_factory):
         os.environ.pop("METAREC_HOME", None)
     else:
         os.environ["METAREC_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _store_per_test(tmp_path_factory, monkeypatch):
+    """Each test body gets a store of its own: nothing one test writes is read by another, whatever the order."""
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path_factory.mktemp("store")))

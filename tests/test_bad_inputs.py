@@ -281,6 +281,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clear_line(case, home, tmp_path, monkeypatch):
     finished = digests(home / "store" / "grids" / "done")
+    monkeypatch.setenv("METAREC_HOME", str(home / "store"))   # the store holding the finished grid
     if case.plugin:
         install_plugin(tmp_path / "site", case.id, *case.plugin)
         monkeypatch.syspath_prepend(str(tmp_path / "site"))
@@ -327,6 +328,7 @@ def test_a_tampered_split_is_an_error_not_a_silent_rebuild(home, tmp_path, monke
     assert target.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path, monkeypatch):
     """SIGINT during a Lightning fit: exit 130, one line saying how to resume, no traceback; finished runs kept."""
     import os

@@ -11,6 +11,7 @@ from metarec.report.paper import regenerate
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_paper_regenerates_committed_results(tmp_path):
     results = REPO / "results"
     if not list(results.glob("*/meta.json")):

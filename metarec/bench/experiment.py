@@ -19,7 +19,9 @@ from metarec.utils import home
 def split_dir(dataset: str, protocol: str, params: dict, seed: int, preprocess: dict | None = None,
               root: Path | None = None) -> Path:
     key = params_key({"protocol": params, "preprocess": preprocess or {}})
-    return (root or home()) / "splits" / dataset / f"{protocol}-{key}-seed{seed}"
+    version = get_protocol(protocol).version   # a folder per algorithm version: an old split is never reused
+    name = protocol if version == 1 else f"{protocol}.v{version}"
+    return (root or home()) / "splits" / dataset / f"{name}-{key}-seed{seed}"
 
 
 def get_split(dataset: str, protocol: str, params: dict | None = None, seed: int = 0,

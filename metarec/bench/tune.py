@@ -35,6 +35,7 @@ import pandas as pd
 
 from metarec.bench.grid import Grid, RunSpec
 from metarec.bench.store import RunStore, lower_is_better, run_key
+from metarec.protocols import get_protocol
 
 DB_NAME = "tuning.db"
 
@@ -155,6 +156,9 @@ class Tuner:
                  "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
                  "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
                  "eval_mode": self.grid.eval_mode, "split_seed": self.grid.split_seed}
+        version = get_protocol(proto["name"]).version
+        if version != 1:   # a changed split algorithm starts new studies (trials on the old splits stay apart)
+            ident["protocol_version"] = version
         if self.grid.ties != "expected":
             # (studies begun before tie-aware metrics ranked ties by item id; they continue under the default:
             # selection only, the confirm runs that make the tables are keyed and evaluated with ``ties``)

@@ -309,7 +309,7 @@ class Evaluator:
         for b, s, target, valid in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock):
             dev = s.device
             n_pos = b.n_pos.to(dev)
-            tie = None
+            tie, listed = None, None
             if self.kmax:
                 if self.ties == "expected":   # one more position: does the tie at the cut-off go on past it?
                     top = _topk(s, min(self.kmax + 1, n_items), stage)
@@ -325,6 +325,11 @@ class Evaluator:
                 n_pos = n_pos.to(torch.float64)
                 if tied:
                     tie = _CutoffRun(s, top, hits, target, nxt)
+                # a user with fewer than K rankable items gets a shorter list: the masked (-inf) items that pad it
+                # are never hits, and beyond accuracy they are not recommendations either. Such a list holds every
+                # rankable item, so its novelty, diversity and coverage do not depend on any tie order.
+                listed = torch.isfinite(torch.gather(s, 1, top))
+                listed = None if bool(listed.all()) else listed
             elif torch.isnan(s).any():
                 raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
             if acc:
@@ -338,28 +343,34 @@ class Evaluator:
             for spec in active:
                 if spec.base == "novelty":
                     if tie is None:
-                        per_unit[spec.name].append(M.novelty(top, info.to(dev), spec.k).cpu())
+                        v = M.novelty(top, info.to(dev), spec.k, listed)
                     else:
-                        e = M.run_means(tie.runs, info.to(dev)[top], tie.last_mean(info.to(dev)))
-                        per_unit[spec.name].append(e[:, :spec.k].mean(1).cpu())
+                        v = M.run_means(tie.runs, info.to(dev)[top], tie.last_mean(info.to(dev)))[:, :spec.k].mean(1)
+                        v = _short_lists_exact(v, listed, spec.k, lambda r: M.novelty(top[r], info.to(dev), spec.k,
+                                                                                      listed[r]))
+                    per_unit[spec.name].append(v.cpu())
                 elif spec.base == "diversity":
                     kind, ref = basis[0], basis[1].to(dev)
+                    plain = M.diversity if kind == "categories" else M.vector_diversity
                     if tie is None:
-                        v = (M.diversity if kind == "categories" else M.vector_diversity)(top, ref, spec.k)
+                        v = plain(top, ref, spec.k, listed)
                     elif kind == "categories":
                         sig, sim, onehot = (x.to(dev) for x in self._signatures(basis[1]))
                         v = M.expected_diversity(tie.runs, sig[top], sim, tie.last_counts(sig[top], onehot), spec.k)
                     else:
                         vec = ref[top]
                         v = M.expected_vector_diversity(tie.runs, vec, *tie.last_vector_sums(vec, ref), spec.k)
+                    if tie is not None:
+                        v = _short_lists_exact(v, listed, spec.k, lambda r: plain(top[r], ref, spec.k, listed[r]))
                     per_unit[spec.name].append(v.cpu())
             for k in counts:
                 if tie is None:
-                    counts[k] += M.rec_counts(top, n_items, k).cpu()
+                    counts[k] += M.rec_counts(top, n_items, k, listed).cpu()
                     if self.ties == "expected":   # listed for sure: P(not in the list) = 0
-                        log_miss[k].index_fill_(0, top[:, :k].reshape(-1).cpu(), float("-inf"))
+                        shown = top[:, :k] if listed is None else top[:, :k][listed[:, :k]]
+                        log_miss[k].index_fill_(0, shown.reshape(-1).cpu(), float("-inf"))
                 else:
-                    c, lq = tie.inclusion_sums(k, n_items)
+                    c, lq = tie.inclusion_sums(k, n_items, listed)
                     counts[k] += c.cpu()
                     log_miss[k] += lq.cpu()
             if want_auc:  # in row chunks: the ranking needs a few [rows, n_items] int64 buffers
@@ -525,6 +536,18 @@ class Evaluator:
 _AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
 
 
+def _short_lists_exact(values: torch.Tensor, listed: torch.Tensor | None, k: int, exact) -> torch.Tensor:
+    """``values`` with the rows whose top-k is padded (fewer than k rankable items) replaced by ``exact(rows)``:
+    such a list holds all the user's rankable items, so its value is the plain one over the listed items."""
+    if listed is None:
+        return values
+    short = ~listed[:, :k].all(1)
+    if bool(short.any()):
+        values = values.clone()
+        values[short] = exact(short).to(values.dtype)
+    return values
+
+
 class _CutoffRun:
     """One batch's tie structure for tie-aware metrics: ``M.TieRuns`` of the stable top-K lists, plus the run at the
     cut-off over the whole row (all unmasked items whose score equals the K-th). A cut-off score of -inf means the
@@ -584,11 +607,14 @@ class _CutoffRun:
             sq_sum[self.rows] = eq @ (vectors * vectors).sum(1)
         return total, n, sq_sum
 
-    def inclusion_sums(self, k: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def inclusion_sums(self, k: int, n_items: int, listed: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per item: expected count in the batch's top-k lists, and sum over the batch's users of
-        log P(not in the list)."""
+        log P(not in the list). ``listed``: False at padding positions (never recommended)."""
         p_pos, p_last = M.inclusion(self.runs, k)
         inner = ~(self.last & self.extends[:, None])      # positions whose item set is the listed one
+        if listed is not None:
+            inner = inner & listed
         p = torch.where(inner, p_pos, torch.zeros_like(p_pos))
         flat = self.top.reshape(-1)
         counts = torch.zeros(n_items, dtype=torch.float64, device=p.device).index_add_(0, flat, p.reshape(-1))

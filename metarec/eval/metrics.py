@@ -505,9 +505,12 @@ def rmse(pred: torch.Tensor, true: torch.Tensor) -> float:
 
 
 # ---- beyond accuracy ------------------------------------------------------------------------------------------------
-def rec_counts(top_items: torch.Tensor, n_items: int, k: int) -> torch.Tensor:
-    """How often each item appears in the top-K lists: int64 [n_items] (sum these over batches)."""
-    return torch.bincount(top_items[:, :k].reshape(-1), minlength=n_items)
+def rec_counts(top_items: torch.Tensor, n_items: int, k: int, listed: torch.Tensor | None = None) -> torch.Tensor:
+    """How often each item appears in the top-K lists: int64 [n_items] (sum these over batches). ``listed`` [U, >=k]
+    bool: False at padding positions (a user with fewer than K rankable items), which are not recommendations."""
+    if listed is None:
+        return torch.bincount(top_items[:, :k].reshape(-1), minlength=n_items)
+    return torch.bincount(top_items[:, :k][listed[:, :k]], minlength=n_items)
 
 
 def coverage_from_counts(counts: torch.Tensor) -> float:
@@ -540,9 +543,15 @@ def self_information(train_counts: torch.Tensor) -> torch.Tensor:
     return -torch.log2(c / total)
 
 
-def novelty(top_items: torch.Tensor, info: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-user mean self-information (``self_information(train_counts)``) of the top-K items."""
-    return info[top_items[:, :k]].mean(1)
+def novelty(top_items: torch.Tensor, info: torch.Tensor, k: int, listed: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """Per-user mean self-information (``self_information(train_counts)``) of the top-K items. With ``listed``
+    (see ``rec_counts``) the mean runs over the listed items only (NaN for a user with none)."""
+    v = info[top_items[:, :k]].to(F64)
+    if listed is None:
+        return v.mean(1)
+    w = listed[:, :k].to(F64)
+    return (v * w).sum(1) / w.sum(1)   # 0/0 = NaN: nothing rankable, novelty undefined
 
 
 def category_signatures(categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -556,25 +565,40 @@ def category_signatures(categories: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return sig, torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
 
 
-def diversity(top_items: torch.Tensor, categories: torch.Tensor, k: int) -> torch.Tensor:
+def _pair_mean(dist: torch.Tensor, listed: torch.Tensor | None, k: int) -> torch.Tensor:
+    """Mean over the pairs i < j of the first k positions of ``dist`` [U, k, k]; with ``listed``, over the pairs of
+    listed items only (NaN for a user with fewer than two)."""
+    iu = torch.triu_indices(k, k, offset=1, device=dist.device)
+    d = dist[:, iu[0], iu[1]]
+    if listed is None:
+        return d.mean(1)
+    w = (listed[:, :k, None] & listed[:, None, :k])[:, iu[0], iu[1]].to(F64)
+    return (d * w).sum(1) / w.sum(1)
+
+
+def diversity(top_items: torch.Tensor, categories: torch.Tensor, k: int, listed: torch.Tensor | None = None
+              ) -> torch.Tensor:
     """Per-user intra-list diversity: mean pairwise Jaccard distance of the top-K items' category sets.
 
-    ``categories`` is a bool/0-1 matrix [n_items, n_categories].
+    ``categories`` is a bool/0-1 matrix [n_items, n_categories]; ``listed``: see ``rec_counts``.
     """
     c = categories.to(F64)[top_items[:, :k]]  # [U, k, G]
     inter = torch.bmm(c, c.transpose(1, 2))
     size = c.sum(2)
     union = size[:, :, None] + size[:, None, :] - inter
     sim = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.ones_like(inter))
-    iu = torch.triu_indices(k, k, offset=1, device=top_items.device)
-    return (1.0 - sim[:, iu[0], iu[1]]).mean(1)
+    return _pair_mean(1.0 - sim, listed, k)
 
 
-def vector_diversity(top_items: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
+def vector_diversity(top_items: torch.Tensor, vectors: torch.Tensor, k: int, listed: torch.Tensor | None = None
+                     ) -> torch.Tensor:
     """Per-user intra-list diversity by item vectors: mean pairwise cosine distance of the top-K items (``vectors``
-    [n_items, d] unit rows, or zero rows for items without a vector, whose similarity to any item is 0)."""
+    [n_items, d] unit rows, or zero rows for items without a vector, whose similarity to any item is 0);
+    ``listed``: see ``rec_counts``."""
     v = vectors.to(F64)[top_items[:, :k]]      # [U, k, d]
-    total = v.sum(1)
+    if listed is not None:
+        return _pair_mean(1.0 - torch.bmm(v, v.transpose(1, 2)), listed, k)
+    total = v.sum(1)                            # all pairs at once: (|sum|^2 - sum |v|^2) / 2
     pairs = ((total * total).sum(1) - (v * v).sum((1, 2))) / 2.0
     return 1.0 - pairs / (k * (k - 1) / 2.0)
 

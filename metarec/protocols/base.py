@@ -25,6 +25,9 @@ class Protocol:
     metric_kind: str = "ranking"
     #: parameter -> ``metarec.methods.space.Domain`` beyond what the default's type says (bounds, choices)
     domains: dict[str, Any] = field(default_factory=dict)
+    #: bumped when the same dataset, parameters and seed would give a different split (a changed algorithm):
+    #: stored splits and tuning studies are named by it, so an old split is never mixed with the new one
+    version: int = 1
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
         from metarec.params import check_params
@@ -47,10 +50,11 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {}
 
 
-def protocol(name: str, *, metric_kind: str = "ranking", domains: dict[str, Any] | None = None, **defaults):
+def protocol(name: str, *, metric_kind: str = "ranking", domains: dict[str, Any] | None = None,
+             version: int = 1, **defaults):
     def deco(fn):
         PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0], metric_kind,
-                                   dict(domains or {}))
+                                   dict(domains or {}), version)
         return fn
     return deco
 

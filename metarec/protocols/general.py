@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from metarec.data.schema import USER, Dataset
+from metarec.data.schema import ITEM, USER, Dataset
 from metarec.protocols.base import dedupe_pairs, make_split, protocol, random_rank_within_user, split_counts
 from metarec.protocols.leakage import check_no_test_pair_in_train
 
@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from metarec.protocols.split import Split
 
 
-@protocol("general", ratios=[0.8, 0.1, 0.1])
+# version 2: rows put in (user, item) order before the draw, so the split is a function of the data's content and
+# the seed, not of the file's row order (version 1 drew in file order: the same data shuffled gave another split)
+@protocol("general", version=2, ratios=[0.8, 0.1, 0.1])
 def general(ds: Dataset, *, seed: int, ratios) -> "Split":
     """Per-user random train/valid/test split by ratios; duplicate (user, item) pairs kept once."""
     r = np.asarray(ratios, dtype=float)   # checked by Protocol.resolve (check_ratios)
-    inter = dedupe_pairs(ds.interactions)
+    inter = dedupe_pairs(ds.interactions).sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     users = inter[USER].to_numpy()
     rank, size = random_rank_within_user(users, rng)

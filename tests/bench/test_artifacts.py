@@ -59,6 +59,7 @@ def test_a_failed_build_leaves_nothing_and_a_damaged_artifact_is_rebuilt(tmp_pat
     assert not cached and calls == [1] and (folder2 / "x.txt").read_text() == "ok"
 
 
+@pytest.mark.slow
 def test_concurrent_builders_build_once(tmp_path):
     out = tmp_path / "log.txt"
     ctx = mp.get_context("spawn")

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_outside_plugin_in_methods_grid_and_report(tmp_path):
     site = tmp_path / "site"
     source = tmp_path / "plugin-src"  # a copy: building writes build/ and egg-info next to the sources

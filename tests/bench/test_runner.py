@@ -60,6 +60,7 @@ def test_selection_uses_valid_metric(reference):
     assert set(t[t.selected & (t.method == "mf-bpr")].params) == {best}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_grid_then_resume(reference, tmp_path):
     _, ref = reference
     grid_file, env, runs, finished = bench_then_kill(TINY, tmp_path, after=2)
@@ -88,6 +89,7 @@ def test_failed_run_is_recorded_and_grid_goes_on(tmp_path):
     assert again["counts"]["skipped_failed"] == 1 and again["counts"]["failed"] == 0
 
 
+@pytest.mark.slow
 def test_pool_and_ray_match_sequential(reference, tmp_path):
     _, ref = reference
     pool = run_grid(parse_grid(TINY), root=tmp_path / "pool", executor="pool", jobs=2, progress=False)

@@ -175,6 +175,7 @@ def test_more_trials_continue_the_same_study(tuned_reference, tmp_path):
     assert again["counts"]["done"] in (1, 3)  # the new trial, plus new confirm runs if the best one changed
 
 
+@pytest.mark.slow
 def test_sigkill_during_tuning_then_resume(tuned_reference, tmp_path):
     _, ref = tuned_reference
     # the study's trials come first in the queue (pop's runs after them): kill after 2 finished trial runs
@@ -190,6 +191,7 @@ def test_sigkill_during_tuning_then_resume(tuned_reference, tmp_path):
     pd.testing.assert_frame_equal(table_values(resumed), table_values(ref["tidy"]))
 
 
+@pytest.mark.slow
 def test_pool_and_ray_select_the_same_configuration(tuned_reference, tmp_path):
     _, ref = tuned_reference
     for executor in ("pool", "ray"):
@@ -373,6 +375,7 @@ def test_a_trial_killed_inside_ask_gets_the_parameters_that_ask_would_have_drawn
     pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
 
 
+@pytest.mark.slow
 def test_a_cpu_clock_budget_counts_cpu_seconds_not_wall_time(tmp_path, monkeypatch):
     """budget_clock: cpu sums the trials' CPU seconds: a trial whose run waited (sleep: wall time, no CPU) leaves
     the budget untouched, so other work on the machine cannot shorten one method's budget."""

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from _eval_helpers import distinct_scores, random_split
+from tests.toys import distinct_scores, random_split
 from metarec.eval import Evaluator
 from metarec.eval import metrics as M
 from metarec.protocols.split import Split

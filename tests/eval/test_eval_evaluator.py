@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from _eval_helpers import distinct_scores, random_split
+from tests.toys import distinct_scores, random_split
 from metarec.errors import ConfigError, TrainingError
 from metarec.eval import EvalResult, Evaluator
 from metarec.protocols.split import Split
@@ -294,3 +294,26 @@ def test_diversity_without_categories_uses_reference_item_vectors():
     assert r2.means["diversity@5"] == pytest.approx(res.means["diversity@5"], abs=1e-12)
     with_cats = Evaluator(random_split(n_users=40, n_items=60, seed=7), ["diversity@5"]).evaluate_scores(scores)
     assert not any("item vectors" in n for n in with_cats.notes)
+
+
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_a_user_with_fewer_rankable_items_than_k_gets_a_shorter_list(ties):
+    """8 items, the user knows 6: items 6 and 7 are all that can be recommended. The masked items padding the top-5
+    are never hits and, beyond accuracy, never recommendations: novelty, diversity and coverage are those of the
+    two-item list [6, 7], whatever the scores (constant: every item tied) and whoever pads it."""
+    from metarec.eval import metrics as M
+
+    train = pd.DataFrame({"user": [0] * 6 + [1] * 3, "item": [0, 1, 2, 3, 4, 5, 0, 1, 2]})
+    test = pd.DataFrame({"user": [0, 1], "item": [6, 3]})
+    genres = ["a", "a|b", "b", "c", "a", "b|c", "a|c", "c"]
+    split = Split("short", "ratio", {}, 0, 2, 8, {"train": train, "valid": test.iloc[:0], "test": test},
+                  item_features=pd.DataFrame({"genres": genres}))
+    res = Evaluator(split, ["hit@5", "precision@5", "novelty@5", "diversity@5", "coverage@5"],
+                    ties=ties).evaluate_scores(torch.zeros(2, 8))
+    info = M.self_information(torch.bincount(torch.tensor(train.item.to_numpy()), minlength=8))
+    short = res.per_user.loc[0]
+    assert short["hit@5"] == 1.0 and short["precision@5"] == pytest.approx(1 / 5)   # RecBole: hits / K
+    assert short["novelty@5"] == pytest.approx(float(info[6] + info[7]) / 2, abs=1e-12)
+    assert short["diversity@5"] == pytest.approx(1 - 1 / 2, abs=1e-12)   # {a, c} vs {c}: Jaccard 1/2
+    # user 0 can only be shown 6 and 7; user 1 (5 rankable items, 3..7) is shown all of them
+    assert res.means["coverage@5"] == pytest.approx(5 / 8, abs=1e-12)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from _eval_helpers import distinct_scores, random_split, recbole_numpy_aliases
+from tests.eval._eval_helpers import recbole_numpy_aliases
+from tests.toys import distinct_scores, random_split
 from metarec.eval import Evaluator
 from metarec.eval import metrics as M
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from metarec.errors import ConfigError
 from metarec.eval import Evaluator, registry
 from metarec.eval.metrics import parse_metric
-from tests.eval._eval_helpers import distinct_scores, random_split
+from tests.toys import distinct_scores, random_split
 
 
 @pytest.fixture

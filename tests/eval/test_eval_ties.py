@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from metarec.eval import Evaluator
-from tests.eval._eval_helpers import distinct_scores, random_split
+from tests.toys import distinct_scores, random_split
 
 PER_USER = ["recall@1", "recall@3", "ndcg@2", "ndcg@3", "hit@1", "hit@3", "mrr@2", "mrr@3", "precision@3",
             "map@2", "map@3", "novelty@3", "diversity@2", "diversity@3"]

@@ -19,7 +19,7 @@ from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interact
                                                training_chunks, user_sequences)
 from metarec.methods.distill.module import DistillModule, FrozenTeacher
 from metarec.protocols import get_protocol
-from tests.protocols.test_protocols import toy
+from tests.toys import toy_dataset
 
 torch.set_num_threads(1)
 
@@ -30,12 +30,12 @@ FAST = {"max_epochs": 2, "eval_every": 1, "progress_bar": False, "max_len": 8, "
 
 @pytest.fixture(scope="module")
 def seq_split():
-    return get_protocol("sequential")(toy(n_users=24, n_items=30, per_user=14), seed=0)
+    return get_protocol("sequential")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)
 
 
 @pytest.fixture(scope="module")
 def gen_split():
-    return get_protocol("general")(toy(n_users=24, n_items=30, per_user=14), seed=0)
+    return get_protocol("general")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)
 
 
 def with_text(split):
@@ -295,13 +295,14 @@ def test_a_student_builds_for_scoring_without_its_teacher(seq_split, name):
 def test_unsupported_protocol_is_refused(home):
     from metarec.errors import ConfigError
 
-    split = get_protocol("general")(toy(n_users=10, n_items=12, per_user=8), seed=0)
+    split = get_protocol("general")(toy_dataset(n_users=10, n_items=12, per_user=8), seed=0)
     split.protocol = "cold_start"
     with pytest.raises(ConfigError, match="supports protocols"):
         build_method("distill:student", FAST).fit(split)
 
 
 # ---- text teacher / student --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_text_teacher_loads_fully_offline(tmp_path):
     """In a fresh interpreter with HF offline flags, an empty HF cache and an unroutable proxy, the MiniLM teacher
     and its tokenizer load from the package folder and encode."""
@@ -336,6 +337,7 @@ def test_item_text_embeddings_are_cached_and_items_without_text_masked(seq_split
     assert len(list((home / "artifacts" / "text_emb").glob("*/emb.npz"))) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["sequential", "general"])
 def test_text_student_learns_to_reproduce_teacher_embeddings(seq_split, gen_split, home, protocol, tmp_path):
     from metarec.methods.distill import text as T

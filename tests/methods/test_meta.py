@@ -17,7 +17,7 @@ from metarec.bench.experiment import run_one
 from metarec.methods import build_method, get_method, list_methods
 from metarec.methods.meta.model import feature_codes
 from metarec.protocols import get_protocol
-from tests.protocols.test_protocols import toy
+from tests.toys import toy_dataset
 
 torch.set_num_threads(1)
 FAST = {"max_epochs": 1, "eval_every": 1, "progress_bar": False, "dim": 8, "hidden": 16, "tasks_per_batch": 8}
@@ -26,7 +26,7 @@ NAMES = ("meta:maml", "meta:fomaml", "meta:reptile", "meta:finetune", "meta:glob
 
 @pytest.fixture(scope="module")
 def cold():
-    return get_protocol("cold_start")(toy(n_users=40, n_items=50, per_user=30), seed=0, k_shot=3, n_query=5,
+    return get_protocol("cold_start")(toy_dataset(n_users=40, n_items=50, per_user=30), seed=0, k_shot=3, n_query=5,
                                       min_history=20)
 
 
@@ -145,6 +145,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
+@pytest.mark.slow
 def test_memory_flat_over_many_adaptations(cold):
     """learn2learn issue #284: cloned learners must not keep graphs alive across adaptation calls."""
     torch.manual_seed(0)
@@ -189,7 +190,7 @@ def test_melu_ndcg_by_hand():
 
 
 def test_query_extra_applies_only_to_cold_start_rating_methods(cold):
-    general = get_protocol("general")(toy(n_users=20, n_items=30), seed=0)
+    general = get_protocol("general")(toy_dataset(n_users=20, n_items=30), seed=0)
     pop = build_method("pop").fit(cold)
     assert query_ranking(pop, cold, "test", None) is None  # no predict_rating
     m = fitted("meta:global", cold)
@@ -236,7 +237,7 @@ def test_adapted_scores_per_user_and_same_budget(cold):
 
 
 def test_rejects_other_protocols():
-    general = get_protocol("general")(toy(n_users=20, n_items=30), seed=0)
+    general = get_protocol("general")(toy_dataset(n_users=20, n_items=30), seed=0)
     with pytest.raises(ConfigError, match="cold_start"):
         fitted("meta:maml", general)
 

@@ -9,12 +9,12 @@ from metarec.errors import ConfigError, TrainingError, UnknownNameError
 from metarec.methods import Method, build_method, get_method, list_methods
 from metarec.methods.classic.mf_bpr import sample_negatives
 from metarec.protocols import get_protocol
-from tests.protocols.test_protocols import toy
+from tests.toys import toy_dataset
 
 
 @pytest.fixture(scope="module")
 def split():
-    return get_protocol("general")(toy(n_users=40, n_items=60, per_user=30), seed=0)
+    return get_protocol("general")(toy_dataset(n_users=40, n_items=60, per_user=30), seed=0)
 
 
 def test_registry_lists_builtins():

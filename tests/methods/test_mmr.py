@@ -3,7 +3,6 @@ once for a sweep (a run-store artifact), bad settings are errors."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from metarec.bench.artifacts import Artifacts
 from metarec.bench.experiment import get_split

@@ -20,7 +20,7 @@ from metarec.methods.recbole import METHODS, MODELS, search_space  # noqa: E402
 from metarec.methods.recbole.adapter import CONFIG_DIR, dataset_token, load_model_yaml, write_atomic_files  # noqa: E402
 from metarec.methods.space import parse_space  # noqa: E402
 from metarec.protocols import Split, get_protocol  # noqa: E402
-from tests.protocols.test_protocols import toy  # noqa: E402
+from tests.toys import impressions_split, toy_dataset  # noqa: E402
 
 torch.set_num_threads(1)
 RANK_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20"]
@@ -28,12 +28,12 @@ RANK_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndc
 
 @pytest.fixture(scope="module")
 def general():
-    return get_protocol("general")(toy(n_users=40, n_items=60, per_user=25), seed=0)
+    return get_protocol("general")(toy_dataset(n_users=40, n_items=60, per_user=25), seed=0)
 
 
 @pytest.fixture(scope="module")
 def sequential():
-    return get_protocol("sequential")(toy(n_users=30, n_items=50, per_user=16, seed=1), seed=0)
+    return get_protocol("sequential")(toy_dataset(n_users=30, n_items=50, per_user=16, seed=1), seed=0)
 
 
 def _read_inter(path: Path) -> pd.DataFrame:
@@ -213,27 +213,8 @@ def test_sasrec_one_epoch_and_histories_match_recbole(sequential, tmp_path):
 
 
 # ---- training: context-aware (impressions) ---------------------------------------------------------------------
-def _impressions_split(n_users=30, n_items=40, n_imp=150, seed=0) -> Split:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for imp in range(n_imp):
-        u = int(rng.integers(n_users))
-        cand = rng.choice(n_items, 5, replace=False)
-        lab = np.zeros(5, np.int8)
-        lab[rng.integers(5)] = 1
-        rows += [(imp, u, int(i), int(y), 1000 + imp) for i, y in zip(cand, lab)]
-    df = pd.DataFrame(rows, columns=["impression", "user", "item", "label", "timestamp"])
-    cut1, cut2 = int(n_imp * 0.8), int(n_imp * 0.9)
-    frames = {"train_impressions": df[df.impression < cut1],
-              "valid": df[(df.impression >= cut1) & (df.impression < cut2)], "test": df[df.impression >= cut2]}
-    frames["train"] = frames["train_impressions"][frames["train_impressions"].label == 1][["user", "item", "timestamp"]]
-    feats = pd.DataFrame({"category": [f"c {i % 4}" for i in range(n_items)], "subcategory": [None] * n_items})
-    return Split(dataset="toy-imp", protocol="impressions", params={}, seed=0, n_users=n_users, n_items=n_items,
-                 frames={k: v.reset_index(drop=True) for k, v in frames.items()}, item_features=feats)
-
-
 def test_fm_on_impressions_scores_pairs(tmp_path):
-    split = _impressions_split()
+    split = impressions_split()
     m = build_method("recbole:FM", {"epochs": 1}).fit(split, seed=0, workdir=tmp_path)
     item_file = _read_inter(next((tmp_path / "recbole" / "data").glob("*/*.item")))
     assert list(item_file.columns) == ["item_id:token", "category:token", "subcategory:token"]

@@ -12,24 +12,12 @@ from metarec.data.schema import build_dataset
 from metarec.errors import ConfigError, DataError, UnknownNameError
 from metarec.protocols import PROTOCOLS, Split, get_protocol
 from metarec.protocols.leakage import LeakageError, check_no_test_pair_in_train
-
-
-def toy(n_users=30, n_items=40, per_user=25, seed=0, with_time=True):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        items = rng.choice(n_items, size=per_user - (u % 5), replace=False)
-        for k, i in enumerate(items):
-            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), 1_000_000 + 100 * k + u))
-    df = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    if not with_time:
-        df = df.drop(columns="timestamp")
-    return build_dataset("toy", df)
+from tests.toys import toy_dataset
 
 
 @pytest.fixture(scope="module")
 def ds():
-    return toy()
+    return toy_dataset()
 
 
 def pairs(df):
@@ -58,7 +46,7 @@ def test_sequential_test_is_latest(ds):
 
 
 def test_sequential_without_timestamps_uses_file_order():
-    ds = toy(with_time=False)
+    ds = toy_dataset(with_time=False)
     s = get_protocol("sequential")(ds, seed=0)
     last = ds.interactions.groupby("user").tail(1).set_index("user")["item"]
     assert (s.test.set_index("user")["item"] == last.reindex(s.test.user)).all()
@@ -72,7 +60,7 @@ def test_temporal_cut(ds):
 
 def test_temporal_needs_time():
     with pytest.raises(ConfigError, match="needs timestamps"):
-        get_protocol("temporal")(toy(with_time=False), seed=0)
+        get_protocol("temporal")(toy_dataset(with_time=False), seed=0)
 
 
 def test_cold_start_users_disjoint_and_k_shot(ds):

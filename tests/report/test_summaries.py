@@ -125,6 +125,7 @@ def test_distill_goals_ratios_and_goal_counts(tmp_path):
     assert data["d/sequential"]["distill:kd-rd"]["speedup"] == pytest.approx(4.5)
 
 
+@pytest.mark.slow
 def test_tradeoff_and_protocol_robustness_summaries_from_a_real_grid(tmp_path):
     """A tiny real grid (ml-100k general, pop, mf-bpr and MMR-re-ranked pop, two seeds, both sampled modes):
     the accuracy-diversity figure and table (re-ranker as a curve, Pareto front), and the robustness table with

@@ -1,0 +1,179 @@
+"""The run store on its own: run keys, the write-then-rename of a run folder, stale temporaries, failure records,
+what is read back (and the one error naming the file when it is damaged), the tidy table and its files."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarec.bench.store import (RESULT, RESULT_KEYS, TIDY_COLUMNS, RunStore, _writer_alive, read_json, read_parquet,
+                                 run_key, tidy_table, write_run, write_table)
+from metarec.errors import DataError
+
+
+def result(**over) -> dict:
+    r = {"dataset": "d", "protocol": "general", "protocol_params": {"ratios": [0.8, 0.1, 0.1]}, "method": "pop",
+         "config_params": {"b": 2, "a": 1}, "seed": 3, "num_parameters": 7, "timings": {"fit_s": 1.5},
+         "metrics": {"valid": {"ndcg@10": 0.25}, "test": {"ndcg@10": 0.5, "hit@10": 0.75}}}
+    r.update(over)
+    return r
+
+
+def finished(store: RunStore, key: str, **over) -> None:
+    tmp = store.temp_folder(key)
+    write_run(tmp, {"key": key}, result(**over), {})
+    store.commit(key, tmp)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore("g", tmp_path)
+    s.prepare()
+    return s
+
+
+def test_run_key_is_a_short_hash_of_the_identity_in_any_key_order():
+    a = run_key({"method": "pop", "seed": 0, "params": {"x": 1, "y": 2}})
+    assert a == run_key({"params": {"y": 2, "x": 1}, "seed": 0, "method": "pop"})
+    assert len(a) == 16 and int(a, 16) >= 0
+    assert a != run_key({"method": "pop", "seed": 1, "params": {"x": 1, "y": 2}})
+
+
+def test_a_run_is_done_only_once_committed_and_the_folder_holds_what_was_written(store):
+    tmp = store.temp_folder("k1")
+    assert tmp.parent == store.runs and tmp.name == f".tmp-k1-{os.getpid()}"
+    users = pd.DataFrame({"ndcg@10": [0.5, 0.25]}, index=pd.Index([4, 9], name="user"))
+    write_run(tmp, {"method": "pop", "seed": 3}, result(), {"test": users})
+    assert not store.is_done("k1")
+    final = store.commit("k1", tmp)
+    assert final == store.runs / "k1" and store.is_done("k1") and not tmp.exists()
+    assert json.loads((final / "config.json").read_text()) == {"method": "pop", "seed": 3}
+    assert store.load_result("k1") == result()
+    back = store.per_user("k1", "test")
+    assert list(back.columns) == ["user", "ndcg@10"] and back.user.tolist() == [4, 9]
+    assert back["ndcg@10"].tolist() == [0.5, 0.25]
+    assert store.per_user("k1", "valid") is None
+
+
+def test_a_second_writer_of_the_same_run_leaves_the_first_result(store):
+    finished(store, "k", seed=1)
+    tmp = store.temp_folder("k")
+    write_run(tmp, {}, result(seed=2), {})
+    assert store.commit("k", tmp) == store.runs / "k"
+    assert store.load_result("k")["seed"] == 1 and not tmp.exists()
+
+
+def test_temp_folder_starts_empty_and_creates_the_runs_folder(tmp_path):
+    s = RunStore("fresh", tmp_path)          # never prepared: runs/ does not exist yet
+    tmp = s.temp_folder("k")
+    assert tmp.is_dir() and s.runs.is_dir()
+    (tmp / "half-written.txt").write_text("x")
+    again = s.temp_folder("k")
+    assert again == tmp and list(again.iterdir()) == []
+
+
+def test_prepare_removes_temporaries_of_dead_writers_only(store):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = [f".tmp-a-{dead_pid}", f".tmp-b-{live.pid}", f".tmp-c-{os.getpid()}", ".tmp-d-notapid"]
+        for n in names:
+            (store.runs / n).mkdir()
+            (store.runs / n / "f").write_text("x")
+        (store.runs / "finished").mkdir()
+        store.prepare()
+        left = sorted(p.name for p in store.runs.iterdir())
+        assert left == [f".tmp-b-{live.pid}", "finished"]
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_writer_alive():
+    assert not _writer_alive(f".tmp-k-{os.getpid()}")     # our own: a leftover from this process
+    assert _writer_alive(f".tmp-k-{os.getppid()}")
+    assert not _writer_alive(".tmp-k-x") and not _writer_alive("nodash")
+    assert not _writer_alive(f".tmp-k-{2 ** 22 + 12345}")  # above pid_max: no such process
+
+
+def test_failure_records_are_kept_until_the_run_succeeds(store):
+    assert store.failure("k") is None
+    store.record_failure("k", {"error": "boom", "traceback": "..."})
+    assert store.failure("k") == {"error": "boom", "traceback": "..."}
+    finished(store, "k")
+    assert store.failure("k") is None and not (store.failed / "k.json").exists()
+
+
+def test_damaged_files_are_one_error_naming_the_file_and_the_way_out(store):
+    finished(store, "k")
+    (store.runs / "k" / RESULT).write_text('{"dataset": "d",\n "seed": ')
+    with pytest.raises(DataError) as e:
+        store.load_result("k")
+    msg = str(e.value)
+    assert str(store.runs / "k" / RESULT) in msg and "damaged JSON" in msg and ":2" in msg
+    assert f"delete {store.runs / 'k'} and rerun the grid" in msg
+
+    r = result()
+    del r["metrics"], r["timings"]
+    (store.runs / "k" / RESULT).write_text(json.dumps(r))
+    with pytest.raises(DataError, match=r"run result lacks timings, metrics: delete .* and rerun the grid"):
+        store.load_result("k")
+
+    (store.failed / "x.json").write_text("{")
+    with pytest.raises(DataError, match=r"x\.json.*damaged JSON.*delete it to forget the failure"):
+        store.failure("x")
+
+
+def test_read_json_and_read_parquet_errors(tmp_path):
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(DataError, match=r"dir\.json.*unreadable \(.*\): do this"):
+        read_json(tmp_path / "dir.json", "do this")
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(DataError, match=r"bad\.json.*unreadable"):
+        read_json(tmp_path / "bad.json", "do this")
+
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError) as e:
+        read_parquet(tmp_path / "t.parquet", "rebuild it")
+    assert "t.parquet" in str(e.value) and "damaged Parquet file (ArrowInvalid: " in str(e.value)
+    assert str(e.value).endswith("rebuild it")
+    pd.DataFrame({"a": [1], "b": [2]}).to_parquet(tmp_path / "ok.parquet")
+    assert read_parquet(tmp_path / "ok.parquet", "x", columns=("a",)).a.tolist() == [1]
+    with pytest.raises(DataError, match=r"table lacks column\(s\) c, d: rebuild it"):
+        read_parquet(tmp_path / "ok.parquet", "rebuild it", columns=("a", "c", "d"))
+
+
+def test_tidy_table_one_row_per_stage_and_metric_of_finished_runs_only(store):
+    finished(store, "k2", method="mf-bpr", seed=0, timings={"fit_s": 2.0, "score_test_s": 0.5, "infer_test_s": 0.1},
+             family="classic", eval_mode="sampled-100")
+    finished(store, "k1")
+    t = tidy_table(store, ["k1", "missing", "k2"])
+    assert set(TIDY_COLUMNS) <= set(t.columns) and len(t) == 6
+    assert t.method.tolist() == ["mf-bpr"] * 3 + ["pop"] * 3          # sorted by method, then stage, metric
+    assert t.stage.tolist()[3:] == ["test", "test", "valid"] and t.metric.tolist()[3:5] == ["hit@10", "ndcg@10"]
+    pop = t[t.method == "pop"].iloc[0]
+    assert pop.params == '{"a": 1, "b": 2}' and pop.protocol_params == '{"ratios": [0.8, 0.1, 0.1]}'
+    assert pop.family == "" and pop.eval_mode == "full" and np.isnan(pop.score_s) and np.isnan(pop.infer_s)
+    assert (pop.seed, pop.num_parameters, pop.fit_s, pop.run) == (3, 7, 1.5, "k1")
+    mf = t[t.method == "mf-bpr"].iloc[0]
+    assert (mf.family, mf.eval_mode, mf.score_s, mf.infer_s) == ("classic", "sampled-100", 0.5, 0.1)
+    assert t.set_index(["run", "stage", "metric"]).value.to_dict()[("k1", "test", "hit@10")] == 0.75
+    empty = tidy_table(store, [])
+    assert empty.empty and list(empty.columns) == list(t.columns)
+    assert set(RESULT_KEYS) <= set(result())
+
+
+def test_write_table_writes_both_files_whole(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    pq, csv = write_table(df, tmp_path / "out", "tbl")
+    assert pq.name == "tbl.parquet" and csv.name == "tbl.csv"
+    pd.testing.assert_frame_equal(pd.read_parquet(pq), df)
+    pd.testing.assert_frame_equal(pd.read_csv(csv), df)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tbl.csv", "tbl.parquet"]   # no temporaries
