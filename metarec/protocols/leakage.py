@@ -78,7 +78,8 @@ def check_time_order(split) -> str:
     train = split.frames.get("train_impressions", split.train)
     if TIME not in train:
         return "no timestamps"
-    if tmin(split.valid) < tmax(train) or tmin(split.test) < tmax(split.valid):
+    # test against train too: with an empty valid stage, comparing it with valid alone would check nothing
+    if tmin(split.valid) < tmax(train) or tmin(split.test) < max(tmax(train), tmax(split.valid)):
         # events at exactly the cut time may sit on either side of it only when equal
         raise LeakageError(f"{split.dataset}/{split.protocol}: a valid/test event is earlier than a train event")
     if split.is_impressions:

@@ -177,3 +177,68 @@ def test_write_table_writes_both_files_whole(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(pq), df)
     pd.testing.assert_frame_equal(pd.read_csv(csv), df)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tbl.csv", "tbl.parquet"]   # no temporaries
+
+
+# ---- model selection on validation ---------------------------------------------------------------------------
+def test_selection_keeps_methods_without_the_valid_metric():
+    from metarec.bench.store import select_configs
+
+    rows = []
+    for method, params, metric, value in (("a", '{"x": 1}', "mae", 0.9), ("a", '{"x": 2}', "mae", 0.8),
+                                          ("pop", "{}", "ndcg@10", 0.1)):
+        for stage in ("valid", "test"):
+            rows.append({"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": method,
+                         "params": params, "seed": 0, "stage": stage, "metric": metric, "value": value})
+    t = select_configs(pd.DataFrame(rows), "mae")
+    assert set(t[t.selected].method) == {"a", "pop"}
+    assert set(t[t.selected & (t.method == "a")].params) == {'{"x": 2}'}  # lower MAE wins
+
+
+def test_run_keys_follow_resolved_parameters(monkeypatch):
+    """Spelling out a default gives the same key; changing a default gives a new one (no stale cache hit)."""
+    from metarec.bench.grid import RunSpec
+    from metarec.bench.store import run_key
+    from metarec.methods import get_method
+
+    def spec(params):
+        return RunSpec(dataset="ml-100k", preprocess={}, protocol="general", protocol_params={}, split_seed=0,
+                       method="mf-bpr", params=params, seed=0, metrics=("ndcg@10",), eval_mode="full", threads=1)
+
+    cls = get_method("mf-bpr")
+    plain = run_key(spec({}).identity("fp"))
+    assert run_key(spec({"lr": cls.defaults["lr"]}).identity("fp")) == plain
+    monkeypatch.setattr(cls, "defaults", {**cls.defaults, "lr": cls.defaults["lr"] * 2})
+    assert run_key(spec({}).identity("fp")) != plain
+
+
+def test_selection_never_falls_back_to_test():
+    """Several configurations and no validation stage: an error naming the cell, not a selection on test. One
+    configuration without validation is kept (nothing is selected)."""
+    from metarec.bench.store import select_configs
+    from metarec.errors import ConfigError
+
+    rows = [{"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": m, "params": params, "seed": 0,
+             "stage": "test", "metric": "ndcg@10", "value": v}
+            for m, params, v in (("a", '{"x": 1}', 0.1), ("a", '{"x": 2}', 0.3), ("b", "{}", 0.2))]
+    with pytest.raises(ConfigError, match=r"d/p a: 2 configurations but the split has no validation stage"):
+        select_configs(pd.DataFrame(rows), "ndcg@10")
+    t = select_configs(pd.DataFrame(rows[2:]), "ndcg@10")
+    assert t.selected.all()
+
+
+def test_selection_takes_the_best_mean_validation_value_over_seeds():
+    """x=2 has the best *mean* validation NDCG over seeds; x=1 wins on seed 0 alone, on its best seed, and on test:
+    each of those wrong rules would select it."""
+    from metarec.bench.store import select_configs
+
+    rows = []
+    for params, valid, test in (('{"x": 1}', [0.30, 0.10], [0.50, 0.50]), ('{"x": 2}', [0.22, 0.22], [0.10, 0.10]),
+                                ('{"x": 3}', [0.05, 0.05], [0.90, 0.90])):
+        for seed in (0, 1):
+            for stage, v in (("valid", valid[seed]), ("test", test[seed])):
+                rows.append({"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": "a",
+                             "params": params, "seed": seed, "stage": stage, "metric": "ndcg@10", "value": v})
+    t = select_configs(pd.DataFrame(rows), "ndcg@10")
+    assert set(t[t.selected].params) == {'{"x": 2}'}
+    assert len(t[t.selected]) == 4     # both seeds, both stages of the selected configuration
+

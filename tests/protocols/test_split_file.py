@@ -1,0 +1,207 @@
+"""The persisted split as a file format, and the leakage checks on hand-made splits: each verification fed the
+damage it exists to catch, each check fed the leak it exists to find (and a clean split it must pass)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarec.errors import DataError
+from metarec.protocols import Split, get_protocol
+from metarec.protocols.leakage import (LeakageError, check_cold_users, check_latest_is_test,
+                                       check_no_test_pair_in_train, check_time_order)
+from tests.toys import toy_dataset
+
+
+def frames(train, valid, test, **extra) -> dict[str, pd.DataFrame]:
+    """(user, item[, timestamp]) tuples per stage -> frames."""
+    def df(rows):
+        cols = ["user", "item", "timestamp"][:len(rows[0])] if rows else ["user", "item"]
+        return pd.DataFrame(rows, columns=cols)
+    out = {"train": df(train), "valid": df(valid), "test": df(test)}
+    out.update({k: df(v) for k, v in extra.items()})
+    return out
+
+
+def split(fr, protocol="general", **kw) -> Split:
+    return Split("toy", protocol, {}, 0, 4, 6, fr, **kw)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    s = get_protocol("general")(toy_dataset(n_users=12, n_items=15, per_user=8), seed=0)
+    s.item_features = pd.DataFrame({"genres": [["a", "b"] if i % 2 else "c" for i in range(s.n_items)]})
+    return s, s.save(tmp_path_factory.mktemp("s") / "split")
+
+
+# ---- the file -------------------------------------------------------------------------------------------------------
+def test_manifest_records_what_the_split_is(saved):
+    s, folder = saved
+    m = json.loads((folder / "manifest.json").read_text())
+    assert (m["dataset"], m["protocol"], m["seed"], m["n_users"], m["n_items"]) == ("toy", "general", 0, 12, 15)
+    assert m["params"] == s.params and m["fingerprint"] == s.fingerprint and m["meta"]["checks"]
+    assert m["frames"] == {name: len(df) for name, df in s.frames.items()}
+    assert sorted(m["files"]) == ["item_features.parquet", "test.parquet", "train.parquet", "valid.parquet"]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["split"]   # no temporary left beside it
+
+
+def test_list_valued_side_information_is_stored_joined(saved):
+    _, folder = saved
+    back = Split.load(folder)
+    assert back.item_features.genres.tolist()[:3] == ["c", "a|b", "c"]
+    assert back.user_features is None
+
+
+def test_saving_over_an_existing_split_replaces_it_whole(saved, tmp_path):
+    s, _ = saved
+    folder = s.save(tmp_path / "x")
+    (folder / "stray.txt").write_text("from before")
+    other = get_protocol("general")(toy_dataset(n_users=12, n_items=15, per_user=8), seed=1)
+    other.save(folder)
+    assert not (folder / "stray.txt").exists() and Split.load(folder).fingerprint == other.fingerprint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]             # the old copy is gone too
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "manifest.json").unlink(), r"split: not a split folder \(no manifest.json\)"),
+    (lambda f: (f / "manifest.json").write_text('{"dataset": "toy",\n  "seed": }'),
+     r"manifest.json:2: garbled manifest"),
+    (lambda f: _edit_manifest(f, lambda m: m.pop("n_items")), r"manifest.json: manifest lacks key 'n_items'"),
+    (lambda f: _edit_manifest(f, lambda m: m.pop("frames")), r"manifest lacks key 'frames'"),
+    (lambda f: (f / "test.parquet").write_bytes(b"PAR1 garbage"), r"test.parquet: sha256 differs"),
+    (lambda f: _edit_manifest(f, lambda m: m["files"].pop("test.parquet") and None) or
+     (f / "test.parquet").write_bytes(b"PAR1 garbage"), r"test.parquet: unreadable Parquet file \(\w+: "),
+    (lambda f: _edit_manifest(f, lambda m: m.update(frames={**m["frames"], "extra": 3})),
+     r"extra.parquet: split file missing"),
+    (lambda f: _edit_manifest(f, lambda m: m.update(fingerprint="0" * 64)), r"does not match the manifest fingerprint"),
+])
+def test_a_damaged_split_is_one_error_naming_the_file(saved, tmp_path, damage, message):
+    s, _ = saved
+    folder = s.save(tmp_path / "split")
+    damage(folder)
+    with pytest.raises(DataError, match=message):
+        Split.load(folder)
+
+
+def _edit_manifest(folder, edit):
+    m = json.loads((folder / "manifest.json").read_text())
+    edit(m)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_load_without_verification_reads_what_is_there(saved, tmp_path):
+    s, _ = saved
+    folder = s.save(tmp_path / "split")
+    _edit_manifest(folder, lambda m: m.update(fingerprint="0" * 64))
+    t = s.test.copy()
+    t.loc[0, "item"] = (t.loc[0, "item"] + 1) % s.n_items
+    t.to_parquet(folder / "test.parquet", index=False)
+    back = Split.load(folder, verify=False)
+    assert back.test.item.iloc[0] == t.item.iloc[0] and back.fingerprint != s.fingerprint
+
+
+def test_fingerprint_covers_every_frame_the_sizes_and_the_column_names():
+    base = split(frames([(0, 1), (1, 2)], [(0, 2)], [(0, 3)]))
+    fp = base.fingerprint
+    assert len(fp) == 64 and fp == split(frames([(0, 1), (1, 2)], [(0, 2)], [(0, 3)])).fingerprint
+    assert split(frames([(0, 1), (1, 2)], [(0, 2)], [(0, 4)])).fingerprint != fp          # a test item
+    assert split(frames([(0, 1), (1, 2)], [(0, 2)], [(0, 3)], test_support=[(0, 5)])).fingerprint != fp
+    assert Split("toy", "general", {}, 0, 5, 6, base.frames).fingerprint != fp              # n_users
+    assert Split("toy", "general", {}, 0, 4, 7, base.frames).fingerprint != fp              # n_items
+    renamed = {k: v.rename(columns={"item": "obj"}) if k == "valid" else v for k, v in base.frames.items()}
+    assert Split("toy", "general", {}, 0, 4, 6, renamed).fingerprint != fp
+    as_int32 = {k: v.astype(np.int32) for k, v in base.frames.items()}
+    assert Split("toy", "general", {}, 0, 4, 6, as_int32).fingerprint != fp                 # dtype is content
+    with_text = {**base.frames, "train": base.train.assign(tag=["a", "b"])}
+    other_text = {**base.frames, "train": base.train.assign(tag=["a", "c"])}
+    assert split(with_text).fingerprint != split(other_text).fingerprint                   # object columns too
+
+
+def test_known_users_support_and_describe():
+    fr = frames([(0, 0), (0, 1), (1, 2)], [(0, 2), (1, 3)], [(0, 4), (2, 5)], test_support=[(2, 1)])
+    s = split(fr)
+    assert sorted(map(tuple, s.known("valid").to_numpy())) == [(0, 0), (0, 1), (1, 2)]
+    assert sorted(map(tuple, s.known("test").to_numpy())) == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 3), (2, 1)]
+    assert s.support("test") is fr["test_support"] and s.support("valid") is None
+    imp = split(fr, protocol="impressions")       # impressions: valid candidates are not known at test time
+    assert sorted(map(tuple, imp.known("test").to_numpy())) == [(0, 0), (0, 1), (1, 2), (2, 1)]
+    with pytest.raises(ValueError, match="stage must be one of"):
+        s.known("train")
+    assert s.users("test").tolist() == [0, 2] and s.users("valid").tolist() == [0, 1]
+    d = s.describe()
+    assert (d["users"], d["items"], d["fingerprint"]) == (4, 6, s.fingerprint[:16])
+    assert (d["train_rows"], d["train_users"], d["test_support_rows"], d["test_support_users"]) == (3, 2, 1, 1)
+    assert split(frames([(0, 1)], [], [(0, 2)])).describe()["valid_users"] == 0
+
+
+# ---- leakage checks -------------------------------------------------------------------------------------------------
+def test_pair_check_names_the_stage_and_counts_repeats():
+    clean = split(frames([(0, 1), (1, 2)], [(0, 2)], [(1, 1)]))
+    assert check_no_test_pair_in_train(clean) == "valid: no pair in train; test: no pair in train"
+    leak_valid = split(frames([(0, 1), (1, 2)], [(0, 1)], [(1, 1)]))
+    with pytest.raises(LeakageError, match=r"toy/general: 1 valid \(user, item\) pairs also in train"):
+        check_no_test_pair_in_train(leak_valid)
+    repeats = split(frames([(0, 1), (1, 2)], [(0, 1)], [(1, 2), (1, 1)]))
+    assert check_no_test_pair_in_train(repeats, allow_repeats=True) == "valid: 1 repeat pairs; test: 1 repeat pairs"
+    # (user 1, item 0) and (user 0, item 1) are different pairs, however they are packed
+    assert check_no_test_pair_in_train(split(frames([(0, 1)], [(1, 0)], [(1, 0)]))).endswith("no pair in train")
+    shown_again = split(frames([(0, 1)], [(0, 1)], [(0, 1)]), protocol="impressions")
+    assert check_no_test_pair_in_train(shown_again) == "impressions: n/a"
+
+
+def test_cold_user_check():
+    ok = split(frames([(0, 1)], [(1, 1)], [(2, 1)], valid_support=[(1, 2)], test_support=[(2, 3)]))
+    assert check_cold_users(ok) == "cold users disjoint from meta-train and from each other"
+    for bad, msg in [
+        (frames([(0, 1)], [(0, 2)], [(2, 1)]), "1 valid users also in meta-train"),
+        (frames([(0, 1)], [(1, 1)], [(2, 1)], test_support=[(0, 3)]), "1 test users also in meta-train"),
+        (frames([(0, 1)], [(1, 1)], [(1, 2)]), "valid and test users overlap"),
+        (frames([(0, 1)], [(1, 1)], [(2, 1)], valid_support=[(2, 4)]), "valid and test users overlap"),
+    ]:
+        with pytest.raises(LeakageError, match=f"toy/cold_start: {msg}"):
+            check_cold_users(split(bad))
+
+
+def test_latest_is_test_check():
+    full = pd.DataFrame({"user": [0, 0, 0, 1, 1, 1], "item": [1, 2, 3, 1, 2, 3], "_pos": [0, 1, 2, 0, 1, 2]})
+    good = {"train": full[full._pos == 0], "valid": full[full._pos == 1], "test": full[full._pos == 2]}
+    assert check_latest_is_test(split(good), full) == "test item = each user's latest, valid = second latest"
+    swapped = {**good, "valid": good["test"], "test": good["valid"]}
+    with pytest.raises(LeakageError, match="a test item is not the user's latest"):
+        check_latest_is_test(split(swapped), full)
+    early_valid = {**good, "valid": full[full._pos == 0]}
+    with pytest.raises(LeakageError, match="a valid item is not the user's second latest"):
+        check_latest_is_test(split(early_valid), full)
+    with pytest.raises(LeakageError, match="needs positions"):
+        check_latest_is_test(split({k: v.drop(columns="_pos") for k, v in good.items()}), full)
+
+
+def test_time_order_check():
+    ok = split(frames([(0, 1, 10), (1, 2, 20)], [(0, 2, 20)], [(1, 1, 30)]), protocol="temporal")
+    assert check_time_order(ok) == "valid/test events not earlier than train events"
+    no_valid = split(frames([(0, 1, 10)], [], [(1, 1, 10)]), protocol="temporal")   # equal times may sit either side
+    assert check_time_order(no_valid) == "valid/test events not earlier than train events"
+    for fr in (frames([(0, 1, 10), (1, 2, 20)], [(0, 2, 19)], [(1, 1, 30)]),
+               frames([(0, 1, 10)], [(0, 2, 20)], [(1, 1, 19)]),
+               frames([(0, 1, 10)], [], [(1, 1, 9)])):
+        with pytest.raises(LeakageError, match="toy/temporal: a valid/test event is earlier than a train event"):
+            check_time_order(split(fr, protocol="temporal"))
+    assert check_time_order(split(frames([(0, 1)], [(0, 2)], [(1, 1)]))) == "no timestamps"
+
+
+def test_time_order_check_on_impressions_reads_the_impression_log():
+    def imp(rows):
+        return pd.DataFrame(rows, columns=["impression", "user", "item", "label", "timestamp"])
+    log = imp([(0, 0, 1, 1, 10), (1, 1, 2, 0, 20)])
+    fr = {"train": log[log.label == 1][["user", "item"]], "train_impressions": log,
+          "valid": imp([(2, 0, 3, 1, 20)]), "test": imp([(3, 1, 1, 1, 30)])}
+    assert check_time_order(split(fr, protocol="impressions")).startswith("valid/test events not earlier")
+    early = {**fr, "test": imp([(3, 1, 1, 1, 15)])}       # after every click but before a train impression
+    with pytest.raises(LeakageError, match="earlier than a train event"):
+        check_time_order(split(early, protocol="impressions"))
+    for stage in ("valid", "test"):
+        shared = {**fr, stage: imp([(1, 1, 1, 1, 30)])}   # impression 1 is in train
+        with pytest.raises(LeakageError, match="toy/impressions: an impression id is in two stages"):
+            check_time_order(split(shared, protocol="impressions"))
