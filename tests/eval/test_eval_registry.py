@@ -50,6 +50,77 @@ def test_registration_errors():
         registry.register_metric(registry.MetricDef("x2", "x", origin="plugin"))
 
 
+@pytest.mark.parametrize("defn, message", [
+    (lambda: "ndcg", r"register_metric expects a MetricDef, got str"),
+    (lambda: registry.MetricDef("Hits", "x"), r"metric base 'Hits': lower-case letters"),
+    (lambda: registry.MetricDef("hit-rate", "x"), r"metric base 'hit-rate': lower-case letters"),
+    (lambda: registry.MetricDef("x3", "x", needs=("scores", "gpu", "tpu")), r"unknown need\(s\) gpu, tpu; valid: scores"),
+    (lambda: registry.MetricDef("x4", "x", protocols={"sessions": "k"}), r"protocols must map ranking/impressions to k "
+                                                                          r"or none, got 'sessions': 'k'"),
+    (lambda: registry.MetricDef("x5", "x", protocols={"ranking": "K"}), r"got 'ranking': 'K'"),
+    (lambda: registry.MetricDef("x6", "x", origin="p", compute=len, protocols={"ranking": "none"}), "plugin metric"),
+    (lambda: registry.MetricDef("x7", "x", origin="p", compute=len, needs=("ratings",)), "plugin metric 'x7'"),
+    (lambda: registry.MetricDef("x8", "x", origin="p", compute=len, per_unit=False), "plugin metric 'x8'"),
+    (lambda: registry.MetricDef("ndcg", "again", origin="p", compute=len), r"'ndcg' is already registered \(by metarec\)"),
+])
+def test_every_registration_rule_refuses_its_case(defn, message, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.metrics()))
+    with pytest.raises(ConfigError, match=message):
+        registry.register_metric(defn())
+    ok = registry.register_metric(registry.MetricDef("x9", "x", origin="p", compute=len))   # a valid plugin metric
+    assert registry.get("x9") is ok and "x9" in registry.metrics() and "x9" in registry.requestable("ranking")
+    assert registry.register_metric(registry.MetricDef("x9", "y"), replace=True).doc == "y"
+
+
+def test_names_defaults_and_what_can_be_requested():
+    assert [registry.base_of(n) for n in ("rating/mae", "ndcg@10", " NDCG@5 ", "a/b/recall@20", "auc")] == \
+        ["mae", "ndcg", "ndcg", "recall", "auc"]
+    assert registry.default_metrics("ranking") == [
+        "recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr@10", "precision@10", "map@10", "novelty@10",
+        "diversity@10", "coverage@10", "gini@10", "auc"]
+    assert registry.default_metrics("impressions") == ["ndcg@5", "ndcg@10", "mrr", "auc"]
+    assert registry.requestable("impressions") == ["auc", "mrr", "ndcg"]
+    assert "mae" in registry.requestable("ranking") and "user_mae" not in registry.requestable()
+    assert "user_mae" in registry.metrics()           # produced by an extra: known, directed, never requested
+    d = registry.get("ndcg")
+    assert d.is_topk and not registry.get("auc").is_topk and not registry.get("mae").is_topk
+    assert registry.get("no_such") is None
+
+
+def test_a_broken_metric_plugin_is_named(monkeypatch):
+    class EP:
+        name, value = "broken", "pkg.module:METRIC"
+
+        def load(self):
+            raise ImportError("no module named pkg")
+
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EP()] if group == registry.ENTRY_POINT_GROUP else [])
+    with pytest.raises(ConfigError, match=r"metric plugin 'broken' \(pkg.module:METRIC\) failed to load: "
+                                          r"ImportError: no module named pkg"):
+        registry.metrics()
+
+
+def test_plugin_metrics_load_from_entry_points_and_carry_their_origin(monkeypatch):
+    count = registry.MetricDef("hits_count", "targets in the top K", compute=lambda top, hits, n_pos, k: hits.sum(1))
+    other = registry.MetricDef("hits_twice", "x", compute=lambda top, hits, n_pos, k: 2 * hits.sum(1), origin="mine")
+
+    class EP:
+        name, value = "counts", "pkg:METRICS"
+
+        def load(self):
+            return [count, other]
+
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EP()] if group == registry.ENTRY_POINT_GROUP else [])
+    found = registry.metrics()
+    assert found["hits_count"].origin == "pkg:METRICS" and found["hits_twice"].origin == "mine"
+    assert "ndcg" in found and found["ndcg"].origin == "metarec"
+    registry.metrics()                                   # loaded once: a second call registers nothing again
+
+
 def test_directions_come_from_the_declarations():
     from metarec.bench.store import lower_is_better
 

@@ -130,3 +130,79 @@ def test_intervals_cover_their_targets_about_95_percent(split_sd):
           f"(across splits) {user_hits_across / n:.3f}, hierarchical percentile {hier_hits / n:.3f}")
     if split_sd >= 0.03:
         assert user_hits_across / n < 0.8 and hier_hits / n < 0.92
+
+
+def test_every_column_of_a_comparison_against_a_direct_computation():
+    """Two seeds of unequal size: the per-seed means (not the pooled mean), relative values, both intervals, the
+    user-level effect size and the Holm columns, each against a direct computation."""
+    rng = np.random.default_rng(5)
+    ref = [rng.normal(0.3, 0.1, 40), rng.normal(0.5, 0.1, 10)]
+    m = [r + 0.02 + rng.normal(0, 0.05, len(r)) for r in ref]
+    rows = [pd.DataFrame({"method": name, "seed": s, "user": np.arange(len(v[s])), "ndcg@10": v[s]})
+            for name, v in (("ref", ref), ("m", m)) for s in (0, 1)]
+    r = compare(pd.concat(rows), "ref", "ndcg@10", n_boot=400, seed=3).iloc[0]
+    dm = np.array([(m[s] - ref[s]).mean() for s in (0, 1)])
+    rm = np.array([ref[s].mean() for s in (0, 1)])
+    assert (r.method, r.reference, r.metric, r.n_seeds, r.n_users) == ("m", "ref", "ndcg@10", 2, 50)
+    assert r.delta == pytest.approx(dm.mean(), abs=1e-15) and r.reference_mean == pytest.approx(rm.mean(), abs=1e-15)
+    assert r["mean"] == pytest.approx(rm.mean() + dm.mean(), abs=1e-15)
+    half = sst.t.ppf(0.975, 1) * dm.std(ddof=1) / np.sqrt(2)
+    assert (r.ci_low, r.ci_high) == pytest.approx((dm.mean() - half, dm.mean() + half), abs=1e-12)
+    assert (r.rel_ci_low, r.rel_ci_high) == pytest.approx((r.ci_low / rm.mean(), r.ci_high / rm.mean()), abs=1e-12)
+    assert r.seed_t == pytest.approx(sst.ttest_rel(dm + rm, rm).statistic, rel=1e-9)
+    d = [m[s] - ref[s] for s in (0, 1)]
+    assert r.user_d == pytest.approx(np.mean([x.mean() / x.std(ddof=1) for x in d]), rel=1e-9)
+    # users-within-seed bootstrap: the same replicates by hand
+    g = np.random.default_rng(3)
+    boot = np.zeros(400)
+    for x in d:
+        boot += x[g.integers(0, len(x), size=(400, len(x)))].sum(1) / len(x)
+    lo, hi = np.percentile(boot / 2, [2.5, 97.5])
+    assert (r.ci_users_low, r.ci_users_high) == pytest.approx((lo, hi), abs=1e-12)
+    assert r.seed_p_holm == r.seed_p and r.user_p_holm == r.user_p     # one comparison: Holm changes nothing
+
+
+def test_degenerate_comparisons():
+    """No metric or no reference: an empty frame. Identical per-seed differences: p 0 (or 1 when all are 0), no
+    t or d_z. A seed whose users all differ by the same amount gives the combined user test its strongest vote."""
+    v = {"ref": np.zeros((3, 4)), "m": np.zeros((3, 4)) + 0.1, "same": np.zeros((3, 4))}
+    f = frame(v)
+    assert compare(f, "ref", "recall@10").empty and compare(f, "nobody", "ndcg@10").empty
+    out = compare(f, "ref", "ndcg@10", n_boot=20).set_index("method")
+    m, same = out.loc["m"], out.loc["same"]
+    assert m.seed_p == 0.0 and np.isnan(m.seed_t) and np.isnan(m.d_z) and m.significant
+    assert same.seed_p == 1.0 and same.delta == 0 and not same.significant
+    assert m.user_p == pytest.approx(2 * sst.norm.sf(8.0 * 3 / np.sqrt(3)), rel=1e-9) and np.isnan(m.user_d)
+    assert same.user_p == 1.0
+    zero_ref = compare(frame({"ref": np.zeros((2, 3)), "m": np.ones((2, 3))}), "ref", "ndcg@10", n_boot=10).iloc[0]
+    assert np.isnan(zero_ref.rel_delta) and np.isnan(zero_ref.rel_ci_low) and np.isnan(zero_ref.rel_ci_high)
+
+
+def test_users_interval_only_when_asked_and_impressions_are_the_unit():
+    rng = np.random.default_rng(4)
+    v = simulate(rng, seeds=3, users=30)
+    r = compare(frame(v), "ref", "ndcg@10", n_boot=50, user_ci=False).iloc[0]
+    assert np.isnan(r.ci_users_low) and np.isnan(r.ci_users_high) and not np.isnan(r.ci_low)
+    one = compare(frame(simulate(rng, seeds=1, users=30)), "ref", "ndcg@10", n_boot=50, user_ci=False).iloc[0]
+    assert not np.isnan(one.ci_users_low) and (one.ci_low, one.ci_high) == (one.ci_users_low, one.ci_users_high)
+    # impressions: two impressions of the same user are two units
+    f = frame({"ref": np.zeros((1, 4)), "m": np.array([[0.0, 1.0, 0.0, 1.0]])})
+    f["impression"] = f["user"]
+    f["user"] = 7
+    r = compare(f, "ref", "ndcg@10", n_boot=20).iloc[0]
+    assert r.n_users == 4 and r.delta == 0.5
+
+
+def test_significance_needs_two_seeds_and_the_holm_adjusted_p_below_alpha():
+    """Three methods: Holm multiplies the smallest seed p by 3; alpha is the threshold for the adjusted value."""
+    rng = np.random.default_rng(8)
+    base = rng.normal(0.3, 0.05, (4, 30))
+    v = {"ref": base, "a": base + 0.01 + rng.normal(0, 0.004, (4, 1)), "b": base + 0.002 + rng.normal(0, 0.01, (4, 1)),
+         "c": base - 0.03 + rng.normal(0, 0.004, (4, 1))}
+    out = compare(frame(v), "ref", "ndcg@10", n_boot=20).set_index("method")
+    assert list(out.seed_p_holm) == pytest.approx(holm(list(out.seed_p)))
+    assert out.seed_p_holm.min() == pytest.approx(3 * out.seed_p.min(), rel=1e-12)
+    for alpha in (0.05, 0.01, 1e-4):
+        got = compare(frame(v), "ref", "ndcg@10", n_boot=20, alpha=alpha).set_index("method").significant
+        assert (got == (out.seed_p_holm < alpha)).all()
+    assert out.significant.any() and not out.significant.all()
