@@ -94,3 +94,189 @@ def test_metrics_are_checked_against_every_protocol_of_the_grid():
         parse_grid(raw)
     raw["datasets"] = raw["datasets"][1:]
     assert set(parse_grid(raw).metrics) == {"auc", "mrr", "ndcg@5", "ndcg@10"}   # the registry's defaults
+
+
+# ---- every rule, and what a valid spec expands to ------------------------------------------------------------
+TUNE = {"trials": 4, "seeds": [100]}
+def tuned(tune=None, **methods):
+    return with_(tune={**TUNE, **(tune or {})}, methods=methods or {"mf-bpr": {"params": {"max_epochs": 1}}})
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([1, 2], r"g.yaml: a grid is a mapping"),
+    ({k: v for k, v in BASE.items() if k != "datasets"}, r"g.yaml: missing key 'datasets'"),
+    ({k: v for k, v in BASE.items() if k != "methods"}, r"g.yaml: missing key 'methods'"),
+    (with_(seeds=[]), r"g.yaml: seeds: must be a non-empty list"),
+    (with_(seeds=[0, -1]), r"seeds: must be a non-empty list of integers in 0..2\*\*32-1, got \[0, -1\]"),
+    (with_(seeds=[1, 2, 1]), r"seeds: repeated seed in \[1, 2, 1\]"),
+    (with_(metrics="ndcg@10"), r"metrics: must be a list of metric names"),
+    (with_(also_eval=["sampled", "sampled"]), r"also_eval: a list of distinct"),
+    (with_(also_eval="sampled"), r"also_eval: a list of distinct evaluation modes other than eval_mode \(sampled, "
+                                 r"sampled-pop\), got 'sampled'"),
+    (with_(also_eval=["exact"]), r"also_eval"),
+    (with_(ties="random"), r"ties: must be one of expected, first, got 'random'"),
+    (with_(split_seed=-3), r"split_seed: must be an integer in 0..2\*\*32-1, got -3"),
+    (with_(threads=0), r"threads: must be a positive integer, got 0"),
+    (with_(threads="2"), r"threads: must be a positive integer, got '2'"),
+    (with_(datasets=[]), r"datasets: must be a non-empty list"),
+    (with_(datasets={"name": "ml-100k"}), r"datasets: must be a non-empty list"),
+    (with_(datasets=[{"protocols": ["general"]}]), r"datasets\[0\]: each dataset is a name or a mapping with 'name'"),
+    (with_(datasets=[{"name": "ml-100k", "split": 1}]), r"datasets\[0\]: unknown key\(s\) split; valid: name, "),
+    (with_(datasets=[{"name": "ml-100k", "preprocess": {"min_ratin": 4}}]),
+     r"datasets\[0\]\.preprocess: valid keys: min_rating, k_core; got \{'min_ratin': 4\}"),
+    (with_(datasets=[{"name": "ml-100k", "preprocess": [4]}]), r"datasets\[0\]\.preprocess: valid keys"),
+    (with_(datasets=[{"name": "ml-100k", "protocols": [{"params": {}}]}]),
+     r"datasets\[0\]\.protocols\[0\]: a protocol is a name or \{name: ..., params: \{...\}\}"),
+    (with_(datasets=[{"name": "ml-100k", "protocols": [{"name": "general", "ratio": 1}]}]), r"a protocol is a name"),
+    (with_(datasets=[{"name": "ml-100k", "protocols": [{"name": "general", "params": {"ratios": [0.5, 0.5]}}]}]),
+     r"datasets\[0\]\.protocols\[0\]: protocol 'general': ratios must be three"),
+    (with_(valid_metric="ndcg@0"), r"g.yaml: valid_metric: "),
+    (with_(methods={}), r"methods: must be a non-empty mapping"),
+    (with_(methods=["pop"]), r"methods: must be a non-empty mapping"),
+    (with_(methods={"pop": {"parms": {}}}), r"methods\.pop: valid keys: params, grid, search, tune, protocols, exclude"),
+    (with_(methods={"pop": [1]}), r"methods\.pop: valid keys"),
+    (with_(methods={"mf-bpr": {"params": [1]}}), r"methods\.mf-bpr: params and grid are mappings"),
+    (with_(methods={"mf-bpr": {"grid": [1]}}), r"methods\.mf-bpr: params and grid are mappings"),
+    (with_(methods={"mf-bpr": {"grid": {"lr": []}}}), r"methods\.mf-bpr\.grid\.lr: must be a non-empty list of values, "
+                                                      r"got \[\]"),
+    (with_(methods={"mf-bpr": {"grid": {"lr": [0.1, "fast"]}}}), r"methods\.mf-bpr: .*lr"),
+    (with_(methods={"pop": {"protocols": ["sequential"]}}),
+     r"methods\.pop\.protocols: protocol 'sequential' is not in the grid's datasets \(valid: general\)"),
+    (with_(datasets=[{"name": "ml-100k", "protocols": ["general", "sequential"]}],
+           methods={"mtl:mmoe": {"protocols": ["sequential"]}}), r"methods\.mtl:mmoe\.protocols: mtl:mmoe does not "
+                                                                  r"support sequential \(it supports general"),
+    (with_(datasets=[{"name": "ml-100k", "protocols": ["sequential"]}], methods={"mtl:mmoe": {}}),
+     r"methods\.mtl:mmoe: supports protocols general.*; none is in the grid"),
+    (with_(methods={"pop": {"exclude": ["a/b/c"]}}), r"methods\.pop\.exclude: must be a list of 'dataset' or "
+                                                     r"'dataset/protocol' names, got \['a/b/c'\]"),
+    (with_(methods={"pop": {"exclude": ["ml-100k/"]}}), r"methods\.pop\.exclude: must be a list"),
+    (with_(methods={"pop": {"exclude": [3]}}), r"methods\.pop\.exclude: must be a list"),
+    (with_(methods={"mf-bpr": {"search": {"lr": [0.1]}}}), r"methods\.mf-bpr\.search: needs the grid's tune: block"),
+    (with_(methods={"pop": {"tune": "yes"}}), r"methods\.pop\.tune: must be true or false, got 'yes'"),
+    (with_(summaries="tradeoff"), r"summaries: must be a list of summary names, got 'tradeoff'"),
+    (with_(summaries=["tradeof"]), r"summaries\[0\]: unknown summary 'tradeof'"),
+    (with_(summaries=["vs_reference"]), r"summaries: vs_reference needs the grid's reference: method"),
+    (with_(inference_repeats=-1), r"inference_repeats: must be a non-negative integer, got -1"),
+    (with_(inference_repeats=True), r"inference_repeats: must be a non-negative integer, got True"),
+    (with_(inference_repeats=1.5), r"inference_repeats: must be a non-negative integer"),
+    (with_(tracking="wandb"), r"tracking: must be one of none, tensorboard, got 'wandb'"),
+    (with_(reference="itemknn"), r"reference: must be one of the grid's methods \(mf-bpr, pop\), got 'itemknn'"),
+    # tune:
+    (with_(tune=[1]), r"g.yaml: tune: a mapping with trials"),
+    (with_(tune={"trails": 3}), r"tune: unknown key\(s\) trails; valid: budget_clock, budget_s, metric, parallel"),
+    (with_(tune={"seeds": [100]}), r"tune: give trials, budget_s or both"),
+    (with_(tune={"trials": 0}), r"tune\.trials: must be a positive integer, got 0"),
+    (with_(tune={"trials": 2.5}), r"tune\.trials: must be a positive integer, got 2.5"),
+    (with_(tune={"trials": True}), r"tune\.trials: must be a positive integer, got True"),
+    (with_(tune={"budget_s": -1}), r"tune\.budget_s: must be a positive number, got -1"),
+    (with_(tune={"budget_s": "1h"}), r"tune\.budget_s: must be a positive number"),
+    (with_(tune={"trials": 2, "seeds": []}), r"tune\.seeds: must be a non-empty list of distinct integers"),
+    (with_(tune={"trials": 2, "seeds": [5, 5]}), r"tune\.seeds: must be a non-empty list of distinct"),
+    (with_(tune={"trials": 2, "seeds": [-5]}), r"tune\.seeds: must be a non-empty list"),
+    (with_(tune={"trials": 2, "seeds": [0, 7]}), r"tune\.seeds: tuning seeds must differ from the evaluation seeds "
+                                                 r"\(shared: \[0\]\)"),
+    (with_(tune={"trials": 2, "metric": "ndcg@-1"}), r"tune\.metric: "),
+    (with_(tune={"trials": 2, "pruner": "hyperband"}), r"tune\.pruner: must be one of median, none, got 'hyperband'"),
+    (with_(tune={"trials": 2, "sampler_seed": -1}), r"tune\.sampler_seed: must be an integer in 0..2\*\*32-1"),
+    (with_(tune={"trials": 2, "startup_trials": -1}), r"tune\.startup_trials: must be a non-negative integer, got -1"),
+    (with_(tune={"trials": 2, "startup_trials": False}), r"tune\.startup_trials: must be a non-negative integer"),
+    (with_(tune={"trials": 2, "parallel": 0}), r"tune\.parallel: must be a positive integer, got 0"),
+    (with_(tune={"trials": 2, "budget_clock": "gpu"}), r"tune\.budget_clock: must be one of wall, cpu, got 'gpu'"),
+    (tuned(**{"mf-bpr": {"grid": {"lr": [0.1]}}}), r"methods\.mf-bpr\.grid: a tuned grid searches"),
+    (tuned(**{"mf-bpr": {"search": {"lrr": [0.1, 0.2]}}}), r"methods\.mf-bpr: .*lrr"),
+])
+def test_each_rule_refuses_its_case(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(raw, source="g.yaml")
+
+
+def test_defaults_of_a_minimal_grid(tmp_path):
+    p = tmp_path / "minimal.yaml"
+    p.write_text("datasets: [ml-100k]\nmethods: {pop: }\n")
+    g = load_grid(p)
+    assert (g.name, g.path, g.seeds, g.eval_mode, g.ties, g.threads, g.split_seed) == \
+        ("minimal", p, [0], "full", "expected", 1, None)
+    assert g.datasets == [{"name": "ml-100k", "preprocess": {}, "protocols": [{"name": "general",
+                                                                               "params": {"ratios": [0.8, 0.1, 0.1]}}]}]
+    assert g.metrics[:2] == ["recall@10", "recall@20"] and g.valid_metric == "recall@10"
+    assert (g.reference, g.tune, g.summaries, g.inference_repeats, g.tracking, g.also_eval) == \
+        (None, None, [], 0, "none", ())
+    assert parse_grid({"datasets": ["ml-100k"], "methods": {"pop": {}}}).name == "grid"
+    with pytest.raises(ConfigError, match=r"nowhere.yaml: grid file not found"):
+        load_grid(tmp_path / "nowhere.yaml")
+
+
+def test_the_valid_and_tuning_metrics_join_the_metrics():
+    g = parse_grid(with_(valid_metric="hit@10"))
+    assert g.metrics == ["hit@10", "ndcg@10"] and g.valid_metric == "hit@10"
+    g = parse_grid(tuned(tune={"metric": "mrr@10"}))
+    assert g.metrics == ["mrr@10", "ndcg@10"] and g.tune.metric == "mrr@10" and g.valid_metric == "ndcg@10"
+
+
+def test_configurations_are_the_product_of_the_grid_over_the_fixed_parameters():
+    g = parse_grid(with_(methods={"mf-bpr": {"params": {"max_epochs": 2}, "grid": {"lr": [0.1, 0.2], "dim": [8, 16]}}}))
+    assert g.methods["mf-bpr"]["configs"] == [{"max_epochs": 2, "dim": d, "lr": lr} for d in (8, 16) for lr in (0.1, 0.2)]
+    assert g.methods["mf-bpr"]["fixed"] == {"max_epochs": 2} and g.methods["mf-bpr"]["space"] == {}
+    assert len(g.runs()) == 4 and not g.is_tuned("mf-bpr")
+
+
+def test_protocols_default_to_those_a_method_supports():
+    g = parse_grid(with_(datasets=[{"name": "ml-100k", "protocols": ["general", "sequential"]}],
+                         methods={"mtl:mmoe": {}, "pop": {}}))
+    assert g.methods["mtl:mmoe"]["protocols"] == ["general"] and g.methods["pop"]["protocols"] == []
+    assert {(m, p["name"]) for _, p, m in g.cells()} == {("mtl:mmoe", "general"), ("pop", "general"),
+                                                         ("pop", "sequential")}
+
+
+def test_a_tune_block_gives_each_method_its_space_without_the_fixed_parameters():
+    g = parse_grid(tuned(**{"mf-bpr": {"params": {"max_epochs": 1, "lr": 0.01}},
+                            "recbole:ItemKNN": {"search": {"k": [10, 20]}}, "pop": {"tune": False}}))
+    t = g.tune
+    assert (t.trials, t.budget_s, t.seeds, t.metric, t.pruner, t.sampler_seed, t.parallel, t.clock) == \
+        (4, None, (100,), "ndcg@10", "median", 0, 1, "wall")
+    assert t.startup_trials == 2   # min(10, trials // 2)
+    assert "lr" not in g.methods["mf-bpr"]["space"] and "weight_decay" in g.methods["mf-bpr"]["space"]
+    assert set(g.methods["recbole:ItemKNN"]["space"]) == {"k"}
+    assert g.is_tuned("mf-bpr") and not g.is_tuned("pop") and g.methods["pop"]["space"] == {}
+    assert {r.method for r in g.runs()} == {"pop"}        # tuned methods' runs come from their studies
+    t = parse_grid(with_(tune={"budget_s": 60, "budget_clock": "cpu"}, methods={"pop": {}})).tune
+    assert (t.trials, t.budget_s, t.clock, t.startup_trials, t.seeds) == (None, 60.0, "cpu", 10, (1000,))
+    assert parse_grid(with_(tune=False)).tune is None
+
+
+def test_run_specs_carry_the_grid_settings_and_identity_the_resolved_parameters():
+    g = parse_grid(with_(seeds=[3, 4], split_seed=9, threads=2, eval_mode="sampled", also_eval=["sampled-pop"],
+                         ties="first", inference_repeats=2, tracking="tensorboard", metrics=["ndcg@10", "hit@10"],
+                         datasets=[{"name": "ml-100k", "preprocess": {"min_rating": 4}}], methods={"pop": {}}))
+    specs = g.runs()
+    assert [s.seed for s in specs] == [3, 4] and {s.split_seed for s in specs} == {9}
+    s = specs[0]
+    assert (s.dataset, s.preprocess, s.protocol, s.method, s.params, s.threads, s.eval_mode, s.ties,
+            s.also_eval, s.inference_repeats, s.tracking, s.metrics) == \
+        ("ml-100k", {"min_rating": 4}, "general", "pop", {}, 2, "sampled", "first", ("sampled-pop",), 2,
+         "tensorboard", ("ndcg@10", "hit@10"))
+    ident = s.identity("fp")
+    assert ident["split_fingerprint"] == "fp" and ident["also_eval"] == ["sampled-pop"] and ident["ties"] == "first"
+    assert ident["metrics"] == ["ndcg@10", "hit@10"] and ident["protocol_params"] == {"ratios": [0.8, 0.1, 0.1]}
+    assert "threads" not in ident and "tracking" not in ident and "inference_repeats" not in ident
+    assert "also_eval" not in parse_grid(with_()).runs()[0].identity("fp")
+    assert parse_grid(with_(seeds=[5])).runs()[0].split_seed == 5     # no split_seed: the run's seed
+    assert s.params_label == "{}" and parse_grid(BASE).runs()[1].params_label == '{"lr": 0.001, "max_epochs": 1}'
+
+
+def test_restrict_runs_a_part_and_names_what_matches_nothing():
+    g = parse_grid(with_(datasets=[{"name": "ml-100k", "protocols": ["general", "sequential"]}]))
+    part = g.restrict(["method=mf-*", "protocol=seq*, gen*"])
+    assert part.only == {"method": ["mf-*"], "protocol": ["seq*", "gen*"]}
+    assert {(p["name"], m) for _, p, m in part.cells()} == {("general", "mf-bpr"), ("sequential", "mf-bpr")}
+    assert {(p["name"], m) for _, p, m in g.restrict(["dataset=ml-100k", "method=pop"]).cells()} == \
+        {("general", "pop"), ("sequential", "pop")}
+    assert g.only == {} and len(g.cells()) == 4
+    for bad, msg in [(["method"], "expected dataset=GLOB"), (["method= "], "expected"), (["seed=1"], "expected"),
+                     (["method=x*"], r"method=x\*: matches no method of grid 't' \(has: mf-bpr, pop\)")]:
+        with pytest.raises(ConfigError, match=msg):
+            g.restrict(bad)
+    g2 = parse_grid(with_(methods={"pop": {"protocols": ["general"]}, "mf-bpr": {"protocols": ["sequential"]}},
+                          datasets=[{"name": "ml-100k", "protocols": ["general", "sequential"]}]))
+    with pytest.raises(ConfigError, match=r"--only method=pop protocol=sequential: matches no cell"):
+        g2.restrict(["method=pop", "protocol=sequential"])
