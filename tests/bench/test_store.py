@@ -242,3 +242,57 @@ def test_selection_takes_the_best_mean_validation_value_over_seeds():
     assert set(t[t.selected].params) == {'{"x": 2}'}
     assert len(t[t.selected]) == 4     # both seeds, both stages of the selected configuration
 
+
+
+def test_the_store_layout_on_disk(tmp_path, monkeypatch):
+    """The documented layout (module docstring, README "Where things go"): other tools read these paths."""
+    s = RunStore("grid-a", tmp_path)
+    assert (s.root, s.runs, s.failed) == (tmp_path / "grids" / "grid-a", tmp_path / "grids" / "grid-a" / "runs",
+                                          tmp_path / "grids" / "grid-a" / "failed")
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path / "home"))
+    assert RunStore("g").root == tmp_path / "home" / "grids" / "g"
+
+
+def test_run_keys_of_values_json_does_not_know():
+    from pathlib import Path
+
+    assert run_key({"root": Path("/a/b")}) == run_key({"root": "/a/b"})
+
+
+def test_recovery_advice_is_exact(store):
+    finished(store, "k")
+    (store.failed / "k.json").write_text("[")
+    with pytest.raises(DataError, match=r"\): delete it to forget the failure \(the run is then retried\)$"):
+        store.failure("k")
+    r = result()
+    del r["seed"]
+    (store.runs / "k" / RESULT).write_text(json.dumps(r))
+    with pytest.raises(DataError) as e:
+        store.load_result("k")
+    assert str(e.value) == (f"{store.runs / 'k' / RESULT}: run result lacks seed: delete {store.runs / 'k'} and "
+                            "rerun the grid to recompute this run")
+    (store.runs / "k" / "per_user_test.parquet").write_bytes(b"PAR1 no")
+    with pytest.raises(DataError, match=r"per_user_test.parquet: damaged Parquet file .*: delete .*k and rerun the "
+                                        r"grid to recompute this run$"):
+        store.per_user("k", "test")
+
+
+def test_read_parquet_quotes_the_reader_error_cut_at_120_characters(tmp_path, monkeypatch):
+    def fail(path):
+        raise OSError("x" * 200)
+
+    monkeypatch.setattr(pd, "read_parquet", fail)
+    with pytest.raises(DataError) as e:
+        read_parquet(tmp_path / "t.parquet", "redo")
+    assert str(e.value) == f"{tmp_path / 't.parquet'}: damaged Parquet file (OSError: {'x' * 120}): redo"
+    monkeypatch.undo()
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "ok.parquet")
+    with pytest.raises(DataError) as e:
+        read_parquet(tmp_path / "ok.parquet", "redo", columns=("b",))
+    assert str(e.value) == f"{tmp_path / 'ok.parquet'}: table lacks column(s) b: redo"
+
+
+def test_tidy_table_writes_parameters_in_one_key_order(store):
+    finished(store, "k", protocol_params={"z": 1, "a": [2]}, config_params={"y": 1, "b": 2})
+    row = tidy_table(store, ["k"]).iloc[0]
+    assert (row.protocol_params, row.params) == ('{"a": [2], "z": 1}', '{"b": 2, "y": 1}')
