@@ -296,3 +296,8 @@ def test_tidy_table_writes_parameters_in_one_key_order(store):
     finished(store, "k", protocol_params={"z": 1, "a": [2]}, config_params={"y": 1, "b": 2})
     row = tidy_table(store, ["k"]).iloc[0]
     assert (row.protocol_params, row.params) == ('{"a": [2], "z": 1}', '{"b": 2, "y": 1}')
+    t = tidy_table(store, ["k"])      # no run timed scoring: NaN floats, not missing objects
+    assert t.score_s.dtype == float and t.infer_s.dtype == float and t.score_s.isna().all()
+    assert list(t.columns) == ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed",
+                               "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode"]
+    assert list(t.index) == list(range(len(t)))
