@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.toys import distinct_scores, random_split
-from metarec.errors import ConfigError, TrainingError
+
+from metarec.errors import ConfigError, DataError, TrainingError
 from metarec.eval import EvalResult, Evaluator
 from metarec.protocols.split import Split
+from tests.toys import distinct_scores, random_split
 
 torch.set_num_threads(1)
 
@@ -317,3 +318,126 @@ def test_a_user_with_fewer_rankable_items_than_k_gets_a_shorter_list(ties):
     assert short["diversity@5"] == pytest.approx(1 - 1 / 2, abs=1e-12)   # {a, c} vs {c}: Jaccard 1/2
     # user 0 can only be shown 6 and 7; user 1 (5 rankable items, 3..7) is shown all of them
     assert res.means["coverage@5"] == pytest.approx(5 / 8, abs=1e-12)
+
+
+# ---- every input check, fed its case -----------------------------------------------------------------------------
+def _imp_split(**test_cols):
+    test = {"impression": [0, 0, 1, 1], "user": [1, 1, 0, 0], "item": [1, 2, 0, 3], "label": [1, 0, 0, 1]}
+    test.update(test_cols)
+    test = {k: v for k, v in test.items() if v is not None}
+    return Split("m", "impressions", {}, 0, 2, 4, {
+        "train": pd.DataFrame({"user": [0], "item": [0]}),
+        "valid": pd.DataFrame({"impression": [], "user": [], "item": [], "label": []}),
+        "test": pd.DataFrame(test)})
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"ties": "random"}, ConfigError, r"^ties must be one of expected, first, got 'random'$"),
+    ({"mode": "exhaustive"}, ConfigError, r"^evaluation mode must be one of full, sampled, sampled-pop, got "
+                                          r"'exhaustive'$"),
+    ({"batch_size": 0}, ConfigError, r"^evaluation batch_size must be a positive integer, got 0$"),
+    ({"batch_size": True}, ConfigError, r"batch_size must be a positive integer, got True"),
+    ({"batch_size": 2.0}, ConfigError, r"batch_size must be a positive integer, got 2.0"),
+    ({"mode": "sampled", "num_negatives": 0}, ConfigError, r"^num_negatives must be a positive integer, got 0$"),
+    ({"mode": "sampled-pop", "num_negatives": 1.5}, ConfigError, r"num_negatives must be a positive integer"),
+    ({"metrics": ["hit@9"]}, ConfigError, r"^cut-off 9 exceeds the number of items \(8\)$"),
+])
+def test_evaluator_settings_are_checked(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Evaluator(tiny_split(), **{"metrics": ["hit@2"], **kwargs})
+
+
+def test_settings_that_are_fine():
+    ev = Evaluator(tiny_split(), ["hit@8"], num_negatives=0)          # num_negatives only matters when sampling
+    assert (ev.batch_size, ev.mode_label, ev.kmax, ev.metric_names) == (1024, "full", 8, ["hit@8"])
+    big = Split("big", "ratio", {}, 0, 1, 2 ** 16, tiny_split().frames)
+    assert Evaluator(big, ["hit@2"]).batch_size == 2 ** 25 // 2 ** 16   # score blocks of at most 2^25 entries
+    assert Evaluator(tiny_split(), ["hit@2"], batch_size=np.int64(3)).batch_size == 3
+    assert Evaluator(tiny_split(), ["hit@2"], mode="sampled", num_negatives=7).mode_label == "sampled-7"
+    assert Evaluator(tiny_split(), ["hit@2"], mode="sampled-pop", num_negatives=5).mode_label == "sampled-pop-5"
+    assert Evaluator(_imp_split(), ["auc"]).mode_label == "impressions" and Evaluator(_imp_split(), ["auc"]).kmax == 0
+
+
+@pytest.mark.parametrize("scores, error, message", [
+    (torch.zeros(3, 8), ValueError, r"^score matrix must be \[n_users=4, n_items=8\], got \(3, 8\)$"),
+    (torch.zeros(4, 7), ValueError, r"got \(4, 7\)"),
+    (torch.zeros(32), ValueError, r"got \(32,\)"),
+    ("scores", TypeError, r"^scores must be a tensor \[n_users, n_items\] or a callable users -> scores$"),
+    (lambda u: "many", TrainingError, r"^score\(\) at stage 'test' returned str, not a tensor or array of scores"),
+    (lambda u: torch.zeros(len(u), 7), TrainingError, r"^score\(\) at stage 'test' returned shape \(3, 7\); it must "
+                                                      r"be \[users asked, n_items\] = \[3, 8\]$"),
+    (lambda u: torch.zeros(len(u), 8, dtype=torch.bool), TrainingError, r"returned torch.bool scores; return real"),
+    (lambda u: torch.zeros(len(u), 8, dtype=torch.complex64), TrainingError, r"returned torch.complex64 scores"),
+    (lambda u: torch.full((len(u), 8), float("nan")), TrainingError, r"the method returned NaN scores at stage "
+                                                                     r"'test'"),
+])
+def test_score_sources_are_checked(scores, error, message):
+    with pytest.raises(error, match=message):
+        Evaluator(tiny_split(), ["hit@2"]).evaluate_scores(scores)
+
+
+def test_integer_scores_are_ranked_as_numbers():
+    s = torch.zeros(4, 8, dtype=torch.int64)
+    s[0, 3] = s[1, 5] = s[2, 6] = s[2, 7] = 1
+    assert Evaluator(tiny_split(), ["hit@1"]).evaluate_scores(lambda u: s[u]).means["hit@1"] == 1.0
+
+
+def test_nan_without_a_top_k_metric_is_still_an_error():
+    s = torch.zeros(4, 8)
+    s[0, 5] = float("nan")
+    with pytest.raises(TrainingError, match=r"the method returned NaN scores at stage 'test'"):
+        Evaluator(tiny_split(), ["auc"]).evaluate_scores(s)
+
+
+def test_ids_outside_the_catalogue_are_a_data_error():
+    bad = tiny_split()
+    bad.frames["test"] = pd.DataFrame({"user": [0, 1], "item": [3, 8]})
+    with pytest.raises(DataError, match=r"^test frame: user/item ids out of range 0..3 / 0..7$"):
+        Evaluator(bad, ["hit@2"]).evaluate_scores(torch.zeros(4, 8))
+
+
+def test_top_k_lists_are_checked():
+    ev = Evaluator(tiny_split(), ["hit@2"])
+    for k in (0, 9):
+        with pytest.raises(ConfigError, match=rf"^k must be in 1..8, got {k}$"):
+            ev.top_k(torch.zeros(4, 8), k=k)
+    users, items = ev.top_k(-torch.arange(8.0).repeat(4, 1), k=2)   # low ids first, unless known
+    assert users.tolist() == [0, 1, 2] and items.tolist() == [[3, 4], [0, 1], [0, 1]]   # user 3 has no target
+    empty = Split("e", "ratio", {}, 0, 4, 8, {**tiny_split().frames, "test": pd.DataFrame({"user": [], "item": []},
+                                                                                        dtype=np.int64)})
+    users, items = Evaluator(empty, ["hit@2"]).top_k(torch.zeros(4, 8), k=3)
+    assert users.shape == (0,) and items.shape == (0, 3)
+    with pytest.raises(ConfigError, match=r"^top_k lists are defined for ranking protocols, not impressions$"):
+        Evaluator(_imp_split(), ["auc"]).top_k(torch.zeros(2, 4))
+
+
+def test_impression_inputs_are_checked():
+    with pytest.raises(ConfigError, match=r"^the impressions protocol ranks each impression's candidates; "
+                                          r"mode='sampled' does not apply$"):
+        Evaluator(_imp_split(), ["auc"], mode="sampled-pop")
+    with pytest.raises(DataError, match=r"^impressions split: the test frame lacks column\(s\) label$"):
+        Evaluator(_imp_split(label=None), ["auc"]).evaluate_scores(torch.zeros(2, 4))
+
+    class Pairs:
+        def __init__(self, out):
+            self.out = out
+
+        def score_pairs(self, users, items):
+            return self.out(users, items)
+
+    with pytest.raises(ValueError, match=r"^score_pairs returned 1 scores for 4 pairs$"):
+        Evaluator(_imp_split(), ["auc"]).evaluate(Pairs(lambda u, i: torch.zeros(1)))
+    with pytest.raises(TrainingError, match=r"^the method returned NaN scores at stage 'test'$"):
+        Evaluator(_imp_split(), ["auc"]).evaluate(Pairs(lambda u, i: torch.full((len(u),), float("nan"))))
+    res = Evaluator(_imp_split(), ["auc", "mrr"]).evaluate(Pairs(lambda u, i: i.float()))
+    assert res.means == {"auc": 0.5, "mrr": 0.75} and res.unit == "impression"
+
+
+def test_rating_predictions_must_match_the_pairs():
+    split = tiny_split()
+    split.frames["test"] = split.test.assign(rating=[4.0, 3.0, 5.0, 1.0])
+    with pytest.raises(ValueError, match=r"^predict_rating returned 2 values for 4 pairs$"):
+        Evaluator(split, ["mae"]).evaluate_scores(torch.zeros(4, 8), predict_rating=lambda u, i: torch.zeros(2))
+    res = Evaluator(split, ["mae", "rmse"]).evaluate_scores(torch.zeros(4, 8),
+                                                             predict_rating=lambda u, i: torch.full((len(u),), 3.0))
+    assert res.means["mae"] == pytest.approx(1.25) and res.means["rmse"] == pytest.approx(1.5)
