@@ -250,22 +250,22 @@ def test_topk_items_is_a_stable_descending_sort(dtype, n, k):
     for s in (exact, ties, masked, signed, -ties):
         ref = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
         assert torch.equal(M.topk_items(s, k), ref)
-        nb = n // M._BLOCK
-        if nb >= 2 * k:  # the device (torch) branch, exercised on CPU
-            bm = s[:, :nb * M._BLOCK].reshape(B, nb, M._BLOCK).amax(2)
-            if nb * M._BLOCK < n:
-                bm = torch.cat([bm, s[:, nb * M._BLOCK:].amax(1, keepdim=True)], 1)
-            assert torch.equal(M._topk_candidates_torch(s.contiguous(), bm, k), ref)
+        assert torch.equal(M.topk_items(s, k, compiled=False), ref)   # the device (torch) path, run on CPU
 
 
-def test_topk_items_rejects_nan_and_bad_k():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_topk_items_rejects_nan_and_bad_k(compiled):
     s = torch.rand(4, 2000)
     s[2, 1234] = float("nan")
     s[3, 20] = float("nan")
-    with pytest.raises(ValueError):
-        M.topk_items(s, 10)
-    with pytest.raises(ValueError):
-        M.topk_items(s[:, :50], 10)  # the small-catalogue path too
+    with pytest.raises(ValueError, match=r"^scores contain NaN in 2 row\(s\)$"):
+        M.topk_items(s, 10, compiled=compiled)
+    with pytest.raises(ValueError, match=r"^scores contain NaN in 1 row\(s\)$"):
+        M.topk_items(s[:, :50], 10, compiled=compiled)  # the small-catalogue path too
     from metarec.errors import ConfigError
-    with pytest.raises(ConfigError):
-        M.topk_items(torch.rand(2, 5), 6)
+    for k in (0, 6):
+        with pytest.raises(ConfigError, match=rf"^cut-off {k} must be in 1..5 \(the number of items\)$"):
+            M.topk_items(torch.rand(2, 5), k, compiled=compiled)
+    assert M.topk_items(torch.rand(0, 5), 2, compiled=compiled).shape == (0, 2)
+    ints = torch.tensor([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
+    assert M.topk_items(ints, 2, compiled=compiled).tolist() == [[4, 2], [0, 2]]

@@ -39,3 +39,30 @@ def test_parse_metrics_dedup_and_errors():
         parse_metrics([])
     with pytest.raises(ConfigError):
         parse_metric(10)
+
+
+@pytest.mark.parametrize("name, kind, message", [
+    (10, None, r"^metric names are strings like 'ndcg@10', got 10$"),
+    ("recall@10", "impressions", r"^metric 'recall@10' is not defined for the impressions protocols; valid: auc, "
+                                 r"mrr, ndcg@K$"),
+    ("ndcg", "ranking", r"^metric 'ndcg' needs a cut-off under the ranking protocols, e.g. 'ndcg@10'$"),
+    ("recall", None, r"^metric 'recall' needs a cut-off, e.g. 'recall@10'$"),
+    ("auc@10", None, r"^metric 'auc' takes no cut-off \(got 'auc@10'\); write 'auc'$"),
+    ("mrr@5", "impressions", r"^metric 'mrr' takes no cut-off \(got 'mrr@5'\); write 'mrr'$"),
+    ("ndcg@0", None, r"^metric 'ndcg@0': the cut-off K must be a positive integer, got '0'$"),
+    ("ndcg@x1", None, r"the cut-off K must be a positive integer, got 'x1'"),
+    ("diversity@1", None, r"^metric 'diversity@1': diversity needs K >= 2$"),
+])
+def test_each_name_rule_says_what_is_wrong(name, kind, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_metric(name, kind)
+
+
+def test_names_under_a_protocol_kind():
+    assert parse_metric("mrr", "impressions").name == "mrr" and parse_metric("mrr@5", "ranking").name == "mrr@5"
+    assert parse_metric("ndcg@5", "impressions").k == 5 and parse_metric("diversity@2").k == 2
+    assert parse_metric("mrr").name == "mrr"        # any kind: mrr without a cut-off is defined (impressions)
+    with pytest.raises(ConfigError, match=r"^no metrics requested$"):
+        parse_metrics([])
+    with pytest.raises(UnknownNameError, match="user_mae"):   # known to the registry, produced by extras only
+        parse_metric("user_mae")
