@@ -89,22 +89,35 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
     """Run the mutants without a verdict that match ``globs``; ``again``: rerun the survivors (and those without a
     covering test) that match, after tests were added to kill them."""
     restore()
-    # a glob no mutant matches: mutmut generates the mutants (a changed function loses its verdict) and collects
-    # or loads the map of which tests run which function, then has nothing to run
-    mutmut("run", "--max-children", str(children), "metarec.__set_up_only__*")
-    save()
-    rerun = {k for k, v in verdicts(WORK).items() if status_of(v) in ("survived", "no tests")} if again else set()
+
+    def wanted(key: str) -> bool:
+        return not globs or any(fnmatch.fnmatch(key, g) for g in globs)
+
+    rerun: set[str] | None = None
+    stalled = 0
     while True:
-        pending = [k for k, v in verdicts(WORK).items()
-                   if (v is None or k in rerun) and (not globs or any(fnmatch.fnmatch(k, g) for g in globs))]
+        # a glob no mutant matches: mutmut (re)generates the mutants of changed sources (a changed function loses
+        # its verdicts), collects or updates the map of which tests run which function, then has nothing to run
+        mutmut("run", "--max-children", str(children), "metarec.__set_up_only__*")
+        found = verdicts(WORK)
+        if rerun is None:
+            rerun = {k for k, v in found.items() if status_of(v) in ("survived", "no tests")} if again else set()
+        pending = [k for k, v in found.items() if (v is None or k in rerun) and wanted(k)]
         if not pending:
             break
-        rerun -= set(pending[:chunk])
         print(f"[mutation] {len(pending)} mutants to run; next {min(chunk, len(pending))}", flush=True)
         code = mutmut("run", "--max-children", str(children), *pending[:chunk])
+        rerun -= set(pending[:chunk])
         save()
-        if all(verdicts(WORK).get(k) is None for k in pending[:chunk] if k not in rerun):   # clean tests failed
-            raise SystemExit(f"mutmut ran none of the chunk (exit {code}): see its output above")
+        after = verdicts(WORK)
+        fresh = [k for k in pending[:chunk] if found.get(k) is None]
+        if fresh and all(after.get(k) is None for k in fresh):
+            stalled += 1          # nothing new: the unmutated tests failed, or the sources changed under the run
+            if stalled >= 2:
+                raise SystemExit(f"mutmut ran none of two chunks (exit {code}): see its output above")
+        else:
+            stalled = 0
+    save()
 
 
 def score(goal: float, survivors: bool) -> int:
