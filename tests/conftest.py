@@ -32,3 +32,22 @@ def _isolated_store(tmp_path_factory):
 def _store_per_test(tmp_path_factory, monkeypatch):
     """Each test body gets a store of its own: nothing one test writes is read by another, whatever the order."""
     monkeypatch.setenv("METAREC_HOME", str(tmp_path_factory.mktemp("store")))
+
+
+# ---- toy splits shared across test files (tests/toys.py builds them; sizes small enough for a CPU test) ----------
+@pytest.fixture(scope="session")
+def seq_split():
+    """Sequential (leave-one-out by time) split of a 24-user, 30-item toy dataset."""
+    from metarec.protocols import get_protocol
+    from tests.toys import toy_dataset
+
+    return get_protocol("sequential")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)
+
+
+@pytest.fixture(scope="session")
+def gen_split():
+    """General (8:1:1 per user) split of the same toy dataset."""
+    from metarec.protocols import get_protocol
+    from tests.toys import toy_dataset
+
+    return get_protocol("general")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)

@@ -28,16 +28,6 @@ NAMES = ["distill:teacher", "distill:student", "distill:kd-soft", "distill:kd-rd
 FAST = {"max_epochs": 2, "eval_every": 1, "progress_bar": False, "max_len": 8, "batch_size": 16}
 
 
-@pytest.fixture(scope="module")
-def seq_split():
-    return get_protocol("sequential")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)
-
-
-@pytest.fixture(scope="module")
-def gen_split():
-    return get_protocol("general")(toy_dataset(n_users=24, n_items=30, per_user=14), seed=0)
-
-
 def with_text(split):
     """A copy of ``split`` whose items have text, except every fifth item (no text)."""
     import copy
