@@ -441,3 +441,46 @@ def test_rating_predictions_must_match_the_pairs():
     res = Evaluator(split, ["mae", "rmse"]).evaluate_scores(torch.zeros(4, 8),
                                                              predict_rating=lambda u, i: torch.full((len(u),), 3.0))
     assert res.means["mae"] == pytest.approx(1.25) and res.means["rmse"] == pytest.approx(1.5)
+
+
+def test_the_result_says_what_was_measured():
+    split = tiny_split()
+    kept = torch.arange(32.0).reshape(4, 8)
+    before = kept.clone()
+    res = Evaluator(split, ["ndcg@3", "hit@2", "coverage@2"]).evaluate_scores(lambda u: kept[u], "valid")
+    assert torch.equal(kept, before)                      # the method's own tensor is never masked in place
+    assert list(res.means) == ["ndcg@3", "hit@2", "coverage@2"] and list(res.per_user.columns) == ["ndcg@3", "hit@2"]
+    assert (res.stage, res.mode, res.unit, res.n_users) == ("valid", "full", "user", 3)
+    assert res.per_user.index.name == "user" and res.per_user.index.tolist() == [0, 1, 2]
+    assert res.per_user.attrs == {"mode": "full", "stage": "valid"}
+    d = res.to_dict()
+    assert d == {"stage": "valid", "mode": "full", "unit": "user", "n_units": 3, "metrics": res.means,
+                 "timings": res.timings, "notes": res.notes}
+    assert d["metrics"] is not res.means and d["timings"] is not res.timings
+    assert set(res.timings) == {"adapt_s", "score_s", "total_s", "metrics_s"}
+    assert res.timings["adapt_s"] == 0.0 and res.timings["total_s"] >= res.timings["score_s"] >= 0
+    assert res.timings["metrics_s"] == pytest.approx(res.timings["total_s"] - res.timings["score_s"], abs=1e-12)
+    text = str(res)
+    assert text.startswith("[valid | full | 3 users] ndcg@3=") and f"hit@2={res.means['hit@2']:.4f}" in text
+    s = Evaluator(split, ["hit@2"], mode="sampled", num_negatives=3).evaluate_scores(kept)
+    assert s.mode == "sampled-3" and s.per_user.attrs["mode"] == "sampled-3" and "sampled-3" in str(s)
+
+
+def test_a_method_is_adapted_on_the_support_set_and_timed():
+    split = tiny_split()
+    split.frames["test_support"] = pd.DataFrame({"user": [2], "item": [1]})
+
+    class Adapting:
+        seen = None
+
+        def adapt(self, support):
+            Adapting.seen = support.copy()
+
+        def score(self, users):
+            return torch.zeros(len(users), 8)
+
+    res = Evaluator(split, ["hit@2"]).evaluate(Adapting(), "test")
+    assert Adapting.seen.to_dict("list") == {"user": [2], "item": [1]}
+    assert res.timings["adapt_s"] >= 0 and res.timings["total_s"] >= res.timings["adapt_s"]
+    assert res.timings["metrics_s"] == pytest.approx(res.timings["total_s"] - res.timings["score_s"]
+                                                     - res.timings["adapt_s"], abs=1e-12)
