@@ -129,8 +129,9 @@ def test_directions_come_from_the_declarations():
         assert lower_is_better(name) is low, name
     from metarec.errors import UnknownNameError
 
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError, match=r"^unknown metric 'no_such_metric@10'; valid: accuracy, auc, ") as e:
         lower_is_better("no_such_metric@10")
+    assert e.value.kind == "metric" and "user_mae" in e.value.choices
 
 
 def test_best_cell_follows_the_direction_of_task_metrics():
