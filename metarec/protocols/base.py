@@ -53,7 +53,8 @@ PROTOCOLS: dict[str, Protocol] = {}
 def protocol(name: str, *, metric_kind: str = "ranking", domains: dict[str, Any] | None = None,
              version: int = 1, **defaults):
     def deco(fn):
-        PROTOCOLS[name] = Protocol(name, fn, defaults, (fn.__doc__ or "").strip().splitlines()[0], metric_kind,
+        summary = (fn.__doc__ or "").strip().splitlines()[:1]   # a function without a docstring has none
+        PROTOCOLS[name] = Protocol(name, fn, defaults, summary[0] if summary else "", metric_kind,
                                    dict(domains or {}), version)
         return fn
     return deco

@@ -118,3 +118,45 @@ def test_make_split_records_checks_drops_helpers_and_refuses_an_empty_train():
     assert list(s.test.index) == [0, 1]
     with pytest.raises(ConfigError, match=r"^protocol 'p' on toy: empty train set \(parameters \{'a': 1\}\)$"):
         make_split(ds, "p", {"a": 1}, 0, {"train": inter.iloc[:0], "valid": inter, "test": inter}, [])
+
+
+def test_registering_a_protocol(monkeypatch):
+    from metarec.protocols import base
+
+    monkeypatch.setattr(base, "PROTOCOLS", {})
+
+    def halves(ds, *, seed, share):
+        """Half and half.
+
+        More text that is not the summary."""
+        return share
+
+    assert base.protocol("halves", share=0.5)(halves) is halves
+    p = base.PROTOCOLS["halves"]
+    assert (p.name, p.make, p.defaults, p.doc, p.metric_kind, p.domains, p.version) == \
+        ("halves", halves, {"share": 0.5}, "Half and half.", "ranking", {}, 1)
+    from metarec.params import Domain
+
+    def quiet(ds, *, seed):
+        return seed
+
+    base.protocol("quiet", metric_kind="impressions", domains={"x": Domain("int", 1)}, version=3)(quiet)
+    q = base.PROTOCOLS["quiet"]
+    assert (q.doc, q.metric_kind, q.version, q.defaults) == ("", "impressions", 3, {})
+    assert q.domains == {"x": Domain("int", 1)} and q(None, seed=4) == 4
+
+
+def test_params_key_of_values_json_does_not_know():
+    from pathlib import Path
+
+    assert params_key({"root": Path("/x")}) == params_key({"root": "/x"})
+
+
+def test_integer_results_where_counts_and_ranks_are_meant():
+    rank, size = random_rank_within_user(np.array([1, 0, 1]), np.random.default_rng(1))
+    assert rank.dtype == np.int64 and size.dtype == np.int64
+    v, t = split_counts(np.array([5, 10]), np.array([0.8, 0.1, 0.1]))
+    assert v.dtype == np.int64 and t.dtype == np.int64
+    # valid takes the user's second item: test is not raised to 1 when train would be left with nothing
+    v, t = split_counts(np.array([2]), np.array([0.4, 0.5, 0.1]))
+    assert (v.tolist(), t.tolist()) == ([1], [0])

@@ -205,3 +205,10 @@ def test_time_order_check_on_impressions_reads_the_impression_log():
         shared = {**fr, stage: imp([(1, 1, 1, 1, 30)])}   # impression 1 is in train
         with pytest.raises(LeakageError, match="toy/impressions: an impression id is in two stages"):
             check_time_order(split(shared, protocol="impressions"))
+
+
+def test_describe_in_full():
+    s = split(frames([(0, 0), (0, 1), (1, 2)], [(0, 2)], [(0, 4), (2, 5)]))
+    assert s.describe() == {"dataset": "toy", "protocol": "general", "params": {}, "seed": 0, "users": 4, "items": 6,
+                            "fingerprint": s.fingerprint[:16], "train_rows": 3, "train_users": 2, "valid_rows": 1,
+                            "valid_users": 1, "test_rows": 2, "test_users": 2}
