@@ -93,6 +93,9 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
     def wanted(key: str) -> bool:
         return not globs or any(fnmatch.fnmatch(key, g) for g in globs)
 
+    def order(key: str) -> int:   # the globs' order: the module named first runs first
+        return next((i for i, g in enumerate(globs) if fnmatch.fnmatch(key, g)), 0)
+
     rerun: set[str] | None = None
     stalled = 0
     while True:
@@ -102,7 +105,7 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
         found = verdicts(WORK)
         if rerun is None:
             rerun = {k for k, v in found.items() if status_of(v) in ("survived", "no tests")} if again else set()
-        pending = [k for k, v in found.items() if (v is None or k in rerun) and wanted(k)]
+        pending = sorted((k for k, v in found.items() if (v is None or k in rerun) and wanted(k)), key=order)
         if not pending:
             break
         print(f"[mutation] {len(pending)} mutants to run; next {min(chunk, len(pending))}", flush=True)
