@@ -301,3 +301,32 @@ def test_tidy_table_writes_parameters_in_one_key_order(store):
     assert list(t.columns) == ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed",
                                "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode"]
     assert list(t.index) == list(range(len(t)))
+
+
+def test_equal_validation_means_select_the_first_configuration_by_its_parameters():
+    """A deterministic tie rule: whatever order the rows come in, the smaller parameter label wins."""
+    from metarec.bench.store import select_configs
+
+    rows = [{"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": "a", "params": params, "seed": 0,
+             "stage": "valid", "metric": "ndcg@10", "value": 0.2} for params in ('{"x": 2}', '{"x": 1}', '{"x": 3}')]
+    for order in (rows, rows[::-1]):
+        t = select_configs(pd.DataFrame(order), "ndcg@10")
+        assert t.selected.dtype == bool and set(t[t.selected].params) == {'{"x": 1}'}
+    t = select_configs(pd.DataFrame(rows[:1]).iloc[:0], "ndcg@10")
+    assert t.empty and "selected" in t.columns
+
+
+def test_write_table_creates_missing_folders(tmp_path):
+    pq, _ = write_table(pd.DataFrame({"a": [1]}), tmp_path / "x" / "y")
+    assert pq.is_file()
+
+
+def test_checking_a_writer_does_not_signal_it(store):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _writer_alive(f".tmp-k-{live.pid}")
+        with pytest.raises(subprocess.TimeoutExpired):   # probed with signal 0: still running a moment later
+            live.wait(timeout=0.3)
+    finally:
+        live.kill()
+        live.wait()
