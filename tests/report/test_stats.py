@@ -206,3 +206,30 @@ def test_significance_needs_two_seeds_and_the_holm_adjusted_p_below_alpha():
         got = compare(frame(v), "ref", "ndcg@10", n_boot=20, alpha=alpha).set_index("method").significant
         assert (got == (out.seed_p_holm < alpha)).all()
     assert out.significant.any() and not out.significant.all()
+
+
+def test_edge_rules_of_the_comparison():
+    # two seeds with the same difference: no spread, yet two seeds agree (p 0, marked)
+    two = compare(frame({"ref": np.zeros((2, 3)), "m": np.full((2, 3), 0.2)}), "ref", "ndcg@10", n_boot=10).iloc[0]
+    assert two.n_seeds == 2 and two.seed_p == 0.0 and two.significant
+    # a method evaluated on no unit the reference was: left out, and the methods after it still compared
+    f = frame({"ref": np.zeros((1, 3)), "a_none": np.ones((1, 3)), "b": np.ones((1, 3))})
+    f.loc[f.method == "a_none", "user"] += 100
+    assert compare(f, "ref", "ndcg@10", n_boot=10).method.tolist() == ["b"]
+    # the same (seed, user, method) twice: the first value counts
+    g = frame({"ref": np.zeros((1, 2)), "m": np.ones((1, 2))})
+    g = pd.concat([g, g[g.method == "m"].assign(**{"ndcg@10": 5.0})], ignore_index=True)
+    assert compare(g, "ref", "ndcg@10", n_boot=10).iloc[0].delta == 1.0
+
+
+def test_the_users_bootstrap_is_seeded():
+    f = frame(simulate(np.random.default_rng(11), seeds=2, users=20))
+    default = compare(f, "ref", "ndcg@10", n_boot=100).iloc[0]
+    assert default.ci_users_low == compare(f, "ref", "ndcg@10", n_boot=100, seed=0).iloc[0].ci_users_low
+    assert default.ci_users_low != compare(f, "ref", "ndcg@10", n_boot=100, seed=1).iloc[0].ci_users_low
+
+
+def test_holm_reads_missing_p_values_as_nan():
+    out = holm([0.01, None, 0.02])
+    assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([]) == []
