@@ -69,14 +69,14 @@ def test_seed_level_test_and_combined_user_tests_equal_scipy():
     for m in ("m", "other"):
         pm, pr = v[m].mean(1), v["ref"].mean(1)
         r = out.loc[m]
-        assert r.seed_p == pytest.approx(sst.ttest_rel(pm, pr).pvalue, rel=1e-9)
-        assert r.delta == pytest.approx((pm - pr).mean(), rel=1e-12)
-        assert r.rel_delta == pytest.approx((pm - pr).mean() / pr.mean(), rel=1e-12)
-        assert r.d_z == pytest.approx((pm - pr).mean() / (pm - pr).std(ddof=1), rel=1e-9)
+        assert r.seed_p == pytest.approx(sst.ttest_rel(pm, pr).pvalue, rel=1e-9, abs=0)
+        assert r.delta == pytest.approx((pm - pr).mean(), rel=1e-12, abs=0)
+        assert r.rel_delta == pytest.approx((pm - pr).mean() / pr.mean(), rel=1e-12, abs=0)
+        assert r.d_z == pytest.approx((pm - pr).mean() / (pm - pr).std(ddof=1), rel=1e-9, abs=0)
         one = [sst.ttest_rel(v[m][s], v["ref"][s], alternative="greater").pvalue for s in range(5)]
         g = sst.combine_pvalues(one, method="stouffer").pvalue
-        assert r.user_p == pytest.approx(2 * min(g, 1 - g), rel=1e-9)
-    assert list(out.seed_p_holm) == pytest.approx(holm(list(out.seed_p)))
+        assert r.user_p == pytest.approx(2 * min(g, 1 - g), rel=1e-9, abs=0)
+    assert list(out.seed_p_holm) == pytest.approx(holm(list(out.seed_p)), rel=1e-12, abs=0)
     assert out.loc["other", "significant"] and out.loc["other", "ci_low"] > 0
 
 
@@ -172,7 +172,7 @@ def test_degenerate_comparisons():
     m, same = out.loc["m"], out.loc["same"]
     assert m.seed_p == 0.0 and np.isnan(m.seed_t) and np.isnan(m.d_z) and m.significant
     assert same.seed_p == 1.0 and same.delta == 0 and not same.significant
-    assert m.user_p == pytest.approx(2 * sst.norm.sf(8.0 * 3 / np.sqrt(3)), rel=1e-9) and np.isnan(m.user_d)
+    assert m.user_p == pytest.approx(2 * sst.norm.sf(8.0 * 3 / np.sqrt(3)), rel=1e-9, abs=0) and np.isnan(m.user_d)
     assert same.user_p == 1.0
     zero_ref = compare(frame({"ref": np.zeros((2, 3)), "m": np.ones((2, 3))}), "ref", "ndcg@10", n_boot=10).iloc[0]
     assert np.isnan(zero_ref.rel_delta) and np.isnan(zero_ref.rel_ci_low) and np.isnan(zero_ref.rel_ci_high)
@@ -200,8 +200,8 @@ def test_significance_needs_two_seeds_and_the_holm_adjusted_p_below_alpha():
     v = {"ref": base, "a": base + 0.01 + rng.normal(0, 0.004, (4, 1)), "b": base + 0.002 + rng.normal(0, 0.01, (4, 1)),
          "c": base - 0.03 + rng.normal(0, 0.004, (4, 1))}
     out = compare(frame(v), "ref", "ndcg@10", n_boot=20).set_index("method")
-    assert list(out.seed_p_holm) == pytest.approx(holm(list(out.seed_p)))
-    assert out.seed_p_holm.min() == pytest.approx(3 * out.seed_p.min(), rel=1e-12)
+    assert list(out.seed_p_holm) == pytest.approx(holm(list(out.seed_p)), rel=1e-12, abs=0)
+    assert out.seed_p_holm.min() == pytest.approx(3 * out.seed_p.min(), rel=1e-12, abs=0)
     for alpha in (0.05, 0.01, 1e-4):
         got = compare(frame(v), "ref", "ndcg@10", n_boot=20, alpha=alpha).set_index("method").significant
         assert (got == (out.seed_p_holm < alpha)).all()
@@ -233,3 +233,16 @@ def test_holm_reads_missing_p_values_as_nan():
     out = holm([0.01, None, 0.02])
     assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.02)
     assert holm([]) == []
+
+
+def test_user_level_test_with_two_users_a_seed_and_a_seed_without_spread():
+    """Two users with different differences are a t-test with one degree of freedom (scipy's); a seed whose users
+    all differ by exactly 1 votes with z = 8 (p ~ 1e-15), as strongly as any seed can."""
+    ref = np.array([[0.1, 0.5], [0.2, 0.4]])
+    m = ref + np.array([[0.3, 0.1], [0.25, 0.05]])
+    r = compare(frame({"ref": ref, "m": m}), "ref", "ndcg@10", n_boot=10).iloc[0]
+    one = [sst.ttest_rel(m[s], ref[s], alternative="greater").pvalue for s in range(2)]
+    g = sst.combine_pvalues(one, method="stouffer").pvalue
+    assert r.user_p == pytest.approx(2 * min(g, 1 - g), rel=1e-9, abs=0)
+    flat = compare(frame({"ref": np.zeros((1, 3)), "m": np.ones((1, 3))}), "ref", "ndcg@10", n_boot=10).iloc[0]
+    assert flat.user_p == pytest.approx(2 * sst.norm.sf(8.0), rel=1e-9, abs=0)
