@@ -100,19 +100,23 @@ class Split:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        files = {}
-        for name, df in sorted(self.frames.items()):
-            files[f"{name}.parquet"] = _write_parquet(df, tmp / f"{name}.parquet")
-        for name, df in (("item_features", self.item_features), ("user_features", self.user_features)):
-            if df is not None:
-                files[f"{name}.parquet"] = _write_parquet(_parquet_safe(df), tmp / f"{name}.parquet")
-        manifest = {
-            "dataset": self.dataset, "protocol": self.protocol, "params": self.params, "seed": self.seed,
-            "n_users": self.n_users, "n_items": self.n_items, "fingerprint": self.fingerprint,
-            "frames": {name: len(df) for name, df in sorted(self.frames.items())},
-            "files": files, "meta": self.meta,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        try:
+            files = {}
+            for name, df in sorted(self.frames.items()):
+                files[f"{name}.parquet"] = _write_parquet(df, tmp / f"{name}.parquet")
+            for name, df in (("item_features", self.item_features), ("user_features", self.user_features)):
+                if df is not None:
+                    files[f"{name}.parquet"] = _write_parquet(_parquet_safe(df), tmp / f"{name}.parquet")
+            manifest = {
+                "dataset": self.dataset, "protocol": self.protocol, "params": self.params, "seed": self.seed,
+                "n_users": self.n_users, "n_items": self.n_items, "fingerprint": self.fingerprint,
+                "frames": {name: len(df) for name, df in sorted(self.frames.items())},
+                "files": files, "meta": self.meta,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        except BaseException:   # a failed (or interrupted) write leaves no half folder beside the splits
+            _rmtree(tmp)
+            raise
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             os.replace(folder, old)

@@ -54,11 +54,15 @@ def test_registration_errors():
     (lambda: "ndcg", r"register_metric expects a MetricDef, got str"),
     (lambda: registry.MetricDef("Hits", "x"), r"metric base 'Hits': lower-case letters"),
     (lambda: registry.MetricDef("hit-rate", "x"), r"metric base 'hit-rate': lower-case letters"),
-    (lambda: registry.MetricDef("x3", "x", needs=("scores", "gpu", "tpu")), r"unknown need\(s\) gpu, tpu; valid: scores"),
+    (lambda: registry.MetricDef("x3", "x", needs=("scores", "gpu", "tpu")), r"^metric 'x3': unknown need\(s\) gpu, tpu; "
+                                                                            r"valid: scores, ratings, impressions, "
+                                                                            r"item_categories, train_popularity$"),
     (lambda: registry.MetricDef("x4", "x", protocols={"sessions": "k"}), r"protocols must map ranking/impressions to k "
                                                                           r"or none, got 'sessions': 'k'"),
     (lambda: registry.MetricDef("x5", "x", protocols={"ranking": "K"}), r"got 'ranking': 'K'"),
-    (lambda: registry.MetricDef("x6", "x", origin="p", compute=len, protocols={"ranking": "none"}), "plugin metric"),
+    (lambda: registry.MetricDef("x6", "x", origin="p", compute=len, protocols={"ranking": "none"}),
+     r"^plugin metric 'x6': a plugin can add per-user top-K metrics \(protocols \{'ranking': 'k'\}, needs "
+     r"\('scores',\), a compute function\)$"),
     (lambda: registry.MetricDef("x7", "x", origin="p", compute=len, needs=("ratings",)), "plugin metric 'x7'"),
     (lambda: registry.MetricDef("x8", "x", origin="p", compute=len, per_unit=False), "plugin metric 'x8'"),
     (lambda: registry.MetricDef("ndcg", "again", origin="p", compute=len), r"'ndcg' is already registered \(by metarec\)"),

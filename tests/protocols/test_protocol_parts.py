@@ -160,3 +160,29 @@ def test_integer_results_where_counts_and_ranks_are_meant():
     # valid takes the user's second item: test is not raised to 1 when train would be left with nothing
     v, t = split_counts(np.array([2]), np.array([0.4, 0.5, 0.1]))
     assert (v.tolist(), t.tolist()) == ([1], [0])
+
+
+def test_parameter_errors_name_every_valid_parameter(monkeypatch):
+    from metarec.protocols import base
+
+    with pytest.raises(ConfigError, match=r"^protocol 'temporal': unknown parameter\(s\) x; valid: drop_cold, "
+                                          r"ratios$"):
+        get_protocol("temporal").resolve({"x": 1})
+    monkeypatch.setattr(base, "PROTOCOLS", {})
+
+    def bare(ds, *, seed):
+        return seed
+
+    base.protocol("bare")(bare)
+    with pytest.raises(ConfigError, match=r"^protocol 'bare': unknown parameter\(s\) x; valid: \(none\)$"):
+        base.PROTOCOLS["bare"].resolve({"x": 1})
+    assert base.PROTOCOLS["bare"](None) == 0            # seed 0 unless given
+
+
+def test_make_split_carries_the_side_information():
+    ds = toy_dataset(n_users=3, n_items=5, per_user=3)
+    ds.item_features = pd.DataFrame({"genres": ["a"] * ds.n_items})
+    ds.user_features = pd.DataFrame({"age": [1] * ds.n_users})
+    inter = ds.interactions
+    s = make_split(ds, "p", {}, 0, {"train": inter, "valid": inter.iloc[:0], "test": inter.iloc[:0]}, [])
+    assert s.item_features is ds.item_features and s.user_features is ds.user_features

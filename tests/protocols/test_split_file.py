@@ -212,3 +212,77 @@ def test_describe_in_full():
     assert s.describe() == {"dataset": "toy", "protocol": "general", "params": {}, "seed": 0, "users": 4, "items": 6,
                             "fingerprint": s.fingerprint[:16], "train_rows": 3, "train_users": 2, "valid_rows": 1,
                             "valid_users": 1, "test_rows": 2, "test_users": 2}
+
+
+def test_the_fingerprint_of_fixed_content_never_changes():
+    """Stored splits and run keys carry it: a change to the function would orphan every stored result, so its
+    value on fixed content is pinned (int64 ids, an object column, two frames)."""
+    from metarec.protocols.split import content_fingerprint
+
+    frames_ = {"train": pd.DataFrame({"user": [0, 1], "item": [2, 0], "tag": ["a", "b"]}),
+               "test": pd.DataFrame({"user": [1], "item": [1]})}
+    assert content_fingerprint(2, 3, frames_) == "91215b3863cab4cdd8adac0ad705a42977641937eed9114aa4293590e8c0dd99"
+
+
+def test_a_saved_split_reads_back_whole(saved, tmp_path):
+    from pathlib import Path
+
+    s, _ = saved
+    s = Split(s.dataset, s.protocol, {"ratios": [0.8, 0.1, 0.1]}, 7, s.n_users, s.n_items, s.frames,
+              item_features=s.item_features, user_features=pd.DataFrame({"age": np.arange(s.n_users)}),
+              meta={"source": Path("/data/x"), "checks": ["ok"]})
+    folder = s.save(tmp_path / "whole")
+    back = Split.load(folder)
+    assert (back.params, back.seed, back.meta) == ({"ratios": [0.8, 0.1, 0.1]}, 7, {"source": "/data/x",
+                                                                                   "checks": ["ok"]})
+    assert back.user_features.age.tolist() == list(range(s.n_users))
+    text = (folder / "manifest.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"   # readable, deterministic bytes
+    m = json.loads(text)
+    del m["meta"]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    back = Split.load(folder)
+    assert back.meta == {}
+
+
+def test_a_failed_save_leaves_nothing_behind(saved, tmp_path, monkeypatch):
+    import metarec.protocols.split as S
+
+    s, _ = saved
+    monkeypatch.setattr(S, "_write_parquet", lambda df, path: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        s.save(tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verification_messages_in_full(saved, tmp_path):
+    s, _ = saved
+    folder = s.save(tmp_path / "v")
+    (folder / "valid.parquet").write_bytes(b"x")
+    with pytest.raises(DataError) as e:
+        Split.load(folder)
+    assert str(e.value) == (f"{folder / 'valid.parquet'}: sha256 differs from manifest.json: the file changed after "
+                            "the split was written")
+    folder = s.save(tmp_path / "w")
+    _edit_manifest(folder, lambda m: m.update(fingerprint="0" * 64))
+    with pytest.raises(DataError) as e:
+        Split.load(folder)
+    assert str(e.value) == (f"{folder / 'manifest.json'}: content does not match the manifest fingerprint (files "
+                            "changed after saving?)")
+
+
+def test_known_is_a_fresh_frame():
+    s = split(frames([(0, 0), (0, 1)], [(0, 2)], [(0, 3)]))
+    assert list(s.known("test").index) == [0, 1, 2]
+
+
+def test_leakage_messages_in_full_and_impressions_without_ids():
+    full = pd.DataFrame({"user": [0, 0], "item": [1, 2], "_pos": [0, 1]})
+    bare = {"train": full.iloc[:1].drop(columns="_pos"), "valid": full.iloc[:0].drop(columns="_pos"),
+            "test": full.iloc[1:].drop(columns="_pos")}
+    with pytest.raises(LeakageError, match=r"^sequential check needs positions$"):
+        check_latest_is_test(split(bare), full)
+    no_ids = {"train": pd.DataFrame({"user": [0], "item": [1], "timestamp": [1]}),
+              "valid": pd.DataFrame({"impression": [4], "user": [0], "item": [2], "timestamp": [2]}),
+              "test": pd.DataFrame({"impression": [5], "user": [0], "item": [3], "timestamp": [3]})}
+    assert check_time_order(split(no_ids, protocol="impressions")).startswith("valid/test events")
