@@ -66,7 +66,8 @@ def cold_start(ds: Dataset, *, seed: int, user_ratios, k_shot, n_query, min_hist
             sup = rest.groupby(USER, sort=False).tail(k_shot)
             sup = sup[sup.groupby(USER)[ITEM].transform("size") == k_shot]
             ok = np.intersect1d(q[USER].unique(), sup[USER].unique())
-            ok = ok[part[part[USER].isin(ok)].groupby(USER).size().reindex(ok).to_numpy() >= min_history]
+            size = part[part[USER].isin(ok)].groupby(USER).size().reindex(ok).to_numpy()
+            ok = ok[(size >= min_history) & (size <= (max_history if max_history is not None else size.max(initial=0)))]
             query, support = q[q[USER].isin(ok)], sup[sup[USER].isin(ok)]
         else:
             length = part.groupby(USER, sort=False)[ITEM].transform("size").to_numpy()
