@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.protocols import Split, get_protocol
 from metarec.protocols.leakage import (LeakageError, check_cold_users, check_latest_is_test,
                                        check_no_test_pair_in_train, check_time_order)
@@ -286,3 +286,37 @@ def test_leakage_messages_in_full_and_impressions_without_ids():
               "valid": pd.DataFrame({"impression": [4], "user": [0], "item": [2], "timestamp": [2]}),
               "test": pd.DataFrame({"impression": [5], "user": [0], "item": [3], "timestamp": [3]})}
     assert check_time_order(split(no_ids, protocol="impressions")).startswith("valid/test events")
+
+
+def _given_dataset(parts):
+    import numpy as np
+
+    from metarec.data.schema import Dataset
+
+    given = {k: pd.DataFrame(v, columns=["user", "item"]) for k, v in parts.items()}
+    return Dataset(name="own", interactions=pd.concat(given.values(), ignore_index=True),
+                   user_ids=np.array(["a", "b", "c"]), item_ids=np.array(["x", "y", "z", "w"]), given=given)
+
+
+def test_given_keeps_the_datasets_own_files():
+    ds = _given_dataset({"train": [(0, 0), (1, 1), (2, 2)], "valid": [(0, 1)], "test": [(1, 2), (2, 3)]})
+    s = get_protocol("given")(ds, seed=5)
+    for name in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(s.frames[name], ds.given[name])
+    assert (s.protocol, s.seed, s.params) == ("given", 0, {"allow_repeats": False})   # the seed plays no part
+    no_valid = _given_dataset({"train": [(0, 0)], "test": [(1, 2)]})
+    s = get_protocol("given")(no_valid)
+    assert len(s.valid) == 0 and list(s.valid.columns) == ["user", "item"] and set(s.frames) == {"train", "valid",
+                                                                                                  "test"}
+
+
+def test_given_checks_its_files():
+    for parts in ({"train": [(0, 0)]}, {"test": [(0, 0)]}, {"train": [(0, 0)], "valid": [(0, 1)]}):
+        with pytest.raises(ConfigError, match=r"^protocol 'given': dataset 'own' ships no train/test split of its "
+                                              r"own$"):
+            get_protocol("given")(_given_dataset(parts))
+    repeat = _given_dataset({"train": [(0, 0), (1, 1)], "test": [(0, 0)]})
+    with pytest.raises(LeakageError, match=r"own/given: 1 test \(user, item\) pairs also in train"):
+        get_protocol("given")(repeat)
+    s = get_protocol("given")(repeat, allow_repeats=True)
+    assert s.params == {"allow_repeats": True} and s.meta["checks"] == ["valid: no pair in train; test: 1 repeat pairs"]
