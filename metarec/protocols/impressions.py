@@ -27,6 +27,8 @@ def impressions(ds: Dataset, *, seed: int, ratios) -> "Split":
     imp = ds.impressions.sort_values([TIME, IMPRESSION], kind="stable")
     first = imp.drop_duplicates(IMPRESSION)[[IMPRESSION, TIME]]
     n = len(first)
+    if n == 0:   # (with at least one impression the time cuts always leave the last one to test)
+        raise ConfigError(f"protocol 'impressions' on {ds.name}: too few impressions for a test stage")
     c1, c2 = int(round(r[0] * n)), int(round((r[0] + r[1]) * n))
     # cut on time, not on rank, so that no two stages share a timestamp
     t = first[TIME].to_numpy()
@@ -39,8 +41,6 @@ def impressions(ds: Dataset, *, seed: int, ratios) -> "Split":
     clicks = train_imp[train_imp[LABEL] == 1][[USER, ITEM, TIME]]
     history = ds.interactions[[USER, ITEM] + ([TIME] if TIME in ds.interactions else [])]
     train = pd.concat([history, clicks], ignore_index=True).drop_duplicates([USER, ITEM])
-    if not len(test):
-        raise ConfigError(f"protocol 'impressions' on {ds.name}: too few impressions for a test stage")
     frames = {"train": train, "train_impressions": train_imp, "valid": valid, "test": test}
     return make_split(ds, "impressions", {"ratios": list(map(float, ratios))}, seed, frames, [check_time_order])
 
