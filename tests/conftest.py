@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 # Property tests: the same examples on every run (a red CI is reproducible), no per-example deadline (two shared
 # cores make timings noisy); HYPOTHESIS_PROFILE=explore searches afresh with more examples.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("explore", max_examples=500, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# under mutation testing (mutmut sets MUTANT_UNDER_TEST) a failing example only has to be found, not shrunk:
+# shrinking a mutant's failure can take minutes per mutant
+settings.register_profile("mutation", parent=settings.get_profile("ci"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "mutation" if "MUTANT_UNDER_TEST" in os.environ else "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
