@@ -123,6 +123,46 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
     save()
 
 
+#: survivors whose change cannot alter behaviour here, recognised from the mutated line (pattern on the removed
+#: line, pattern on the added line, why); anything else is listed as "not examined"
+EQUIVALENT = [
+    (r"float\(\"nan\"\)", r"float\(\"NAN\"\)", "the same NaN"),
+    (r"dtype=(np\.int64|float|np\.float64)|astype\(np\.int64\)|to_numpy\(np\.(int64|float64)\)",
+     r"dtype=None|astype\(None\)|to_numpy\(None\)|\(\s*\)|, \)",
+     "dtype only: the values are already of that type, or compare and index the same"),
+    (r"kind=\"stable\"", r"kind=None|kind=\"(XXstableXX|STABLE)\"|, \)",
+     "sort stability: the keys are unique there, or equal keys interchangeable (numpy's default sort is also stable on small inputs, so no test can tell)"),
+    (r"groupby\(.*sort=(True|False)", r"sort=(None|True|False)|groupby\([^)]*, \)",
+     "group order: the result is re-indexed or per row, not read in group order"),
+    (r"ignore_errors=True", r"ignore_errors=(None|False)|, \)",
+     "the folder exists and is ours to delete: errors are never raised"),
+    (r"mkdir\(parents=True", r"parents=(None|False)|mkdir\(exist_ok", "the parent folder always exists there"),
+]
+
+
+def explain(diff: str) -> str:
+    import re
+
+    removed = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
+    added = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
+    for old, new, why in EQUIVALENT:
+        if re.search(old, removed) and re.search(new, added):
+            return why
+    return "not examined"
+
+
+def survivors_markdown(keys: list[str]) -> str:
+    """One table row per surviving mutant: the mutated line before and after, and why it survives."""
+    rows = ["| mutant | change | why it survives |", "| --- | --- | --- |"]
+    for key in keys:
+        out = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", key], capture_output=True,
+                             text=True, cwd=ROOT).stdout
+        diff = "\n".join(line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+        change = " → ".join(" ".join(line[1:].split()) for line in diff.splitlines()[:2]).replace("|", "\\|")
+        rows.append(f"| `{key.split('.')[-1]}` | `{change[:160]}` | {explain(diff)} |")
+    return "\n".join(rows)
+
+
 def score(goal: float, survivors: bool) -> int:
     found = verdicts(STATE if STATE.exists() else WORK)
     if not found:
@@ -151,8 +191,8 @@ def score(goal: float, survivors: bool) -> int:
           + ("every module reaches it" if not missed else f"not (yet) by {', '.join(missed)}"))
     if survivors:
         for module in sorted(left):
-            print(f"\n{module}")
-            print("\n".join(f"  {line}" for line in sorted(left[module])))
+            print(f"\n### {module}\n")
+            print(survivors_markdown(sorted(line.split(": ")[0] for line in left[module])))
     return 1 if missed else 0
 
 
