@@ -108,3 +108,14 @@ def test_impression_errors_in_full():
     with pytest.raises(ConfigError, match=r"^protocol 'impressions' on mind-toy: too few impressions for a test "
                                           r"stage$"):
         get_protocol("impressions")(impression_dataset(times=[]))
+
+
+def test_impressions_with_uneven_shares_and_ids_that_are_not_ranks():
+    ds = impression_dataset(times=range(10))
+    ds.impressions["impression"] = 1000 - ds.impressions["impression"] * 7       # ids fall as time goes on
+    ds.interactions = pd.DataFrame({"user": [0], "item": [0], "timestamp": [-5]})
+    s = get_protocol("impressions")(ds, seed=4, ratios=[0.5, 0.3, 0.2])
+    ids = {name: sorted((1000 - s.frames[name].impression.unique()) // 7)
+           for name in ("train_impressions", "valid", "test")}
+    assert ids == {"train_impressions": [0, 1, 2, 3, 4], "valid": [5, 6, 7], "test": [8, 9]}
+    assert s.seed == 4 and "timestamp" in s.train.columns and s.train.timestamp.tolist()[0] == -5
