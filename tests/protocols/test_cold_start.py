@@ -92,3 +92,26 @@ def test_each_parameter_error_in_full(ds, params, message):
     with pytest.raises(ConfigError, match=message):
         cold(ds, **params)
     assert cold(ds, min_history=6, max_history=6, user_ratios=[0.2, 0.3, 0.5]).params["max_history"] == 6
+
+
+def test_what_the_split_records(ds):
+    s = cold(ds, seed=2)
+    assert (s.protocol, s.seed) == ("cold_start", 2)
+    assert s.meta["checks"] == ["cold users disjoint from meta-train and from each other",
+                                "valid: no pair in train; test: no pair in train"]
+
+
+@pytest.mark.parametrize("bounds, kept", [({"min_history": 8}, {8, 9, 10}), ({"max_history": 8}, {6, 7, 8})])
+def test_new_item_histories_are_bounded_inclusively(ds, bounds, kept):
+    s = cold(ds, new_items=True, new_item_ratio=0.5, n_query=1, k_shot=1, user_ratios=[0.3, 0.2, 0.5], **bounds)
+    users = set(s.test.user) | set(s.valid.user)
+    assert users and {length(u) for u in users} <= kept
+    assert any(length(u) == 8 for u in users)       # the bound itself is inside
+
+
+def test_new_items_without_timestamps_follow_file_order():
+    rows = [(f"u{u}", f"i{(2 * u + k) % 12:02d}") for u in range(12) for k in range(4)]
+    ds = build_dataset("order", pd.DataFrame(rows, columns=["user_id", "item_id"]))
+    s = get_protocol("cold_start")(ds, seed=0, k_shot=1, n_query=1, new_items=True, new_item_ratio=0.5,
+                                   user_ratios=[0.4, 0.2, 0.4])
+    assert s.meta["new_items"] == 6 and not set(s.train.item) & set(s.test.item)
