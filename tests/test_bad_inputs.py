@@ -341,8 +341,11 @@ def test_ctrl_c_stops_cleanly_and_the_grid_resumes(tmp_path, monkeypatch):
         "pop: {protocols: [general]}", "pop: {protocols: [general]}\n  mf-bpr: {params: {max_epochs: 300, "
         "valid_metric: null}, protocols: [general]}"))
     env = {**os.environ, "METAREC_HOME": str(tmp_path / "store")}
+    # SIGINT back to its default in the child: a test run started in the background (`make test &`, nohup)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "metarec.cli", "bench", "g.yaml"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.monotonic() + 240
     for line in proc.stderr:                     # wait until mf-bpr is training
