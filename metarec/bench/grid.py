@@ -396,11 +396,14 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             if m.get("grid"):
                 raise _err(f"{where}.grid", "a tuned grid searches; write the values as search: {param: [...]} "
                                             "(or set tune: false for this method)")
-            try:
+            if "search" in m:   # its errors already name the key (methods.<name>.search.<param>)
                 space = check_space(parse_space(m["search"], f"{where}.search", cls.defaults), cls.defaults,
-                                    cls.domains, f"{where}.search") if "search" in m else cls.declared_space()
-            except MetarecError as e:
-                raise _err(where, str(e)) from None
+                                    cls.domains, f"{where}.search")
+            else:
+                try:
+                    space = cls.declared_space()
+                except MetarecError as e:
+                    raise _err(where, str(e)) from None
             space = {k: v for k, v in space.items() if k not in fixed}  # a fixed parameter is not searched
         elif "search" in m:
             raise _err(f"{where}.search", "needs the grid's tune: block (or remove tune: false)")

@@ -183,7 +183,8 @@ def tuned(tune=None, **methods):
     (with_(tune={"trials": 2, "parallel": 0}), r"tune\.parallel: must be a positive integer, got 0"),
     (with_(tune={"trials": 2, "budget_clock": "gpu"}), r"tune\.budget_clock: must be one of wall, cpu, got 'gpu'"),
     (tuned(**{"mf-bpr": {"grid": {"lr": [0.1]}}}), r"methods\.mf-bpr\.grid: a tuned grid searches"),
-    (tuned(**{"mf-bpr": {"search": {"lrr": [0.1, 0.2]}}}), r"methods\.mf-bpr: .*lrr"),
+    (tuned(**{"mf-bpr": {"search": {"lrr": [0.1, 0.2]}}}),
+     r"^g.yaml: methods\.mf-bpr\.search\.lrr: not a parameter of this method; valid: .*dim"),
 ])
 def test_each_rule_refuses_its_case(raw, message):
     with pytest.raises(ConfigError, match=message):

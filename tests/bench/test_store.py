@@ -81,7 +81,11 @@ def test_prepare_removes_temporaries_of_dead_writers_only(store):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     dead_pid = int(dead.stdout)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # the child takes the default action of every signal a probe could send by mistake (SIGHUP = 1 included): a run
+    # started under nohup would otherwise hand it SIGHUP ignored, and a wrong probe would go unnoticed
+    live = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                             "for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\n"
+                             "time.sleep(60)"])
     try:
         names = [f".tmp-a-{dead_pid}", f".tmp-b-{live.pid}", f".tmp-c-{os.getpid()}", ".tmp-d-notapid"]
         for n in names:
@@ -322,7 +326,11 @@ def test_write_table_creates_missing_folders(tmp_path):
 
 
 def test_checking_a_writer_does_not_signal_it(store):
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # the child takes the default action of every signal a probe could send by mistake (SIGHUP = 1 included): a run
+    # started under nohup would otherwise hand it SIGHUP ignored, and a wrong probe would go unnoticed
+    live = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                             "for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\n"
+                             "time.sleep(60)"])
     try:
         assert _writer_alive(f".tmp-k-{live.pid}")
         with pytest.raises(subprocess.TimeoutExpired):   # probed with signal 0: still running a moment later
