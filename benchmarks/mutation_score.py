@@ -194,8 +194,6 @@ EXAMINED = {
     "metarec.protocols.impressions.x_impressions__mutmut_60": "'left' is searchsorted's default",
     "metarec.protocols.impressions.x_impressions__mutmut_48": "numpy reads the side from its first letter, any case",
     "metarec.protocols.impressions.x_impressions__mutmut_68": "as _48",
-    "metarec.protocols.impressions.x_impressions__mutmut_45": "c1 <= n - 1 already for shares < 1",
-    "metarec.protocols.impressions.x_impressions__mutmut_65": "as _45",
     "metarec.protocols.cold_start.x_cold_start__mutmut_210": "cold users are disjoint from train users: no "
     "(user, item) pair can repeat across stages, so allow_repeats never matters",
     "metarec.protocols.cold_start.x_cold_start__mutmut_211": "as _210",
@@ -211,6 +209,26 @@ EXAMINED = {
     "metarec.bench.store.x_tidy_table__mutmut_43": "as tidy_table_21",
     "metarec.bench.store.x_tidy_table__mutmut_45": "as tidy_table_21",
     "metarec.bench.store.x_tidy_table__mutmut_48": "as tidy_table_21",
+    # examined in session 5 (2026-12-01)
+    "metarec.protocols.impressions.x_impressions__mutmut_75": "float zeros instead of int zeros: np.r_ makes the "
+    "stage codes 0.0/1.0/2.0, which compare equal to 0/1/2 in the stage masks",
+    "metarec.protocols.impressions.x_impressions__mutmut_77": "as _75",
+    "metarec.protocols.impressions.x_impressions__mutmut_79": "as _75 (float ones)",
+    "metarec.protocols.impressions.x_impressions__mutmut_81": "as _79",
+    "metarec.protocols.impressions.x_impressions__mutmut_109": "the index of train is not read: make_split resets "
+    "every frame's index and the time-order check reads values only",
+    "metarec.protocols.impressions.x_impressions__mutmut_111": "as _109",
+    "metarec.protocols.impressions.x_impressions__mutmut_112": "as _109",
+    "metarec.protocols.cold_start.x_cold_start__mutmut_146": "the kept users have >= k_shot + n_query >= 2 "
+    "events: an initial 1 never exceeds their maximum",
+    "metarec.protocols.split.x__parquet_safe__mutmut_2": "the join only touches list-like values: mapping every "
+    "object column leaves the others as they are",
+    "metarec.protocols.split.x__write_parquet__mutmut_6": "the frame's index was just reset to a RangeIndex: stored "
+    "as metadata or not, it reads back the same (the file digest is taken from the file written)",
+    "metarec.protocols.split.x__write_parquet__mutmut_7": "pyarrow is pandas' default engine here",
+    "metarec.bench.store.x_tidy_table__mutmut_150": "pandas sorts on several columns with a lexsort, stable "
+    "whatever `kind` says (kind applies to one-column sorts only)",
+    "metarec.bench.grid.x__parse_tune__mutmut_166": "(None or 21) // 2 == (None or 20) // 2 == 10",
 }
 
 

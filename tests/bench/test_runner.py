@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metarec.bench import parse_grid, run_grid
 from tests.bench._kill import bench, bench_then_kill
@@ -48,6 +50,37 @@ def test_resume_finished_runs_not_recomputed(reference):
     out = run_grid(parse_grid(TINY), root=root, progress=False)
     assert out["counts"]["done"] == 0 and out["counts"]["cached"] == 6
     assert stamps == {p.name: p.stat().st_mtime_ns for p in store.runs.glob("*/result.json")}
+
+
+@pytest.mark.slow
+@settings(max_examples=6)
+@given(lost=st.sets(st.integers(0, 5)), half_written=st.booleans())
+def test_resume_is_idempotent_whatever_was_lost(reference, lost, half_written):
+    """Whatever subset of finished runs an interruption lost (none, some, all; each gone, or left half-written by
+    a dead process), resuming recomputes exactly those and gives the uninterrupted table; resuming again runs
+    nothing."""
+    import os
+    import shutil
+    import tempfile
+
+    root, ref = reference
+    keys = sorted(p.name for p in ref["store"].runs.iterdir() if not p.name.startswith("."))
+    assert len(keys) == 6
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d) / "store"
+        shutil.copytree(root, copy)
+        runs = copy / "grids" / "tiny" / "runs"
+        for i in lost:
+            if half_written:   # what SIGKILL leaves: the temporary folder of a writer that no longer runs
+                (runs / keys[i]).rename(runs / f".tmp-{keys[i]}-{2 ** 22 + os.getpid()}")
+            else:
+                shutil.rmtree(runs / keys[i])
+        out = run_grid(parse_grid(TINY), root=copy, progress=False)
+        assert (out["counts"]["done"], out["counts"]["cached"]) == (len(lost), 6 - len(lost))
+        pd.testing.assert_frame_equal(values(out["tidy"]), values(ref["tidy"]))
+        assert not list(runs.glob(".tmp-*"))
+        again = run_grid(parse_grid(TINY), root=copy, progress=False)
+        assert (again["counts"]["done"], again["counts"]["cached"]) == (0, 6)
 
 
 def test_selection_uses_valid_metric(reference):

@@ -338,3 +338,16 @@ def test_checking_a_writer_does_not_signal_it(store):
     finally:
         live.kill()
         live.wait()
+
+
+def test_selection_without_validation_says_what_to_do():
+    from metarec.bench.store import select_configs
+    from metarec.errors import ConfigError
+
+    rows = [{"dataset": "d", "protocol": "p", "protocol_params": "{}", "method": "a", "params": params, "seed": 0,
+             "stage": "test", "metric": "ndcg@10", "value": 0.1} for params in ('{"x": 1}', '{"x": 2}')]
+    with pytest.raises(ConfigError) as e:
+        select_configs(pd.DataFrame(rows), "ndcg@10")
+    assert str(e.value) == ("d/p a: 2 configurations but the split has no validation stage to select among them "
+                            "(selecting on test would report the best test score as if it were chosen blind); give "
+                            "this method one configuration here or use a protocol with a validation stage")

@@ -115,3 +115,9 @@ def test_new_items_without_timestamps_follow_file_order():
     s = get_protocol("cold_start")(ds, seed=0, k_shot=1, n_query=1, new_items=True, new_item_ratio=0.5,
                                    user_ratios=[0.4, 0.2, 0.4])
     assert s.meta["new_items"] == 6 and not set(s.train.item) & set(s.test.item)
+
+
+def test_new_items_with_no_user_having_enough_new_item_queries_is_a_clear_error(ds):
+    # 2 new items of 40: nobody has 3 queries among them, so no stage keeps a user
+    with pytest.raises(ConfigError, match=r"^protocol 'cold_start' on known: no test user has >= 5 interactions$"):
+        cold(ds, new_items=True, new_item_ratio=0.05)

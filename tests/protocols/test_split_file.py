@@ -320,3 +320,33 @@ def test_given_checks_its_files():
         get_protocol("given")(repeat)
     s = get_protocol("given")(repeat, allow_repeats=True)
     assert s.params == {"allow_repeats": True} and s.meta["checks"] == ["valid: no pair in train; test: 1 repeat pairs"]
+
+
+def test_an_unreadable_parquet_file_is_named_with_the_readers_first_line():
+    from metarec.protocols.split import _read_parquet
+
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.parquet"
+        path.write_bytes(b"not parquet at all")
+        try:
+            pd.read_parquet(path, engine="pyarrow")
+        except Exception as e:       # the reader's own words: the message keeps its type and first 120 characters
+            first = str(e).splitlines()[0]
+            expected = f"{path}: unreadable Parquet file ({type(e).__name__}: {first[:120]})"
+        assert len(first) > 120      # so the cut is exercised
+        with pytest.raises(DataError) as e:
+            _read_parquet(path)
+        assert str(e.value) == expected
+
+
+def test_list_valued_side_information_is_stored_joined():
+    from metarec.protocols.split import _parquet_safe
+
+    df = pd.DataFrame({"genres": [["a", "b"], ("c",), np.array([1, 2]), "solo", None], "year": [1, 2, 3, 4, 5],
+                       "title": ["x", "y", "z", "w", "v"]})
+    out = _parquet_safe(df)
+    assert out["genres"].tolist() == ["a|b", "c", "1|2", "solo", None]
+    assert out["year"].tolist() == [1, 2, 3, 4, 5] and out["title"].tolist() == ["x", "y", "z", "w", "v"]
+    assert df["genres"][0] == ["a", "b"]         # the caller's frame is left alone

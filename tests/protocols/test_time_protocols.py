@@ -53,6 +53,7 @@ def test_temporal_cuts_at_the_time_quantiles_and_drops_cold_rows():
     cold = dataset(rows[:8] + [(7, 1, 8), (1, 9, 9)])      # a user and an item first seen after the cut
     kept = get_protocol("temporal")(cold, seed=0)
     assert len(kept.valid) == 1 and len(kept.test) == 0     # u7 and i09 were never trained on
+    assert kept.params["drop_cold"] is True
     assert len(get_protocol("temporal")(cold, seed=0, drop_cold=False).test) == 2
 
 
@@ -115,3 +116,25 @@ def test_impressions_with_uneven_shares_and_ids_that_are_not_ranks():
            for name in ("train_impressions", "valid", "test")}
     assert ids == {"train_impressions": [0, 1, 2, 3, 4], "valid": [5, 6, 7], "test": [8, 9]}
     assert s.seed == 4 and "timestamp" in s.train.columns and s.train.timestamp.tolist()[0] == -5
+
+
+def test_impressions_are_cut_by_their_count_not_by_their_candidates():
+    """8:1:1 of ten impressions is 8 / 1 / 1 whatever the number of candidates each shows: the last one shows all six
+    items (counting candidate rows, 24, would move impression 8 into train)."""
+    ds = impression_dataset(times=range(10))
+    log = ds.impressions[ds.impressions.impression < 9]
+    wide = pd.DataFrame([(9, 0, i, int(i == 0), 9) for i in range(6)], columns=log.columns)
+    ds = Dataset(name=ds.name, interactions=ds.interactions, user_ids=ds.user_ids, item_ids=ds.item_ids,
+                 impressions=pd.concat([log, wide], ignore_index=True))
+    s = get_protocol("impressions")(ds, seed=0)
+    assert sorted(set(s.frames["train_impressions"].impression)) == list(range(8))
+    assert set(s.valid.impression) == {8} and set(s.test.impression) == {9} and len(s.test) == 6
+
+
+def test_impressions_with_all_of_them_in_train_share_still_leave_the_last_time_to_test():
+    """train share 1: the cut index is clamped to the last impression, whose time starts the test stage."""
+    s = get_protocol("impressions")(impression_dataset(times=[0, 1, 2, 3, 3]), seed=0, ratios=[1.0, 0.0, 0.0])
+    assert set(s.frames["train_impressions"].impression) == {0, 1, 2} and set(s.test.impression) == {3, 4}
+    assert len(s.valid) == 0
+    s = get_protocol("impressions")(impression_dataset(times=range(5)), seed=0, ratios=[0.8, 0.2, 0.0])
+    assert set(s.frames["train_impressions"].impression) == {0, 1, 2, 3} and set(s.test.impression) == {4}
