@@ -146,6 +146,8 @@ EQUIVALENT = [
 
 #: survivors examined one by one (mutmut numbers mutants per function: a changed function renumbers its mutants,
 #: and its entries here then no longer match; they are re-examined with it)
+DEVICE = ("device placement only: with no GPU here every tensor is on the CPU, which is also what device=None "
+          "means; the torch path's CUDA run is left to a GPU machine")
 EXAMINED = {
     "metarec.protocols.leakage.x__pairs__mutmut_1": "any injective packing of (user, item) works: the check only "
     "compares packings made by the same function",
@@ -229,6 +231,24 @@ EXAMINED = {
     "metarec.bench.store.x_tidy_table__mutmut_150": "pandas sorts on several columns with a lexsort, stable "
     "whatever `kind` says (kind applies to one-column sorts only)",
     "metarec.bench.grid.x__parse_tune__mutmut_166": "(None or 21) // 2 == (None or 20) // 2 == 10",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_19": "which exact path runs (sort all vs candidates) "
+    "when many items reach the threshold: the same indices either way, only the speed differs",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_20": "as _19",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_21": "as _19",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_52": "float('-INF') is -inf",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_68": "dim defaults to the last one, which is 1 here",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_8": "as _68",
+    "metarec.eval.metrics.x_topk_items__mutmut_42": "which exact path runs on small catalogues (sort all vs block "
+    "maxima): the same indices either way",
+    "metarec.eval.metrics.x_topk_items__mutmut_44": "as topk_items_42",
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_32": DEVICE,
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_34": DEVICE,
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_45": DEVICE,
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_49": DEVICE,
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_56": DEVICE,
+    "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
+    "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
+    "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
 }
 
 

@@ -45,7 +45,6 @@ from metarec.errors import ConfigError, UnknownNameError
 F64 = torch.float64
 
 # ---- names (everything about a metric's name comes from metarec.eval.registry) ---------------------------------------
-_NAME = re.compile(r"^([a-z_]+)(?:@(.*))?$")
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,7 @@ def parse_metric(name: str, kind: str | None = None) -> MetricSpec:
     if not isinstance(name, str):
         raise ConfigError(f"metric names are strings like 'ndcg@10', got {name!r}")
     text = name.strip().lower()
-    m = _NAME.match(text)
-    base = m.group(1) if m else text.split("@", 1)[0]
+    base, at, kpart = text.partition("@")   # a cut-off is whatever follows the first '@' (checked below)
     d = registry.get(base)
     if d is None or not d.protocols:
         raise UnknownNameError("metric", name, valid_metric_names(kind))
@@ -96,8 +94,7 @@ def parse_metric(name: str, kind: str | None = None) -> MetricSpec:
         raise ConfigError(f"metric {name!r} is not defined for the {kind} protocols; valid: "
                           f"{', '.join(valid_metric_names(kind))}")
     rules = {d.protocols[kind]} if kind is not None else set(d.protocols.values())
-    kpart = m.group(2) if m else text.split("@", 1)[1] if "@" in text else None
-    if kpart is None:
+    if not at:
         if "none" in rules:
             return MetricSpec(base, base, None)
         where = f" under the {kind} protocols" if kind else ""

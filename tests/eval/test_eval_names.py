@@ -66,3 +66,33 @@ def test_names_under_a_protocol_kind():
         parse_metrics([])
     with pytest.raises(UnknownNameError, match="user_mae"):   # known to the registry, produced by extras only
         parse_metric("user_mae")
+
+
+@pytest.fixture
+def f1_at(monkeypatch):
+    """A plugin metric whose base holds a digit (the registry allows lower-case letters, digits and '_')."""
+    from metarec.eval import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.metrics()))
+    registry.register_metric(registry.MetricDef("f1", "F1 of the top K", compute=lambda top, hits, n_pos, k:
+                                                hits[:, :k].sum(1), origin="tests:plugin"))
+
+
+def test_a_base_with_digits_and_what_follows_the_first_at_sign(f1_at):
+    s = parse_metric("F1@10")
+    assert (s.name, s.base, s.k) == ("f1@10", "f1", 10)
+    with pytest.raises(ConfigError, match=r"^metric 'f1' needs a cut-off, e.g. 'f1@10'$"):
+        parse_metric("f1")
+    with pytest.raises(ConfigError, match=r"^metric 'f1@1@0': the cut-off K must be a positive integer, got '1@0'$"):
+        parse_metric("f1@1@0")                        # the cut-off is everything after the first '@'
+    with pytest.raises(ConfigError, match=r"^metric 'ndcg@1@0': the cut-off K must be a positive integer, got '1@0'$"):
+        parse_metric("ndcg@1@0")
+
+
+def test_an_unknown_name_under_a_protocol_kind_lists_that_kinds_names():
+    with pytest.raises(UnknownNameError) as e:
+        parse_metric("ndgc@10", "impressions")
+    assert e.value.choices == ["auc", "mrr", "ndcg@K"]
+    with pytest.raises(UnknownNameError) as e:
+        parse_metric("ndgc@10")
+    assert "recall@K" in e.value.choices and "auc" in e.value.choices
