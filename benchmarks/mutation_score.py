@@ -249,6 +249,32 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x__stable_sort_topk__mutmut_12": "dim defaults to the last one, which is 1 here",
+    "metarec.eval.metrics.x_map___mutmut_15": "the hits are float64 already (_head): dividing by an int64 range "
+    "gives float64 too",
+    "metarec.eval.metrics.x_map___mutmut_19": "as map__15",
+    "metarec.eval.metrics.x_map___mutmut_29": "as map__15: a float64 sum over an integer count is float64",
+    "metarec.eval.metrics.x_recall__mutmut_8": "as map__29",
+    "metarec.eval.metrics.x_run_means__mutmut_3": "every caller passes float64 values (item properties gathered "
+    "from float64 tensors)",
+    "metarec.eval.metrics.x_tie_runs__mutmut_4": "the evaluator converts the hits to float64 once before",
+    "metarec.eval.metrics.x__discounts__mutmut_7": DEVICE,
+    "metarec.eval.metrics.x__discounts__mutmut_11": DEVICE,
+    "metarec.eval.metrics.x_map___mutmut_16": DEVICE,
+    "metarec.eval.metrics.x_map___mutmut_20": DEVICE,
+    "metarec.eval.metrics.x_ndcg__mutmut_8": DEVICE,
+    "metarec.eval.metrics.x_ndcg__mutmut_10": DEVICE,
+    "metarec.eval.metrics.x_run_means__mutmut_13": DEVICE,
+    "metarec.eval.metrics.x_run_means__mutmut_16": DEVICE,
+    "metarec.eval.metrics.x_run_means__mutmut_27": DEVICE,
+    "metarec.eval.metrics.x_run_means__mutmut_30": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_2": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_7": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_9": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_13": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_16": DEVICE,
+    "metarec.eval.metrics.xǁTieRunsǁfrom_hits__mutmut_10": DEVICE,
+    "metarec.eval.metrics.xǁTieRunsǁfrom_hits__mutmut_12": DEVICE,
 }
 
 

@@ -320,6 +320,23 @@ def test_a_user_with_fewer_rankable_items_than_k_gets_a_shorter_list(ties):
     assert res.means["coverage@5"] == pytest.approx(5 / 8, abs=1e-12)
 
 
+def test_padding_alone_at_the_cut_off_is_no_tie():
+    """User 0 can be shown 2 items, so its top-3 ends with one masked item (and the next one is masked too): the only
+    equal scores in the batch are those -inf. Nothing is tied among recommendations, so tie-aware values equal the
+    plain ones, item for item."""
+    train = pd.DataFrame({"user": [0] * 6 + [1] * 3, "item": [0, 1, 2, 3, 4, 5, 0, 1, 2]})
+    test = pd.DataFrame({"user": [0, 1], "item": [6, 3]})
+    genres = ["a", "a|b", "b", "c", "a", "b|c", "a|c", "c"]
+    split = Split("pad", "ratio", {}, 0, 2, 8, {"train": train, "valid": test.iloc[:0], "test": test},
+                  item_features=pd.DataFrame({"genres": genres}))
+    metrics = ["hit@3", "ndcg@3", "mrr@3", "precision@3", "novelty@3", "diversity@3", "coverage@3", "gini@3"]
+    scores = torch.arange(16, dtype=torch.float32).reshape(2, 8) % 7     # distinct within each user's rankable items
+    expected = Evaluator(split, metrics, ties="expected").evaluate_scores(scores)
+    first = Evaluator(split, metrics, ties="first").evaluate_scores(scores)
+    pd.testing.assert_frame_equal(expected.per_user, first.per_user, rtol=0, atol=1e-12)
+    assert expected.means == pytest.approx(first.means, abs=1e-12)
+
+
 # ---- every input check, fed its case -----------------------------------------------------------------------------
 def _imp_split(**test_cols):
     test = {"impression": [0, 0, 1, 1], "user": [1, 1, 0, 0], "item": [1, 2, 0, 3], "label": [1, 0, 0, 1]}

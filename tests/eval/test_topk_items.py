@@ -1,8 +1,12 @@
-"""Top-K selection rules beyond the brute-force comparison in test_eval_bruteforce.py: the whole catalogue as K,
-double precision kept, catalogues that are an exact number of blocks, an empty batch's type, and which path runs."""
+"""Top-K selection and the per-user metric functions, beyond the brute-force comparisons in test_eval_bruteforce.py:
+the whole catalogue as K, double precision kept, catalogues that are an exact number of blocks, an empty batch's
+type, which path runs, NaN rows counted, cut-offs past the list, users without positives."""
 from __future__ import annotations
 
+import pytest
 import torch
+
+from metarec.errors import ConfigError
 
 from metarec.eval import metrics as M
 
@@ -53,3 +57,28 @@ def test_on_the_cpu_the_compiled_loop_runs_unless_told_otherwise(monkeypatch):
     assert calls == [5]
     M.topk_items(s, 7, compiled=True)
     assert calls == [5, 7]
+
+
+def test_nan_rows_are_counted_on_the_small_catalogue_path():
+    s = torch.rand(3, 10)
+    s[0, 1] = s[2, 3] = float("nan")
+    for compiled in (True, False):
+        with pytest.raises(ValueError, match=r"^scores contain NaN in 2 row\(s\)$"):
+            M.topk_items(s, 2, compiled=compiled)
+
+
+def test_a_cut_off_past_the_ranked_positions_is_an_error():
+    hits, n_pos = torch.zeros(2, 3), torch.ones(2)
+    for fn in M.TOPK_FUNCTIONS.values():
+        with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
+            fn(hits, n_pos, 5)
+
+
+def test_a_user_without_positives_is_undefined_not_zero():
+    """recall, NDCG and AP divide by the user's positives: with none the value is NaN (such a user is not evaluated;
+    a 0 would pull an average down), while hit, MRR and precision are 0."""
+    hits, n_pos = torch.zeros(1, 3), torch.zeros(1)
+    for name in ("recall", "ndcg", "map"):
+        assert torch.isnan(M.TOPK_FUNCTIONS[name](hits, n_pos, 3)).all(), name
+    for name in ("hit", "mrr", "precision"):
+        assert M.TOPK_FUNCTIONS[name](hits, n_pos, 3).tolist() == [0.0], name
