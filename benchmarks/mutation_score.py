@@ -249,6 +249,23 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x__expected_pairs__mutmut_8": "m_g = 0 wherever n_g = 0 (no straddling run): the "
+    "term is 0 either way",
+    "metarec.eval.metrics.x__expected_pairs__mutmut_9": "a straddling run has 0 < m < n items above the cut, so "
+    "n_g >= 2 wherever m_g > 0: n_g = 1 never occurs",
+    "metarec.eval.metrics.x__expected_pairs__mutmut_12": "as _expected_pairs_9: n_g is 0 or >= 2",
+    "metarec.eval.metrics.x__straddle__mutmut_12": "position k (0-based) lies past the first k, in a run that "
+    "started at or before it: its inclusion is < 1, so it is never 'whole' either way",
+    "metarec.eval.metrics.x__straddle__mutmut_30": "rows without a straddling run have n_g = 0, where "
+    "_expected_pairs ignores m",
+    "metarec.eval.metrics.x__straddle__mutmut_32": "an int64 m gives the same float64 quotients",
+    "metarec.eval.metrics.x__straddle__mutmut_43": "where() promotes the float32 zeros to the float64 branch",
+    "metarec.eval.metrics.x__straddle__mutmut_46": "as _straddle_43",
+    "metarec.eval.metrics.x_inclusion__mutmut_2": "an int64 start divided by the float64 run sizes is float64",
+    "metarec.eval.metrics.x__straddle__mutmut_9": DEVICE,
+    "metarec.eval.metrics.x__straddle__mutmut_11": DEVICE,
+    "metarec.eval.metrics.x__straddle__mutmut_44": DEVICE,
+    "metarec.eval.metrics.x__straddle__mutmut_47": DEVICE,
     "metarec.eval.metrics.x__stable_sort_topk__mutmut_12": "dim defaults to the last one, which is 1 here",
     "metarec.eval.metrics.x_map___mutmut_15": "the hits are float64 already (_head): dividing by an int64 range "
     "gives float64 too",

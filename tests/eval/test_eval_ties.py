@@ -15,12 +15,12 @@ PER_USER = ["recall@1", "recall@3", "ndcg@2", "ndcg@3", "hit@1", "hit@3", "mrr@2
             "map@2", "map@3", "novelty@3", "diversity@2", "diversity@3"]
 
 
-def brute_force(split, scores, stage="test"):
+def brute_force(split, scores, stage="test", names=PER_USER):
     """Per-user metrics averaged over all n! global tie-breaking orders (each induces a uniform order of every
     user's tied items), each order scored with the deterministic evaluator; and, per user and item, the fraction
     of orders that put the item in the top 3 (the inclusion probabilities coverage is built from)."""
     n = split.n_items
-    ev = Evaluator(split, PER_USER, ties="first")
+    ev = Evaluator(split, names, ties="first")
     total, incl = None, None
     perms = list(itertools.permutations(range(n)))
     for perm in perms:
@@ -30,7 +30,7 @@ def brute_force(split, scores, stage="test"):
         ranked = torch.empty_like(scores, dtype=torch.float64)
         ranked.scatter_(1, torch.from_numpy(order), -torch.arange(n, dtype=torch.float64).expand(len(scores), n))
         res = ev.evaluate_scores(ranked, stage)
-        pu = res.per_user[PER_USER].to_numpy()
+        pu = res.per_user[names].to_numpy()
         total = pu if total is None else total + pu
         _, top = ev.top_k(ranked, stage, k=3)
         inc = np.zeros((len(top), n))
@@ -56,6 +56,36 @@ def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels, g
     # coverage: E[#items in some list] with independent tie orders per user = sum_i 1 - prod_u (1 - P_ui)
     cov = (1.0 - np.prod(1.0 - incl, axis=0)).sum() / split.n_items
     assert got.means["coverage@3"] == pytest.approx(cov, abs=1e-9)
+
+
+LONGER = PER_USER + ["hit@4", "novelty@2"]
+
+
+@pytest.mark.parametrize("genres", [True, False], ids=["categories", "vectors"])
+@pytest.mark.parametrize("seed, levels", [(0, 2), (1, 3), (2, None)])
+def test_tie_aware_metrics_at_cut_offs_well_inside_the_list(seed, levels, genres):
+    """Lists of 4 (hit@4) scored at 2 and 3 as well: runs that start after a cut-off must count for nothing there,
+    and the run straddling it only for its share (coverage@3 and diversity@2 read the same lists). ``levels=None``:
+    every user's four rankable items score 3, 2, 2, 1 (in a random order), so that a run straddles 2 and another
+    starts at 3 in every list."""
+    split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0, genres=genres)
+    g = torch.Generator().manual_seed(seed + 10)
+    if levels is not None:
+        scores = torch.randint(0, levels, (split.n_users, split.n_items), generator=g).double()
+    else:
+        scores = torch.full((split.n_users, split.n_items), -1.0, dtype=torch.float64)
+        for u in range(split.n_users):
+            free = sorted(set(range(split.n_items)) - set(split.known("test").query("user == @u").item))
+            assert len(free) == 4
+            scores[u, free] = torch.tensor([3.0, 2.0, 2.0, 1.0], dtype=torch.float64)[torch.randperm(4, generator=g)]
+    want, incl = brute_force(split, scores, names=LONGER)
+    got = Evaluator(split, LONGER + ["coverage@3", "gini@3"]).evaluate_scores(scores)
+    np.testing.assert_allclose(got.per_user[LONGER].to_numpy(), want, rtol=0, atol=1e-9)
+    assert got.means["coverage@3"] == pytest.approx((1.0 - np.prod(1.0 - incl, axis=0)).sum() / split.n_items,
+                                                    abs=1e-9)
+    # gini is computed from the expected number of lists each item is in (the sum of its inclusion probabilities)
+    from metarec.eval.metrics import gini_from_counts
+    assert got.means["gini@3"] == pytest.approx(gini_from_counts(torch.from_numpy(incl.sum(0))), abs=1e-9)
 
 
 def test_first_order_ties_go_to_the_lower_item_and_differ_from_the_expectation():
