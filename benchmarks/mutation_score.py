@@ -249,6 +249,19 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x_expected_vector_diversity__mutmut_11": "a bool mask times float64 vectors is float64: "
+    "the conversion changes nothing",
+    "metarec.eval.metrics.x_expected_vector_diversity__mutmut_12": "as expected_vector_diversity_11",
+    "metarec.eval.metrics.x_run_means__mutmut_58": "last_mean is float64 already (_CutoffRun.last_mean)",
+    "metarec.eval.metrics.x_tie_runs__mutmut_104": "where() promotes the int64 counts to the float64 branch",
+    "metarec.eval.metrics.x_tie_runs__mutmut_116": "as tie_runs_104",
+    "metarec.eval.metrics.x_tie_runs__mutmut_118": "an int64 offset in float64 arithmetic gives float64",
+    "metarec.eval.metrics.x_tie_runs__mutmut_156": "for a one-item run p is 0 or 1, so p(p-1) = 0 either way",
+    "metarec.eval.metrics.x_tie_runs__mutmut_166": "n(n-1) >= 2 wherever n > 1: the clamp never acts",
+    "metarec.eval.metrics.x_tie_runs__mutmut_53": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_56": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_68": DEVICE,
+    "metarec.eval.metrics.x_tie_runs__mutmut_71": DEVICE,
     "metarec.eval.metrics.x__expected_pairs__mutmut_8": "m_g = 0 wherever n_g = 0 (no straddling run): the "
     "term is 0 either way",
     "metarec.eval.metrics.x__expected_pairs__mutmut_9": "a straddling run has 0 < m < n items above the cut, so "

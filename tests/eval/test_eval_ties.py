@@ -15,6 +15,18 @@ PER_USER = ["recall@1", "recall@3", "ndcg@2", "ndcg@3", "hit@1", "hit@3", "mrr@2
             "map@2", "map@3", "novelty@3", "diversity@2", "diversity@3"]
 
 
+def fixed_item_vectors(monkeypatch):
+    """Reference item vectors with similarities of every size: unit vectors in the plane at angles 0, 0.5, 1.0, ...
+    (the rank-r SVD of a 6-item toy gives nearly orthogonal vectors, diversity 1 for every list, so the pair sums
+    would go unchecked)."""
+    from metarec.eval import metrics as M
+
+    def vectors(users, items, n_users, n_items, dim):
+        angle = torch.arange(n_items, dtype=torch.float64) * 0.5
+        return torch.stack([torch.cos(angle), torch.sin(angle)], 1)
+    monkeypatch.setattr(M, "reference_item_vectors", vectors)
+
+
 def brute_force(split, scores, stage="test", names=PER_USER):
     """Per-user metrics averaged over all n! global tie-breaking orders (each induces a uniform order of every
     user's tied items), each order scored with the deterministic evaluator; and, per user and item, the fraction
@@ -41,8 +53,10 @@ def brute_force(split, scores, stage="test", names=PER_USER):
 
 @pytest.mark.parametrize("genres", [True, False], ids=["categories", "vectors"])
 @pytest.mark.parametrize("seed, levels", [(0, 2), (1, 3), (2, 1)])
-def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels, genres):
+def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels, genres, monkeypatch):
     """Without item categories diversity@K runs on reference item vectors: its tie-aware form is checked too."""
+    if not genres:
+        fixed_item_vectors(monkeypatch)
     split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0, genres=genres)
     g = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, levels, (split.n_users, split.n_items), generator=g).double()  # levels=1: constant
@@ -63,11 +77,13 @@ LONGER = PER_USER + ["hit@4", "novelty@2"]
 
 @pytest.mark.parametrize("genres", [True, False], ids=["categories", "vectors"])
 @pytest.mark.parametrize("seed, levels", [(0, 2), (1, 3), (2, None)])
-def test_tie_aware_metrics_at_cut_offs_well_inside_the_list(seed, levels, genres):
+def test_tie_aware_metrics_at_cut_offs_well_inside_the_list(seed, levels, genres, monkeypatch):
     """Lists of 4 (hit@4) scored at 2 and 3 as well: runs that start after a cut-off must count for nothing there,
     and the run straddling it only for its share (coverage@3 and diversity@2 read the same lists). ``levels=None``:
     every user's four rankable items score 3, 2, 2, 1 (in a random order), so that a run straddles 2 and another
     starts at 3 in every list."""
+    if not genres:
+        fixed_item_vectors(monkeypatch)
     split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0, genres=genres)
     g = torch.Generator().manual_seed(seed + 10)
     if levels is not None:
@@ -86,6 +102,30 @@ def test_tie_aware_metrics_at_cut_offs_well_inside_the_list(seed, levels, genres
     # gini is computed from the expected number of lists each item is in (the sum of its inclusion probabilities)
     from metarec.eval.metrics import gini_from_counts
     assert got.means["gini@3"] == pytest.approx(gini_from_counts(torch.from_numpy(incl.sum(0))), abs=1e-9)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+def test_tie_aware_metrics_with_several_positives_in_a_tie(levels):
+    """Users with 2-3 targets among 5 rankable items, so that tied runs hold several positives: AP's terms for a
+    positive after other positives of its own run, and after those of earlier runs, against the brute force."""
+    import pandas as pd
+    from metarec.protocols import Split
+
+    rng = np.random.default_rng(levels)
+    train, test = [], []
+    for u in range(6):
+        items = rng.permutation(6)
+        train.append((u, int(items[0])))
+        test += [(u, int(i)) for i in items[1:3 + u % 2]]
+    frames = {"train": pd.DataFrame(train, columns=["user", "item"]),
+              "valid": pd.DataFrame({"user": [], "item": []}, dtype="int64"),
+              "test": pd.DataFrame(test, columns=["user", "item"])}
+    split = Split("multi", "ratio", {}, 0, 6, 6, frames)
+    scores = torch.randint(0, levels, (6, 6), generator=torch.Generator().manual_seed(levels)).double()
+    names = [n for n in LONGER if not n.startswith("diversity")]
+    want, _ = brute_force(split, scores, names=names)
+    got = Evaluator(split, names).evaluate_scores(scores)
+    np.testing.assert_allclose(got.per_user[names].to_numpy(), want, rtol=0, atol=1e-9)
 
 
 def test_first_order_ties_go_to_the_lower_item_and_differ_from_the_expectation():
