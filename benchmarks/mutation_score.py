@@ -249,6 +249,33 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x__expected_pairs__mutmut_21": "n_g is 0 (then m_g = 0) or >= 2: n_g = 1 never occurs",
+    "metarec.eval.metrics.x__expected_pairs__mutmut_22": "with n_g = 2 the straddling run has m_g = 1 item above "
+    "the cut, so m(m-1) = 0 either way",
+    "metarec.eval.metrics.x__expected_pairs__mutmut_31": "n(n-1) >= 2 wherever n > 1: the clamp never acts",
+    "metarec.eval.metrics.x_expected_diversity__mutmut_3": "the similarity matrix is square",
+    "metarec.eval.metrics.x_expected_diversity__mutmut_36": "float64 minus an int64 count is float64",
+    "metarec.eval.metrics.x_expected_diversity__mutmut_64": "last_counts is float64 already (_CutoffRun.last_counts)",
+    "metarec.eval.metrics.x_expected_topk_table__mutmut_5": "the evaluator passes float64 counts; an int64 count "
+    "gives float64 quotients too",
+    "metarec.eval.metrics.x_expected_topk_table__mutmut_31": "NDCG divides DCG by the ideal DCG built from the same "
+    "discounts: scaling them cancels",
+    "metarec.eval.metrics.x_expected_vector_diversity__mutmut_37": "the run sums are float64 already "
+    "(_CutoffRun.last_vector_sums)",
+    "metarec.eval.metrics.x_expected_vector_diversity__mutmut_48": "as expected_vector_diversity_37",
+    "metarec.eval.metrics.x_expected_vector_diversity__mutmut_59": "as expected_vector_diversity_37",
+    "metarec.eval.metrics.x_mae__mutmut_3": "float32 minus float64 is computed in float64: the conversion of one "
+    "side is enough",
+    "metarec.eval.metrics.x_mae__mutmut_4": "as mae_3",
+    "metarec.eval.metrics.x_rmse__mutmut_5": "as mae_3",
+    "metarec.eval.metrics.x_rmse__mutmut_6": "as mae_3",
+    "metarec.eval.metrics.x_expected_diversity__mutmut_4": DEVICE,
+    "metarec.eval.metrics.x_expected_diversity__mutmut_20": DEVICE,
+    "metarec.eval.metrics.x_expected_diversity__mutmut_23": DEVICE,
+    "metarec.eval.metrics.x_expected_diversity__mutmut_49": DEVICE,
+    "metarec.eval.metrics.x_expected_diversity__mutmut_52": DEVICE,
+    "metarec.eval.metrics.x_expected_topk_table__mutmut_10": DEVICE,
+    "metarec.eval.metrics.x_expected_topk_table__mutmut_14": DEVICE,
     "metarec.eval.metrics.x_expected_vector_diversity__mutmut_11": "a bool mask times float64 vectors is float64: "
     "the conversion changes nothing",
     "metarec.eval.metrics.x_expected_vector_diversity__mutmut_12": "as expected_vector_diversity_11",

@@ -72,6 +72,8 @@ def test_a_cut_off_past_the_ranked_positions_is_an_error():
     for fn in M.TOPK_FUNCTIONS.values():
         with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
             fn(hits, n_pos, 5)
+    with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
+        M.topk_table(hits, n_pos, [("ndcg", 2), ("recall", 5)])     # the evaluator's table of all of them at once
 
 
 def test_a_user_without_positives_is_undefined_not_zero():
