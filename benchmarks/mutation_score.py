@@ -249,6 +249,53 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x_auc_per_user__mutmut_5": "ones_like of a bool mask is bool already",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_7": "as auc_per_user_5",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_14": "ties get the average rank of their run (AUC) or are counted in the same run: the order within a run is never read",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_18": "as auc_per_user_14",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_21": "as auc_per_user_14",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_16": "dim defaults to the last one, which is 1 here",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_35": "as auc_per_user_16",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_37": "a bool key sorts as its int8 form (False before True)",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_84": "valid items come first in each row, so comparing with the "
+    "row's first validity flag still starts a run at every valid/masked boundary; masked runs are never read",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_123": "float32 holds the rank sums exactly below 2^24 scores per "
+    "batch (the evaluator's batches are far smaller): not worth a test of that size",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_126": "as auc_per_user_123",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_144": "as auc_per_user_123 (counts below 2^24)",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_148": "as auc_per_user_144",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_174": "with no negative (or no positive) the pair count is 0, "
+    "so auc = 0/0 = NaN either way",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_175": "as auc_per_user_174",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_177": "as auc_per_user_174",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_185": "float('NAN') is NaN",
+    "metarec.eval.metrics.x_gauc__mutmut_5": "n_pos is float64 already (auc_per_user)",
+    "metarec.eval.metrics.x_gauc__mutmut_10": "float('NAN') is NaN",
+    "metarec.eval.metrics.x_gauc__mutmut_14": "auc is float64 already",
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_3": "int64 counts times the float64 weights give float64",
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_10": "float('NAN') is NaN",
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_14": "an int64 range times float64 counts gives float64",
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_18": "as gini_from_counts_14",
+    "metarec.eval.metrics.x_impression_metrics__mutmut_9": "torch's CPU sort keeps equal keys in order on these "
+    "inputs too: no test can tell stable from default here",
+    "metarec.eval.metrics.x_impression_metrics__mutmut_12": "as impression_metrics_9",
+    "metarec.eval.metrics.x_impression_metrics__mutmut_14": "as impression_metrics_9",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_1": "the default dimension is never used: the evaluator "
+    "passes REFERENCE_DIM",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_23": "the codes are whole numbers either way (float64 "
+    "holds them exactly); scipy reads the indices back as integers",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_24": "as reference_item_vectors_23",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_31": "scipy truncates the float row indices of "
+    "non-negative codes, which is the floor division",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_33": "ARPACK from a random start finds the same "
+    "components up to sign, and a sign does not change inner products",
+    "metarec.eval.metrics.x_vector_diversity__mutmut_2": "the vectors are float64 already",
+    "metarec.eval.metrics.x_auc_per_user__mutmut_99": DEVICE,
+    "metarec.eval.metrics.x_auc_per_user__mutmut_101": DEVICE,
+    "metarec.eval.metrics.x_auc_per_user__mutmut_116": DEVICE,
+    "metarec.eval.metrics.x_auc_per_user__mutmut_118": DEVICE,
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_15": DEVICE,
+    "metarec.eval.metrics.x_gini_from_counts__mutmut_19": DEVICE,
     "metarec.eval.metrics.x__expected_pairs__mutmut_21": "n_g is 0 (then m_g = 0) or >= 2: n_g = 1 never occurs",
     "metarec.eval.metrics.x__expected_pairs__mutmut_22": "with n_g = 2 the straddling run has m_g = 1 item above "
     "the cut, so m(m-1) = 0 either way",

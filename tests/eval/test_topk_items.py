@@ -3,6 +3,7 @@ the whole catalogue as K, double precision kept, catalogues that are an exact nu
 type, which path runs, NaN rows counted, cut-offs past the list, users without positives."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,3 +85,64 @@ def test_a_user_without_positives_is_undefined_not_zero():
         assert torch.isnan(M.TOPK_FUNCTIONS[name](hits, n_pos, 3)).all(), name
     for name in ("hit", "mrr", "precision"):
         assert M.TOPK_FUNCTIONS[name](hits, n_pos, 3).tolist() == [0.0], name
+
+
+def test_the_table_of_all_metrics_treats_users_without_positives_and_unknown_bases_alike():
+    hits, n_pos = torch.zeros(1, 3), torch.zeros(1)
+    table = M.topk_table(hits, n_pos, [("ndcg", 3), ("recall", 3), ("hit", 3)])
+    assert torch.isnan(table["ndcg@3"]).all() and torch.isnan(table["recall@3"]).all()
+    assert table["hit@3"].tolist() == [0.0]
+    with pytest.raises(KeyError, match="'foo'"):
+        M.topk_table(hits, torch.ones(1), [("foo", 2)])
+
+
+def brute_auc(scores, positive, valid):
+    """AUC of one row by counting pairs: a valid positive above a valid negative 1, tied 0.5."""
+    pos = [s for s, p, v in zip(scores, positive, valid) if p and v]
+    neg = [s for s, p, v in zip(scores, positive, valid) if not p and v]
+    if not pos or not neg:
+        return float("nan")
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+
+
+def test_auc_without_a_mask_counts_every_item_and_a_single_negative_suffices():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (5, 7), generator=g).double()          # many ties
+    positive = torch.rand(5, 7, generator=g) < 0.4
+    positive[0] = torch.tensor([1, 1, 1, 1, 1, 1, 0], dtype=torch.bool)  # exactly one negative
+    positive[1] = False                                                  # no positive: NaN
+    auc, n_pos = M.auc_per_user(scores, positive)
+    want = [brute_auc(scores[u].tolist(), positive[u].tolist(), [True] * 7) for u in range(5)]
+    np.testing.assert_allclose(auc.numpy(), want, rtol=0, atol=1e-12)
+    assert n_pos.tolist() == positive.sum(1).double().tolist()
+    same, _ = M.auc_per_user(scores, positive, torch.ones(5, 7, dtype=torch.bool))
+    np.testing.assert_array_equal(auc.numpy(), same.numpy())
+
+
+def test_gauc_weights_by_positives_and_leaves_undefined_users_out():
+    auc = torch.tensor([0.5, float("nan"), 1.0], dtype=torch.float64)
+    assert M.gauc(auc, torch.tensor([1, 4, 3])) == pytest.approx((0.5 * 1 + 1.0 * 3) / 4, abs=1e-15)
+    assert M.gauc(torch.tensor([0.25]), torch.tensor([1])) == 0.25            # a total weight of one
+    assert np.isnan(M.gauc(torch.tensor([float("nan")]), torch.tensor([2])))  # nobody defined
+
+
+def test_gini_of_counts_down_to_a_single_recommendation():
+    assert M.gini_from_counts(torch.tensor([1, 0, 0])) == pytest.approx(2 / 3, abs=1e-15)   # all on one of 3 items
+    assert M.gini_from_counts(torch.tensor([2, 2])) == 0.0
+    assert np.isnan(M.gini_from_counts(torch.tensor([0, 0])))
+
+
+def test_counts_cover_the_whole_catalogue_when_padding_is_left_out():
+    top = torch.tensor([[0, 1, 3], [1, 0, 2]])
+    listed = torch.tensor([[True, True, False], [True, True, False]])
+    assert M.rec_counts(top, 6, 3, listed).tolist() == [2, 2, 0, 0, 0, 0]
+    assert M.rec_counts(top, 6, 3).tolist() == [2, 2, 1, 1, 0, 0]
+
+
+def test_reference_vectors_of_the_smallest_matrices():
+    one = M.reference_item_vectors(np.array([0]), np.array([1]), 2, 3, dim=64)      # one interaction, rank 1
+    assert one.shape == (3, 1) and one[1].abs().item() == pytest.approx(1.0) and one[0].item() == 0.0
+    two = M.reference_item_vectors(np.array([0, 1, 1]), np.array([0, 0, 1]), 2, 2, dim=64)   # 2 items: rank 1
+    assert two.shape == (2, 1) and torch.allclose(two.abs(), torch.ones(2, 1, dtype=torch.float64))
+    assert M.reference_item_vectors(np.array([0]), np.array([0]), 1, 5, dim=64) is None      # one user: no rank 1
+    assert M.reference_item_vectors(np.array([], int), np.array([], int), 4, 5, dim=64) is None
