@@ -249,6 +249,25 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.metrics.x__pair_mean__mutmut_18": "a bool weight times float64 distances is float64",
+    "metarec.eval.metrics.x__pair_mean__mutmut_20": "padding is a suffix of the list: for i < j, listed_j implies "
+    "listed_i, so the pair's weight is listed_j either way",
+    "metarec.eval.metrics.x_category_signatures__mutmut_8": "a bool matrix groups into the same unique rows as its "
+    "int8 form",
+    "metarec.eval.metrics.x_category_signatures__mutmut_30": "a positive union is a count >= 1: both clamps leave "
+    "it alone",
+    "metarec.eval.metrics.x_diversity__mutmut_31": "as category_signatures_30",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_42": "ARPACK's start vector sets the scale of the "
+    "iteration, not the components found (up to sign, which inner products ignore)",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_43": "as reference_item_vectors_42",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_52": "as reference_item_vectors_33",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_56": "as reference_item_vectors_33",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_57": "arpack is svds' default solver",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_59": "scipy reads the solver name in any case",
+    "metarec.eval.metrics.x_reference_item_vectors__mutmut_78": "a norm of exactly 1e-12 does not occur",
+    "metarec.eval.metrics.x_self_information__mutmut_10": "float64 counts over an int64 total give float64",
+    "metarec.eval.metrics.x__pair_mean__mutmut_5": DEVICE,
+    "metarec.eval.metrics.x__pair_mean__mutmut_9": DEVICE,
     "metarec.eval.metrics.x_auc_per_user__mutmut_5": "ones_like of a bool mask is bool already",
     "metarec.eval.metrics.x_auc_per_user__mutmut_7": "as auc_per_user_5",
     "metarec.eval.metrics.x_auc_per_user__mutmut_14": "ties get the average rank of their run (AUC) or are counted in the same run: the order within a run is never read",

@@ -146,3 +146,9 @@ def test_reference_vectors_of_the_smallest_matrices():
     assert two.shape == (2, 1) and torch.allclose(two.abs(), torch.ones(2, 1, dtype=torch.float64))
     assert M.reference_item_vectors(np.array([0]), np.array([0]), 1, 5, dim=64) is None      # one user: no rank 1
     assert M.reference_item_vectors(np.array([], int), np.array([], int), 4, 5, dim=64) is None
+
+
+def test_self_information_counts_an_unseen_item_as_seen_once():
+    info = M.self_information(torch.tensor([1, 3, 0]))
+    assert info.tolist() == pytest.approx([2.0, np.log2(4 / 3), 2.0], abs=1e-15)
+    assert M.self_information(torch.tensor([1, 0])).tolist() == [0.0, 0.0]     # one training event in all
