@@ -528,14 +528,6 @@ def gini_from_counts(counts: torch.Tensor) -> float:
     return float(((2 * i - n - 1) * x).sum() / (n * total))
 
 
-def coverage(top_items: torch.Tensor, n_items: int, k: int) -> float:
-    return coverage_from_counts(rec_counts(top_items, n_items, k))
-
-
-def gini(top_items: torch.Tensor, n_items: int, k: int) -> float:
-    return gini_from_counts(rec_counts(top_items, n_items, k))
-
-
 def self_information(train_counts: torch.Tensor) -> torch.Tensor:
     """-log2(popularity share) per item; an item never seen in train counts as seen once (finite novelty)."""
     c = torch.clamp(train_counts.to(F64), min=1.0)
