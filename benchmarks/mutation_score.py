@@ -249,6 +249,10 @@ EXAMINED = {
     "metarec.eval.metrics.x__topk_candidates_torch__mutmut_59": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_topk_items__mutmut_14": DEVICE,
+    "metarec.eval.evaluator.xǁEvaluatorǁ__init____mutmut_26": "int() of the true quotient floors it like // for "
+    "positive numbers",
+    "metarec.eval.evaluator.xǁEvaluatorǁ__init____mutmut_34": "differs only for a one-item catalogue, where both "
+    "quotients exceed 1024",
     "metarec.eval.metrics.x__pair_mean__mutmut_18": "a bool weight times float64 distances is float64",
     "metarec.eval.metrics.x__pair_mean__mutmut_20": "padding is a suffix of the list: for i < j, listed_j implies "
     "listed_i, so the pair's weight is listed_j either way",

@@ -337,6 +337,22 @@ def test_padding_alone_at_the_cut_off_is_no_tie():
     assert expected.means == pytest.approx(first.means, abs=1e-12)
 
 
+def test_the_defaults_a_published_number_depends_on():
+    """Sampled mode draws 100 negatives (RecBole's uni100) from seed 0; score blocks hold at most 2^25 entries, at
+    most 1024 users, at least one; and the printed line lists every metric."""
+    ev = Evaluator(random_split(n_users=4, n_items=30), ["ndcg@5"])
+    assert (ev.num_negatives, ev.seed, ev.ties, ev.mode, ev.batch_size) == (100, 0, "expected", "full", 1024)
+    for n_items, batch in ((2 ** 16, 512), (2 ** 25 + 1, 1), (2 ** 26, 1)):
+        big = Split("big", "ratio", {}, 0, 2, n_items, {"train": pd.DataFrame({"user": [0], "item": [0]}),
+                                                         "valid": pd.DataFrame({"user": [1], "item": [1]}),
+                                                         "test": pd.DataFrame({"user": [1], "item": [2]})})
+        assert Evaluator(big, ["ndcg@5"]).batch_size == batch, n_items
+    res = Evaluator(random_split(n_users=6, n_items=30), ["ndcg@5", "hit@5"]).evaluate_scores(
+        distinct_scores(6, 30))
+    assert str(res) == (f"[test | full | {res.n_users} users] ndcg@5={res.means['ndcg@5']:.4f}  "
+                        f"hit@5={res.means['hit@5']:.4f}")
+
+
 # ---- every input check, fed its case -----------------------------------------------------------------------------
 def _imp_split(**test_cols):
     test = {"impression": [0, 0, 1, 1], "user": [1, 1, 0, 0], "item": [1, 2, 0, 3], "label": [1, 0, 0, 1]}
