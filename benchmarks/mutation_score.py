@@ -419,13 +419,36 @@ def explain(diff: str, key: str = "") -> str:
     return "not examined"
 
 
+def mutant_diff(key: str) -> str:
+    """The changed lines of one mutant as '-old' / '+new', read from the mutated module in mutants/ (the original
+    and the mutant are both kept there as functions); '' where the module is not generated."""
+    import re
+
+    module, _, name = key.rpartition(".")
+    path = WORK / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+
+    def body(fname: str) -> list[str]:
+        # up to the next definition at the same indentation (nested helpers belong to it) or top-level code
+        m = re.search(rf"^(?P<ind>[ \t]*)def {re.escape(fname)}\(.*?(?=^(?P=ind)(?:@|def |class )|^\S|\Z)", text,
+                      re.S | re.M)
+        return m.group(0).replace(fname, "NAME", 1).splitlines() if m else []
+
+    orig, mutant = body(re.sub(r"__mutmut_\d+$", "__mutmut_orig", name)), body(name)
+    changed = [(a, b) for a, b in zip(orig, mutant) if a != b]
+    if len(orig) != len(mutant):           # a removed or added line: compare the rest as one block
+        changed = [("\n".join(orig), "\n".join(mutant))] if not changed else changed
+    return "\n".join(f"-{a.replace('NAME', name.split('__mutmut_')[0])}\n+{b.replace('NAME', name.split('__mutmut_')[0])}"
+                     for a, b in changed[:2])
+
+
 def survivors_markdown(keys: list[str]) -> str:
     """One table row per surviving mutant: the mutated line before and after, and why it survives."""
     rows = ["| mutant | change | why it survives |", "| --- | --- | --- |"]
     for key in keys:
-        out = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", key], capture_output=True,
-                             text=True, cwd=ROOT).stdout
-        diff = "\n".join(line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+        diff = mutant_diff(key)
         change = " → ".join(" ".join(line[1:].split()) for line in diff.splitlines()[:2]).replace("|", "\\|")
         rows.append(f"| `{key.split('.')[-1]}` | `{change[:160]}` | {explain(diff, key)} |")
     return "\n".join(rows)
