@@ -328,10 +328,12 @@ def test_write_table_creates_missing_folders(tmp_path):
 def test_checking_a_writer_does_not_signal_it(store):
     # the child takes the default action of every signal a probe could send by mistake (SIGHUP = 1 included): a run
     # started under nohup would otherwise hand it SIGHUP ignored, and a wrong probe would go unnoticed
+    # (it says so once that is done: a probe before would meet the inherited dispositions)
     live = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
                              "for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\n"
-                             "time.sleep(60)"])
+                             "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
+        assert live.stdout.readline().strip() == "ready"
         assert _writer_alive(f".tmp-k-{live.pid}")
         with pytest.raises(subprocess.TimeoutExpired):   # probed with signal 0: still running a moment later
             live.wait(timeout=0.3)
