@@ -19,6 +19,7 @@ import argparse
 import collections
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
                 raise SystemExit(f"mutmut ran none of two chunks (exit {code}): see its output above")
         else:
             stalled = 0
-    save()
+    save()   # also when nothing was pending: the set-up call may have regenerated changed functions' mutants
 
 
 #: survivors whose change cannot alter behaviour here, recognised from the mutated line (pattern on the removed
@@ -440,8 +441,6 @@ EXAMINED = {
 
 
 def explain(diff: str, key: str = "") -> str:
-    import re
-
     if key in EXAMINED:
         return EXAMINED[key]
 
@@ -456,8 +455,6 @@ def explain(diff: str, key: str = "") -> str:
 def mutant_diff(key: str) -> str:
     """The changed lines of one mutant as '-old' / '+new', read from the mutated module in mutants/ (the original
     and the mutant are both kept there as functions); '' where the module is not generated."""
-    import re
-
     module, _, name = key.rpartition(".")
     path = WORK / (module.replace(".", "/") + ".py")
     if not path.is_file():
@@ -474,8 +471,8 @@ def mutant_diff(key: str) -> str:
     changed = [(a, b) for a, b in zip(orig, mutant) if a != b]
     if len(orig) != len(mutant):           # a removed or added line: compare the rest as one block
         changed = [("\n".join(orig), "\n".join(mutant))] if not changed else changed
-    return "\n".join(f"-{a.replace('NAME', name.split('__mutmut_')[0])}\n+{b.replace('NAME', name.split('__mutmut_')[0])}"
-                     for a, b in changed[:2])
+    base = name.split("__mutmut_")[0]
+    return "\n".join(f"-{a.replace('NAME', base)}\n+{b.replace('NAME', base)}" for a, b in changed[:2])
 
 
 def survivors_markdown(keys: list[str]) -> str:
@@ -499,7 +496,7 @@ def score(goal: float, survivors: bool) -> int:
         status = status_of(code)
         counts[module_of(key)][status] += 1
         if status in ("survived", "no tests"):
-            left[module_of(key)].append(f"{key}: {status}")
+            left[module_of(key)].append(key)
     print(f"{'module':<30}{'killed':>8}{'survived':>10}{'no tests':>10}{'not run':>9}{'other':>7}{'score':>8}")
     missed = []
     for module in sorted(counts):
@@ -517,7 +514,7 @@ def score(goal: float, survivors: bool) -> int:
     if survivors:
         for module in sorted(left):
             print(f"\n### {module}\n")
-            print(survivors_markdown(sorted(line.split(": ")[0] for line in left[module])))
+            print(survivors_markdown(sorted(left[module])))
     return 1 if missed else 0
 
 
