@@ -420,6 +420,37 @@ EXAMINED = {
     "metarec.eval.metrics.x_run_means__mutmut_3": "every caller passes float64 values (item properties gathered "
     "from float64 tensors)",
     "metarec.eval.metrics.x_tie_runs__mutmut_4": "the evaluator converts the hits to float64 once before",
+    "metarec.bench.grid.x_parse_grid__mutmut_491": "every method class is a Method subclass (the registry refuses any other), and Method declares "
+    "protocols: the getattr default is never used",
+    "metarec.bench.grid.x_parse_grid__mutmut_556": "an absent tune key means tuned: None is not False either",
+    "metarec.bench.grid.x_parse_grid__mutmut_558": "as parse_grid_556",
+    "metarec.bench.grid.x_parse_grid__mutmut_618": "an absent tune key is accepted either way: False is in (True, False) too",
+    "metarec.eval.evaluator.xǁEvaluatorǁ__init____mutmut_89": "the note is read only after _diversity_basis sets it, and '' and None are both falsy",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_1": "every caller passes fresh explicitly: the default is never used",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_28": "the self-information is computed whether needed or not: the same values, "
+    "only extra work",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_38": "the only per-unit metric that needs ratings, user_mae, cannot be asked "
+    "under a ranking protocol (registry: no protocols): the clause filters nothing today and guards a future one",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_39": "as _evaluate_ranking_38",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_46": "coverage and Gini of integer counts held as float64 are the same numbers",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_49": "as _evaluate_ranking_46",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_evaluate_ranking__mutmut_50": "as _evaluate_ranking_46",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_impression_stage__mutmut_62": "astype(None) is float64",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_signatures__mutmut_9": "the signature similarity matrix is square",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_train_counts__mutmut_1": "a cache key that never matches recomputes the same counts: only extra work",
+    "metarec.eval.evaluator.xǁEvaluatorǁ_train_counts__mutmut_2": "as _train_counts_1",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate__mutmut_50": "fresh=None is falsy like False: the scores are still copied",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate__mutmut_55": "the default of fresh is False",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_28": DEVICE,
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_29": "fresh=None copies a block the evaluator made itself: only extra work",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_30": "as evaluate_scores_29",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_41": "pairs=None is falsy like False",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_52": "as evaluate_scores_29",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_57": "as evaluate_scores_29 (the default of fresh is False)",
+    "metarec.eval.evaluator.xǁEvaluatorǁevaluate_scores__mutmut_65": "evaluate_scores never adapts: adapt_s is 0.0, so adding or subtracting it is "
+    "the same",
+    "metarec.eval.metrics.x_impression_metrics__mutmut_89": "y is float64, so y / rank is float64 whatever rank's "
+    "integer dtype",
     "metarec.eval.metrics.x__discounts__mutmut_7": DEVICE,
     "metarec.eval.metrics.x__discounts__mutmut_11": DEVICE,
     "metarec.eval.metrics.x_map___mutmut_16": DEVICE,

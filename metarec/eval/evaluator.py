@@ -93,8 +93,7 @@ class _Batch:
 
 @dataclass
 class _RankingStage:
-    users: np.ndarray
-    batches: list[_Batch]
+    batches: list[_Batch]   # the stage's users with at least one target, batch_size at a time
 
 
 @dataclass
@@ -228,7 +227,7 @@ class Evaluator:
             batches.append(_Batch(users=torch.from_numpy(ub.astype(np.int64)),
                                   known=_flat(k_ptr, k_idx, ub, n_i), target=_flat(t_ptr, t_idx, ub, n_i),
                                   n_pos=torch.from_numpy(n_t[ub].astype(np.int64))))
-        st = self._cache[key] = _RankingStage(users=users, batches=batches)
+        st = self._cache[key] = _RankingStage(batches=batches)
         return st
 
     def _impression_stage(self, stage: str) -> _ImpressionStage:

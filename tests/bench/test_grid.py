@@ -410,3 +410,32 @@ def test_a_run_key_is_stable():
                            "params", "seed", "eval_mode", "ties", "metrics"]
     assert ident["params"]["lr"] == 0.01 and ident["params"]["dim"] == 64
     assert run_key(ident) == "b5a8318492a25da0"
+
+
+def test_a_method_s_own_domains_bound_the_search_and_its_broken_space_is_named(monkeypatch):
+    """A search is checked against the method's own ``domains`` (not only the common ones by name), and an error in
+    the space a method declares is reported under the method's grid key, with the declaration's own words."""
+    from metarec.methods import registry
+    from metarec.methods.base import Method
+    from metarec.params import Domain
+
+    class Strict(Method):
+        defaults = {"width": 8, "lr": 0.01}
+        domains = {"width": Domain("int", low=4, high=64)}
+        search_space = {"width": {"int": [4, 32]}}
+
+    class Broken(Method):
+        defaults = {"lr": 0.01}
+        search_space = {"depth": {"int": [1, 3]}}
+
+    monkeypatch.setitem(registry._BUILTIN, "test:strict", Strict)
+    monkeypatch.setitem(registry._BUILTIN, "test:broken", Broken)
+    Strict.name, Broken.name = "test:strict", "test:broken"
+    assert parse_grid(tuned(**{"test:strict": {}})).methods["test:strict"]["space"]["width"].high == 32
+    assert message(tuned(**{"test:strict": {"search": {"width": {"int": [2, 16]}}}})) == (
+        "g.yaml: methods.test:strict.search.width: int [2, 16] reaches outside the parameter's domain (an integer in "
+        "[4, 64])")
+    with pytest.raises(ConfigError) as e:
+        Broken.declared_space()
+    assert message(tuned(**{"test:broken": {}})) == f"g.yaml: methods.test:broken: {e.value}"
+    assert "depth" in str(e.value)

@@ -517,3 +517,106 @@ def test_a_method_is_adapted_on_the_support_set_and_timed():
     assert res.timings["adapt_s"] >= 0 and res.timings["total_s"] >= res.timings["adapt_s"]
     assert res.timings["metrics_s"] == pytest.approx(res.timings["total_s"] - res.timings["score_s"]
                                                      - res.timings["adapt_s"], abs=1e-12)
+
+
+# ---- what each metric needs is computed whatever else is asked ---------------------------------------------------
+ALL_RANKING = ["ndcg@3", "recall@3", "hit@3", "mrr@3", "precision@3", "map@3", "novelty@3", "diversity@3",
+               "coverage@3", "gini@3", "auc", "gauc", "coverage@5", "gini@2"]
+
+
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_a_metric_asked_alone_equals_the_same_metric_asked_with_all_others(ties):
+    """Shared work (the top-K lists, the per-item counts, the self-information, the diversity basis) is set up for
+    whichever metric needs it: each metric alone gives exactly what it gives in the full set. Scores with ties, so
+    the tie-aware paths run too."""
+    split = random_split(n_users=12, n_items=20, seed=3)
+    scores = torch.randint(0, 4, (12, 20), generator=torch.Generator().manual_seed(0)).float()
+    full = Evaluator(split, ALL_RANKING, ties=ties).evaluate_scores(scores)
+    for name in ALL_RANKING:
+        alone = Evaluator(split, [name], ties=ties).evaluate_scores(scores)
+        assert list(alone.means) == [name] and alone.means[name] == full.means[name], name
+    # the diversity basis (and its note) only when diversity is asked for
+    assert Evaluator(tiny_split(), ["ndcg@3"]).evaluate_scores(distinct_scores(4, 8)).notes == []
+
+
+# ---- the method's tensors are its own; timings say what took how long ----------------------------------------------
+class KeepsItsScores:
+    """Returns the same tensor object on every call (a method may cache its score block): masking it in place would
+    change the method's state and every later evaluation."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def score(self, users):
+        return self.block[: len(users)]   # a view of the kept tensor, contiguous
+
+
+def test_the_evaluator_never_writes_into_a_tensor_the_method_returns():
+    split = tiny_split()
+    for ev in (Evaluator(split, ["hit@2", "auc"]), Evaluator(split, ["hit@2"], mode="sampled", num_negatives=2)):
+        block = torch.arange(24.0).reshape(3, 8)           # 3 users with targets: one batch of 3
+        before = block.clone()
+        first = ev.evaluate(KeepsItsScores(block)).means
+        assert torch.equal(block, before)
+        assert ev.evaluate(KeepsItsScores(block)).means == first
+        ev.evaluate_scores(lambda u: block[: len(u)])
+        assert torch.equal(block, before)
+
+
+def test_adaptation_only_with_a_support_set_and_timed_where_it_happens():
+    import time
+
+    class AdaptsSlowly:
+        calls = []
+
+        def adapt(self, support):
+            AdaptsSlowly.calls.append(support)
+            time.sleep(0.05)
+
+        def score(self, users):
+            return torch.zeros(len(users), 8)
+
+    t0 = time.perf_counter()
+    res = Evaluator(tiny_split(), ["hit@2"]).evaluate(AdaptsSlowly())   # a general split: no support set
+    wall = time.perf_counter() - t0
+    assert AdaptsSlowly.calls == [] and res.timings["adapt_s"] == 0.0
+    assert 0 <= res.timings["score_s"] <= res.timings["total_s"] <= wall
+    cold = tiny_split()
+    cold.frames["test_support"] = pd.DataFrame({"user": [2], "item": [1]})
+    t0 = time.perf_counter()
+    res = Evaluator(cold, ["hit@2"]).evaluate(AdaptsSlowly())
+    wall = time.perf_counter() - t0
+    assert len(AdaptsSlowly.calls) == 1 and 0.05 <= res.timings["adapt_s"] <= res.timings["total_s"] <= wall
+    t0 = time.perf_counter()
+    res = Evaluator(cold, ["hit@2"]).evaluate_scores(torch.zeros(4, 8))
+    assert res.timings["adapt_s"] == 0.0 and res.timings["total_s"] <= time.perf_counter() - t0
+
+
+def test_settings_at_the_smallest_legal_values():
+    assert Evaluator(tiny_split(), ["hit@2"], mode="sampled", num_negatives=1).mode_label == "sampled-1"
+    assert Evaluator(tiny_split(), ["hit@2"], mode="sampled-pop", num_negatives=np.int64(1)).num_negatives == 1
+    s = torch.zeros(4, 8)
+    s[0, 5] = float("nan")   # auc only: no top-K selection to catch it, the explicit check does, in these words
+    with pytest.raises(TrainingError, match=r"^the method returned NaN scores at stage 'test'$"):
+        Evaluator(tiny_split(), ["auc"]).evaluate_scores(s)
+
+
+def test_impression_stages_are_prepared_each_for_itself():
+    from tests.toys import impressions_split
+
+    split = impressions_split()
+    scores = distinct_scores(split.n_users, split.n_items)
+    ev = Evaluator(split, ["auc", "mrr", "ndcg@5"])
+    valid, test = ev.evaluate_scores(scores, "valid"), ev.evaluate_scores(scores, "test")
+    assert valid.means == Evaluator(split, ["auc", "mrr", "ndcg@5"]).evaluate_scores(scores, "valid").means
+    assert test.means == Evaluator(split, ["auc", "mrr", "ndcg@5"]).evaluate_scores(scores, "test").means
+    assert valid.n_users != test.n_users or valid.means != test.means
+    with pytest.raises(DataError, match=r"^impressions split: the test frame lacks column\(s\) item, label$"):
+        Evaluator(_imp_split(label=None, item=None), ["auc"]).evaluate_scores(torch.zeros(2, 4))
+
+
+def test_known_items_outside_the_catalogue_are_named():
+    bad = tiny_split()
+    bad.frames["train"] = pd.DataFrame({"user": [0, 1], "item": [0, 8]})
+    with pytest.raises(DataError, match=r"^known\(test\): user/item ids out of range 0..3 / 0..7$"):
+        Evaluator(bad, ["hit@2"]).evaluate_scores(torch.zeros(4, 8))
