@@ -129,8 +129,8 @@ _POSITIVE_INTS = ("dim", "batch_size", "epochs", "eval_every", "hidden", "hidden
 _NON_NEGATIVE_INTS = ("max_epochs", "patience", "teacher_patience", "stopping_step", "teacher_seed")
 _POSITIVE_FLOATS = ("lr", "learning_rate", "inner_lr", "outer_lr", "teacher_lr", "temperature", "layer_norm_eps",
                     "initializer_range")
-_NON_NEGATIVE_FLOATS = ("reg", "reg_weight", "weight_decay", "shrink", "kd_weight", "rd_lambda", "emb_weight",
-                        "anneal_cap")
+_NON_NEGATIVE_FLOATS = ("reg", "reg_weight", "weight_decay", "dense_weight_decay", "shrink", "kd_weight", "rd_lambda",
+                        "emb_weight", "anneal_cap")
 _RATES = ("dropout", "dropout_prob", "attn_dropout_prob", "hidden_dropout_prob", "input_dropout", "teacher_dropout",
           "teacher_input_dropout", "mask_ratio")
 _UNIT = ("lam", "ft_ratio")

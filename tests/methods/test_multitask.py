@@ -16,9 +16,10 @@ from metarec.errors import ConfigError
 from metarec.eval import Evaluator
 from metarec.eval.tasks import task_metrics
 from metarec.methods import build_method, get_method
-from metarec.methods.multitask.models import MultiTaskNet
+from metarec.methods.multitask.models import MultiTaskNet, pcgrad
 from metarec.methods.multitask.multidomain import combine
-from metarec.methods.multitask.tasks import BINARY, MULTICLASS, REGRESSION, SideInfo, Task, TaskData, resolve_tasks
+from metarec.methods.multitask.tasks import (BINARY, MULTICLASS, RANKING, REGRESSION, SideInfo, Task, TaskData,
+                                             resolve_tasks)
 from metarec.protocols import Split
 
 torch.set_num_threads(1)
@@ -51,8 +52,15 @@ def _side(n_users, n_items, rng) -> SideInfo:
 
 
 def _tasks(T: int) -> list[Task]:
-    kinds = [Task("interaction", BINARY), Task("rating", REGRESSION), Task("category", MULTICLASS, 4, list("abcd"))]
+    kinds = [Task("interaction", RANKING), Task("rating", REGRESSION), Task("category", MULTICLASS, 4, list("abcd"))]
     return [kinds[t % 3] if t < 3 else Task(f"extra{t}", BINARY) for t in range(T)]
+
+
+def _net(arch, T=3, E=2, levels=2, **kw) -> MultiTaskNet:
+    rng = np.random.default_rng(0)
+    shape = {"dim": 4, "expert_hidden": [8], "tower_hidden": [4], "num_experts": E, "task_experts": 2,
+             "num_levels": levels, "dropout": 0.0, **kw}
+    return MultiTaskNet(arch, 20, 30, _tasks(T), _side(20, 30, rng), **shape)
 
 
 # ---- gates and shapes ------------------------------------------------------------------------------------------
@@ -60,46 +68,68 @@ def _tasks(T: int) -> list[Task]:
 @pytest.mark.parametrize("T,E", [(1, 1), (2, 3), (3, 2), (5, 4)])
 def test_gates_sum_to_one(arch, T, E):
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    net = MultiTaskNet(arch, 20, 30, _tasks(T), _side(20, 30, rng), dim=4, expert_hidden=[8], tower_hidden=[4],
-                       num_experts=E, task_experts=2, num_levels=2, dropout=0.0)
+    net = _net(arch, T, E)
     u, i = torch.randint(0, 20, (17,)), torch.randint(0, 30, (17,))
     gates = net.gate_weights(u, i)
-    # MMoE: one gate per task over E experts; PLE: per level one gate per task over K+S, plus the shared gate below
-    # the last level over T*K+S
-    assert len(gates) == (T if arch == "mmoe" else 2 * T + 1)
-    widths = {g.shape[1] for g in gates}
-    assert widths == ({E} if arch == "mmoe" else ({2 + E, T * 2 + E} if T > 1 else {2 + E}))
-    for g in gates:
-        assert g.shape[0] == 17 and (g >= 0).all()
-        torch.testing.assert_close(g.sum(-1), torch.ones(17))
+    # per side: MMoE one gate per task over E experts; PLE per level one gate per task over K+S, plus the shared
+    # gate below the last level over T*K+S
+    for side in ("user", "item"):
+        assert len(gates[side]) == (T if arch == "mmoe" else 2 * T + 1)
+        widths = {g.shape[1] for g in gates[side]}
+        assert widths == ({E} if arch == "mmoe" else ({2 + E, T * 2 + E} if T > 1 else {2 + E}))
+        for g in gates[side]:
+            assert g.shape[0] == 17 and (g >= 0).all()
+            torch.testing.assert_close(g.sum(-1), torch.ones(17))
+    if arch == "mmoe":
+        assert _net("shared-bottom", T).gate_weights(u, i) == {"user": [], "item": []}
 
 
 @pytest.mark.parametrize("arch", ["single", "shared-bottom", "mmoe", "ple"])
 @pytest.mark.parametrize("T,E,levels", [(1, 1, 1), (2, 2, 2), (3, 4, 3), (6, 3, 1)])
 def test_shapes_any_tasks_and_experts(arch, T, E, levels):
     torch.manual_seed(0)
-    rng = np.random.default_rng(1)
-    tasks = _tasks(T)
-    net = MultiTaskNet(arch, 20, 30, tasks, _side(20, 30, rng), dim=4, expert_hidden=[8, 6], tower_hidden=[4],
-                       num_experts=E, task_experts=1, num_levels=levels, dropout=0.0)
+    net = _net(arch, T, E, levels, expert_hidden=[8, 6])
+    tasks = net.tasks
     u, i = torch.randint(0, 20, (11,)), torch.randint(0, 30, (11,))
     outs = net(u, i)
     assert sorted(outs) == list(range(T))
     for t, task in enumerate(tasks):
         assert outs[t].shape == ((11, task.n_classes) if task.kind == MULTICLASS else (11,))
-    # the users x items grid (factorised first layer) gives the same numbers as the aligned pairs
+    # full ranking (one matrix product) is the pair output without the per-user terms
+    with torch.no_grad():
+        net.user_bias.normal_()
+        net.offset.normal_()
+        net.item_bias.normal_()
     uu, ii = torch.arange(5), torch.arange(30)
-    grid = net(uu, ii, grid=True, needed=[0])[0]
-    pairs = net(uu.repeat_interleave(30), ii.repeat(5), needed=[0])[0]
-    torch.testing.assert_close(grid, pairs, rtol=1e-5, atol=1e-5)
+    grid = net.ranking_scores(0, uu, ii)
+    pairs = net(uu.repeat_interleave(30), ii.repeat(5), needed=[0])[0].view(5, 30)
+    per_user = (net.user_bias[0, uu] + net.offset[0])[:, None]
+    torch.testing.assert_close(grid + per_user, pairs, rtol=1e-5, atol=1e-5)
+
+
+def test_an_expert_without_hidden_layers_is_linear_and_the_single_architecture_shares_nothing():
+    torch.manual_seed(0)
+    net = _net("single", T=2, expert_hidden=[], tower_hidden=[])
+    ex = net.users.experts[0]
+    assert len(ex.hidden) == 0 and isinstance(ex.out, torch.nn.Linear)
+    ids = {id(p) for p in net.users.embeds[0].parameters()}
+    assert not ids & {id(p) for p in net.users.embeds[1].parameters()}
+    out = net(torch.tensor([1, 2]), torch.tensor([3, 4]), needed=[1])
+    loss = out[1].sum()
+    loss.backward()
+    assert net.users.embeds[0].id.weight.grad is None and net.users.embeds[1].id.weight.grad is not None
 
 
 # ---- loss weights ----------------------------------------------------------------------------------------------
-def _tower_states(module, t):
+def _task_states(module, t):
+    """Every parameter only task t uses: its towers (and in ``single`` its embeddings and experts), its biases."""
     net = module.net
-    mods = [net.towers[t]] + ([net.embeds[t], net.bottoms[t]] if net.arch == "single" else [])
-    return [copy.deepcopy(m.state_dict()) for m in mods]
+    mods = [net.users.towers[t], net.items.towers[t]]
+    if net.arch == "single":
+        mods += [net.users.embeds[t], net.items.embeds[t], net.users.experts[t], net.items.experts[t]]
+    states = [copy.deepcopy(m.state_dict()) for m in mods]
+    states.append({"bias": net.item_bias[t].detach().clone(), "ubias": net.user_bias[t].detach().clone()})
+    return states
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -110,14 +140,43 @@ def test_zero_weight_leaves_tower_untrained(tiny, name):
     before = method.build_module(tiny)
     names = [t.name for t in method.tasks]
     like, rating = names.index("like"), names.index("rating")
-    init_like, init_rating = _tower_states(before, like), _tower_states(before, rating)
+    init_like, init_rating = _task_states(before, like), _task_states(before, rating)
     method.fit(tiny, seed=3)
-    after_like, after_rating = _tower_states(method.module, like), _tower_states(method.module, rating)
+    after_like, after_rating = _task_states(method.module, like), _task_states(method.module, rating)
     for a, b in zip(init_like, after_like):
         for k in a:
             assert torch.equal(a[k], b[k]), f"{name}: zero-weight task's {k} changed"
     changed = any(not torch.equal(a[k], b[k]) for a, b in zip(init_rating, after_rating) for k in a)
     assert changed, "a trained task's tower must change (else the test above proves nothing)"
+
+
+def test_pcgrad_projects_conflicts_away_and_keeps_agreement():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])          # conflicting: a.b = -1
+    merged = pcgrad([a, b], g)
+    # a loses its component along b: a - (a.b/|b|^2) b = (0.5, 0.5); b along a: b - (b.a/|a|^2) a = (0, 1)
+    torch.testing.assert_close(merged, torch.tensor([0.5, 1.5]))
+    c = torch.tensor([1.0, 1.0])                                         # agreeing with a: left alone
+    torch.testing.assert_close(pcgrad([a, c], g), a + c)
+    for _ in range(50):        # two tasks: each loses its component along the other exactly when they conflict
+
+        def project(x, y):
+            d = torch.dot(x, y)
+            return x - d / torch.dot(y, y) * y if d < 0 else x
+
+        x, y = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(pcgrad([x, y], g), project(x, y) + project(y, x))
+        if torch.dot(x, y) < 0:
+            assert abs(torch.dot(project(x, y), y)) < 1e-12
+
+
+def test_pcgrad_weighting_trains_every_task_and_is_deterministic(tiny):
+    runs = []
+    for _ in range(2):
+        m = build_method("mtl:mmoe", {**FAST, "weighting": "pcgrad"}).fit(tiny, seed=1)
+        runs.append(m.score(torch.arange(5)))
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    assert not m.module.automatic_optimization and torch.isfinite(runs[0]).all()
 
 
 def test_uncertainty_weighting_learns_log_variances(tiny):
@@ -142,16 +201,16 @@ def test_bad_weights_and_tasks_rejected(tiny):
 def test_movielens_tasks_from_real_ratings(tiny):
     tasks = resolve_tasks(tiny, None, 4.0)
     assert [t.name for t in tasks] == ["interaction", "rating", "like"]
-    data = TaskData(tiny, tasks, num_negatives=2, like_threshold=4.0)
+    data = TaskData(tiny, tasks, like_threshold=4.0)
     rating = tiny.train[RATING].to_numpy()
     np.testing.assert_array_equal(data.labels[:, 1], rating)
     np.testing.assert_array_equal(data.labels[:, 2], (rating >= 4).astype(np.float32))
-    u, i, y, m = data.epoch(np.random.default_rng(0))
-    n = len(tiny.train)
-    assert len(u) == 3 * n
-    assert (y[n:, 0] == 0).all() and m[n:, 0].all() and not m[n:, 1:].any()  # negatives: interaction only
+    assert data.mask.all() and (data.labels[:, 0] == 1).all()       # every train pair: a positive, rated
+    neg = data.negatives(np.random.default_rng(0))
+    assert len(neg) == len(tiny.train) and not np.array_equal(neg, data.negatives(np.random.default_rng(1)))
     train_pairs = set(zip(tiny.train[USER], tiny.train[ITEM]))
-    assert not any((a, b) in train_pairs for a, b in zip(u[n:], i[n:]))
+    assert not any((a, b) in train_pairs for a, b in zip(data.users, neg))   # never a user's own train item
+    np.testing.assert_array_equal(neg, data.negatives(np.random.default_rng(0)))
 
 
 def test_category_task_masks_unknown_categories():
@@ -172,7 +231,7 @@ def test_category_task_masks_unknown_categories():
                   frames=frames, item_features=pd.DataFrame({"category": cats}))
     tasks = resolve_tasks(split, None, 4.0)
     assert [t.name for t in tasks] == ["click", "category"] and tasks[1].classes == ["finance", "news", "sports"]
-    data = TaskData(split, tasks, 0, 4.0)
+    data = TaskData(split, tasks, 4.0)
     known = np.array([c != "" for c in cats])[frames["train_impressions"][ITEM].to_numpy()]
     np.testing.assert_array_equal(data.mask[:, 1], known)
     method = build_method("mtl:mmoe", {**FAST, "batch_size": 16})
@@ -230,3 +289,18 @@ def test_multidomain_combined_dataset():
     assert torch.isfinite(s[:40, :150]).all()
     res = task_metrics(method, split, "test", Evaluator(split, metrics=["ndcg@10"]))
     assert {"a/ndcg@10", "b/ndcg@10"} <= set(res.means)
+
+
+def test_id_embeddings_and_biases_get_the_bpr_weight_decay_and_dense_parts_their_own(tiny):
+    method = build_method("mtl:ple", {**FAST, "weight_decay": 3e-5, "dense_weight_decay": 0.02})
+    module = method.build_module(tiny)
+    opt = module.configure_optimizers()
+    (sparse, dense) = opt.param_groups
+    assert (sparse["weight_decay"], dense["weight_decay"]) == (3e-5, 0.02)
+    ids = [m.id.weight for m in module.net.modules() if type(m).__name__ == "FieldEmbedding"]
+    expected = {id(p) for p in ids + [module.net.item_bias, module.net.user_bias, module.net.offset]}
+    assert {id(p) for p in sparse["params"]} == expected
+    assert len(sparse["params"]) + len(dense["params"]) == len(list(module.parameters()))
+    assert any(p is module.net.users.towers[0].out.weight for p in dense["params"])
+    with pytest.raises(ConfigError, match="dense_weight_decay"):
+        build_method("mtl:ple", {"dense_weight_decay": -1.0})

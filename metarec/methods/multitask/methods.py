@@ -1,7 +1,7 @@
 """Registered multi-task methods: ``mtl:single``, ``mtl:shared-bottom``, ``mtl:mmoe``, ``mtl:ple``.
 
-All four share the task definitions (``tasks``), inputs, towers, losses and training loop; only the part between
-the field embeddings and the towers differs (see ``models``). The main task (interaction under ranking protocols,
+All four share the task definitions (``tasks``), the two-tower ranking backbone, towers, losses and training loop;
+only how a task's user and item vectors are built from shared parts differs (see ``models``). The main task (interaction under ranking protocols,
 click under impressions; in multi-domain each item's own domain task) is what ``score``/``score_pairs`` return, so
 the shared evaluator ranks with it and early-stops on it; ``metarec.eval.tasks`` scores the other tasks' heads.
 """
@@ -10,35 +10,35 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from metarec.data.schema import ITEM, USER
 from metarec.errors import ConfigError
 from metarec.methods.base import as_user_tensor
+from metarec.methods.classic.mf_bpr import IndexBatches
 from metarec.methods.lightning import LightningMethod
-from metarec.methods.multitask.models import MultiTaskModule, MultiTaskNet
+from metarec.methods.multitask.models import WEIGHTINGS, MultiTaskModule, MultiTaskNet
 from metarec.methods.multitask.tasks import (BINARY, REGRESSION, TaskData, item_domains, main_task, resolve_tasks,
                                              side_info)
 from metarec.methods.registry import register
-from metarec.methods.space import integer, loguniform, uniform
-
-WEIGHTINGS = ("fixed", "uncertainty")
+from metarec.methods.space import loguniform, uniform
 
 
 class TaskDataModule(pl.LightningDataModule):
-    """All tasks' labelled rows + fresh negatives each epoch (deterministic given the seed)."""
+    """All tasks' labelled rows with a fresh negative each epoch (deterministic given the seed), in slices of one
+    shuffled index (no per-sample collation: mf-bpr's data path)."""
 
     def __init__(self, data: TaskData, batch_size: int, seed: int):
         super().__init__()
         self.data, self.batch_size, self.seed, self.epoch = data, batch_size, seed, 0
+        self.tensors = tuple(torch.from_numpy(a) for a in (data.users, data.items, data.labels, data.mask))
 
     def train_dataloader(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        u, i, y, m = self.data.epoch(rng)
-        ds = TensorDataset(torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y), torch.from_numpy(m))
+        neg = torch.from_numpy(self.data.negatives(rng))
+        u, i, y, m = self.tensors
         g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g)
+        return IndexBatches((u, i, neg, y, m), self.batch_size, g)
 
 
 class MultiTaskMethod(LightningMethod):
@@ -48,14 +48,16 @@ class MultiTaskMethod(LightningMethod):
     defaults = {**LightningMethod.defaults,
                 "tasks": None,              # list of task names; None: DATASET_TASKS for the split's dataset
                 "task_weights": None,       # {task: weight} or a list aligned with tasks; default 1 each
-                "weighting": "fixed",       # fixed | uncertainty (Kendall et al. 2018)
+                "weighting": "fixed",       # fixed | uncertainty (Kendall et al. 2018) | pcgrad (Yu et al. 2020)
                 "side_info": True,          # user age/gender/occupation, item genres/category/domain
-                "dim": 16, "expert_hidden": [32], "tower_hidden": [16], "num_experts": 3, "task_experts": 1,
-                "num_levels": 2, "dropout": 0.0, "num_negatives": 2, "like_threshold": 4.0,
-                "lr": 3e-3, "weight_decay": 0.0, "batch_size": 2048,
-                "max_epochs": 20, "eval_every": 2, "patience": 2, "valid_metric": "auto"}
-    search_space = {"lr": loguniform(3e-4, 3e-2), "weight_decay": loguniform(1e-8, 1e-3),
-                    "dropout": uniform(0.0, 0.5), "dim": [8, 16, 32, 64], "num_negatives": integer(1, 8)}
+                "dim": 64, "expert_hidden": [], "tower_hidden": [], "num_experts": 3, "task_experts": 1,
+                "num_levels": 2, "dropout": 0.0, "like_threshold": 4.0,
+                # mf-bpr's tuned optimiser settings and its training schedule (validation every epoch, patience 10)
+                "lr": 4e-3, "weight_decay": 2e-5, "dense_weight_decay": 1e-2, "batch_size": 4096,
+                "max_epochs": 500, "eval_every": 1, "patience": 10, "valid_metric": "auto"}
+    # mf-bpr's two knobs over the same ranges, plus what only a multi-task network has
+    search_space = {"lr": loguniform(5e-5, 1e-2), "weight_decay": loguniform(1e-8, 1e-4),
+                    "dense_weight_decay": loguniform(1e-5, 1e-1), "dropout": uniform(0.0, 0.5)}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -65,9 +67,8 @@ class MultiTaskMethod(LightningMethod):
                               f"got {p['weighting']!r}")
         for key in ("expert_hidden", "tower_hidden"):
             if not isinstance(p[key], (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in p[key]):
-                raise ConfigError(f"method {self.name!r}: {key} must be a list of positive layer widths")
-        if not p["expert_hidden"]:
-            raise ConfigError(f"method {self.name!r}: expert_hidden needs at least one layer")
+                raise ConfigError(f"method {self.name!r}: {key} must be a list of positive layer widths "
+                                  f"(empty: a linear map)")
         if p["tasks"] is not None and (isinstance(p["tasks"], str) or not isinstance(p["tasks"], (list, tuple))):
             raise ConfigError(f"method {self.name!r}: tasks must be a list of task names")
 
@@ -100,7 +101,7 @@ class MultiTaskMethod(LightningMethod):
         p = self.params
         self.tasks = resolve_tasks(split, p["tasks"], float(p["like_threshold"]))
         self.like_threshold = float(p["like_threshold"])
-        self.data = TaskData(split, self.tasks, int(p["num_negatives"]), self.like_threshold)
+        self.data = TaskData(split, self.tasks, self.like_threshold)
         side = side_info(split, self.tasks, use=bool(p["side_info"]))
         net = MultiTaskNet(self.arch, split.n_users, split.n_items, self.tasks, side, dim=int(p["dim"]),
                            expert_hidden=list(p["expert_hidden"]), tower_hidden=list(p["tower_hidden"]),
@@ -122,7 +123,7 @@ class MultiTaskMethod(LightningMethod):
             user_domains[tr[USER].to_numpy(), item_domain[tr[ITEM].to_numpy()]] = True
         return MultiTaskModule(net, self.tasks, self._weights(), p["weighting"], float(p["lr"]),
                                float(p["weight_decay"]), self.data.rating_mean, main, split.n_items,
-                               item_domain=item_domain, user_domains=user_domains)
+                               float(p["dense_weight_decay"]), item_domain=item_domain, user_domains=user_domains)
 
     def build_datamodule(self, split, seed):
         return TaskDataModule(self.data, int(self.params["batch_size"]), seed)
@@ -150,7 +151,7 @@ class MultiTaskMethod(LightningMethod):
                 v = torch.zeros((0, task.n_classes) if task.n_classes > 1 else 0)
             else:
                 v = torch.cat(parts)
-            out[task.name] = torch.sigmoid(v) if task.kind == BINARY else v
+            out[task.name] = torch.sigmoid(v) if task.kind == BINARY else v   # ranking tasks: the raw score
         return out
 
     def predict_rating(self, users, items) -> torch.Tensor:
@@ -158,7 +159,7 @@ class MultiTaskMethod(LightningMethod):
             raise ConfigError(f"method {self.name!r} was trained without a rating task")
         return self.predict_tasks(users, items)["rating"]
 
-    def gate_weights(self, users, items) -> list[torch.Tensor]:
+    def gate_weights(self, users, items) -> dict[str, list[torch.Tensor]]:
         with torch.no_grad():
             return self.module.net.gate_weights(as_user_tensor(users), as_user_tensor(items))
 

@@ -2,18 +2,17 @@
 
 A task is one prediction head. Each kind of task draws its training labels from the split:
 
-    interaction   binary   every train (user, item) pair is a positive; ``num_negatives`` uniformly sampled
-                           unobserved items per positive (fresh each epoch) are its negatives. The task the main
-                           evaluator ranks through ``score(users)``.
+    interaction   ranking  every train (user, item) pair is a positive, ranked above one uniformly sampled
+                           unobserved item (fresh each epoch; BPR, as mf-bpr). The task the main evaluator ranks
+                           through ``score(users)``.
     rating        regress  the train pair's explicit rating (MSE); negatives carry no rating label.
     like          binary   rating >= ``like_threshold`` (4 on MovieLens) on the rated train pairs.
     click         binary   the click label of every train impression candidate (impressions protocol, MIND).
     category      classes  the candidate news item's category, where the dataset knows it (MIND sample: ~4% of
                            the news referenced in behaviours have a category; rows without one carry no label
                            and are simply masked out of this task's loss and metrics).
-    domain:<name> binary   multi-domain: the interaction task restricted to one domain's users and items of a
-                           combined dataset (``metarec.methods.multitask.multidomain``); negatives are sampled
-                           inside that domain.
+    domain:<name> ranking  multi-domain: the interaction task restricted to one domain's users and items of a
+                           combined dataset (``metarec.data.combine``); negatives are sampled inside that domain.
 
 Which tasks a dataset gets by default is declared in ``DATASET_TASKS`` (first matching glob wins); a method's
 ``tasks`` parameter overrides it.
@@ -39,7 +38,7 @@ DATASET_TASKS: list[tuple[str, tuple[str, ...]]] = [
     ("mind-*", ("click", "category")),
     ("multidomain:*", ("domains",)),
 ]
-BINARY, REGRESSION, MULTICLASS = "binary", "regression", "multiclass"
+RANKING, BINARY, REGRESSION, MULTICLASS = "ranking", "binary", "regression", "multiclass"
 MAIN_TASKS = ("interaction", "click")  # the task scored by score()/score_pairs, in order of preference
 USER_CATEGORICAL = ("gender", "occupation")
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # MovieLens-1M age groups, applied to ml-100k's raw ages
@@ -48,7 +47,7 @@ AGE_EDGES = (18, 25, 35, 45, 50, 56)  # MovieLens-1M age groups, applied to ml-1
 @dataclass
 class Task:
     name: str
-    kind: str                      # binary | regression | multiclass
+    kind: str                      # ranking | binary | regression | multiclass
     n_classes: int = 1             # output width
     classes: list[str] = field(default_factory=list)  # multiclass: class names (index = label)
     domain: int | None = None      # domain:<name> tasks: domain index
@@ -93,7 +92,7 @@ def resolve_tasks(split, names, like_threshold: float) -> list[Task]:
         if name == "interaction":
             if split.is_impressions:
                 raise ConfigError("task 'interaction' is for ranking protocols; use 'click' under impressions")
-            out.append(Task(name, BINARY))
+            out.append(Task(name, RANKING))
         elif name in ("rating", "like"):
             if not has_rating or split.is_impressions:
                 raise ConfigError(f"task {name!r} needs explicit ratings; dataset {split.dataset!r} has none")
@@ -113,7 +112,7 @@ def resolve_tasks(split, names, like_threshold: float) -> list[Task]:
             if dom is None:
                 raise ConfigError("task 'domains' needs a combined multi-domain dataset "
                                   "(metarec.methods.multitask.multidomain)")
-            out += [Task(f"domain:{d}", BINARY, domain=i) for i, d in enumerate(dom[1])]
+            out += [Task(f"domain:{d}", RANKING, domain=i) for i, d in enumerate(dom[1])]
         else:
             raise ConfigError(f"unknown task {name!r}; valid: interaction, rating, like, click, category, domains")
     if len({t.name for t in out}) != len(out):
@@ -207,78 +206,60 @@ def side_info(split, tasks: list[Task], use: bool = True) -> SideInfo:
 
 # ---- training examples -------------------------------------------------------------------------------------------
 class TaskData:
-    """Per-epoch training examples for all tasks at once: aligned (user, item) rows with a label and a mask
-    column per task (mask False = the row carries no label for that task)."""
+    """Training rows for all tasks at once: one row per labelled (user, item) of the train stage (train pairs, or
+    train impression candidates), a label and a mask column per task (mask False = no label for that task), and per
+    epoch one fresh negative item per row for the ranking tasks."""
 
-    def __init__(self, split, tasks: list[Task], num_negatives: int, like_threshold: float):
-        self.tasks, self.n_items, self.num_negatives = tasks, split.n_items, int(num_negatives)
-        names = [t.name for t in tasks]
+    def __init__(self, split, tasks: list[Task], like_threshold: float):
+        self.tasks, self.n_items = tasks, split.n_items
         self.T = len(tasks)
-        if split.is_impressions:
-            imp = split.frames["train_impressions"]
-            self.pos_users = imp[USER].to_numpy(np.int64)
-            self.pos_items = imp[ITEM].to_numpy(np.int64)
-            self.sample = False
-        else:
-            tr = split.train
-            self.pos_users = tr[USER].to_numpy(np.int64)
-            self.pos_items = tr[ITEM].to_numpy(np.int64)
-            self.sample = any(t.kind == BINARY and (t.name == "interaction" or t.domain is not None) for t in tasks)
-            self.keys = np.unique(self.pos_users * self.n_items + self.pos_items)
-        n = len(self.pos_users)
+        frame = split.frames["train_impressions"] if split.is_impressions else split.train
+        self.users = frame[USER].to_numpy(np.int64)
+        self.items = frame[ITEM].to_numpy(np.int64)
+        self.keys = np.unique(self.users * self.n_items + self.items)   # sorted: what a negative must avoid
+        n = len(self.users)
         self.labels = np.zeros((n, self.T), dtype=np.float32)
         self.mask = np.zeros((n, self.T), dtype=bool)
-        frame = split.frames["train_impressions"] if split.is_impressions else split.train
         rating = frame[RATING].to_numpy(np.float32) if RATING in frame.columns else None
         self.rating_mean = float(np.nanmean(rating)) if rating is not None and np.isfinite(rating).any() else 0.0
         cats, _ = item_categories(split)
         dom = item_domains(split)
         for t, task in enumerate(tasks):
-            if task.name in ("interaction", "click"):
-                self.labels[:, t] = 1.0 if task.name == "interaction" else frame[LABEL].to_numpy(np.float32)
-                self.mask[:, t] = True
-            elif task.name == "rating":
+            if task.name == "interaction":
+                self.labels[:, t], self.mask[:, t] = 1.0, True
+            elif task.name == "click":
+                self.labels[:, t], self.mask[:, t] = frame[LABEL].to_numpy(np.float32), True
+            elif task.name in ("rating", "like"):
                 ok = np.isfinite(rating)
-                self.labels[ok, t], self.mask[:, t] = rating[ok], ok
-            elif task.name == "like":
-                ok = np.isfinite(rating)
-                self.labels[ok, t], self.mask[:, t] = (rating[ok] >= like_threshold).astype(np.float32), ok
+                value = rating[ok] if task.name == "rating" else (rating[ok] >= like_threshold).astype(np.float32)
+                self.labels[ok, t], self.mask[:, t] = value, ok
             elif task.name == "category":
-                c = cats[self.pos_items]
+                c = cats[self.items]
                 self.labels[:, t], self.mask[:, t] = np.maximum(c, 0), c >= 0
             elif task.domain is not None:
-                here = dom[0][self.pos_items] == task.domain
+                here = dom[0][self.items] == task.domain
                 self.labels[here, t], self.mask[:, t] = 1.0, here
-        self.domain_of_item = dom[0] if dom is not None else None
-        self.names = names
+        self.ranking = any(t.kind == RANKING for t in tasks)
+        self.domain_of_item = dom[0] if dom is not None and any(t.domain is not None for t in tasks) else None
+        if self.domain_of_item is not None:
+            for d in np.unique(self.domain_of_item):
+                own = np.nonzero(self.domain_of_item == d)[0]
+                if not np.array_equal(own, np.arange(own.min(), own.max() + 1)):
+                    raise ConfigError(f"domain {d}: items must be a contiguous id range")
 
-    def epoch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(users, items, labels [N, T], mask [N, T]) for one epoch: the labelled rows plus fresh negatives."""
-        users, items, labels, mask = [self.pos_users], [self.pos_items], [self.labels], [self.mask]
-        if self.sample and self.num_negatives > 0:
-            u = np.repeat(self.pos_users, self.num_negatives)
-            if self.domain_of_item is None:
-                neg = sample_negatives(u, self.n_items, self.keys, rng)
-                lab = np.zeros((len(u), self.T), dtype=np.float32)
-                m = np.zeros((len(u), self.T), dtype=bool)
-                m[:, [t for t, task in enumerate(self.tasks) if task.name == "interaction"]] = True
-                users.append(u), items.append(neg), labels.append(lab), mask.append(m)
-            else:  # negatives from the positive's own domain (disjoint, contiguous item ranges)
-                pos_dom = np.repeat(self.domain_of_item[self.pos_items], self.num_negatives)
-                for t, task in enumerate(self.tasks):
-                    if task.domain is None:
-                        continue
-                    rows = np.nonzero(pos_dom == task.domain)[0]
-                    dom_items = np.nonzero(self.domain_of_item == task.domain)[0]
-                    if not np.array_equal(dom_items, np.arange(dom_items.min(), dom_items.max() + 1)):
-                        raise ConfigError(f"domain {task.name}: items must be a contiguous id range")
-                    lo, size = int(dom_items.min()), len(dom_items)
-                    uu = u[rows]
-                    in_dom = self.domain_of_item[self.pos_items] == task.domain
-                    local_keys = np.unique(self.pos_users[in_dom] * size + (self.pos_items[in_dom] - lo))
-                    neg = sample_negatives(uu, size, local_keys, rng) + lo
-                    lab = np.zeros((len(rows), self.T), dtype=np.float32)
-                    m = np.zeros((len(rows), self.T), dtype=bool)
-                    m[:, t] = True
-                    users.append(uu), items.append(neg), labels.append(lab), mask.append(m)
-        return np.concatenate(users), np.concatenate(items), np.concatenate(labels), np.concatenate(mask)
+    def negatives(self, rng: np.random.Generator) -> np.ndarray:
+        """One negative per row for the ranking tasks (the row's item where there is none): uniform over the
+        items the user has no train interaction with; in multi-domain, over the row's own domain."""
+        if not self.ranking:
+            return self.items.copy()
+        if self.domain_of_item is None:
+            return sample_negatives(self.users, self.n_items, self.keys, rng)
+        neg = self.items.copy()
+        row_dom = self.domain_of_item[self.items]
+        for d in np.unique(row_dom):
+            rows = np.nonzero(row_dom == d)[0]
+            own = np.nonzero(self.domain_of_item == d)[0]
+            lo, size = int(own[0]), len(own)
+            local = np.unique(self.users[rows] * size + (self.items[rows] - lo))
+            neg[rows] = sample_negatives(self.users[rows], size, local, rng) + lo
+        return neg
