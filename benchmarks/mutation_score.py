@@ -128,6 +128,11 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
 #: line, pattern on the added line, why); anything else is listed as "not examined"
 EQUIVALENT = [
     (r"float\(\"nan\"\)", r"float\(\"NAN\"\)", "the same NaN"),
+    (r"float\(\"-inf\"\)", r"float\(\"-INF\"\)", "the same -inf"),
+    (r"\.to\((dev|[\w.]*\.device)\)|device=(dev|[\w.]*\.device)|dev = s\.device",
+     r"\.to\(None\)|device=None|dev = None|torch\.arange\(B, \)|dtype=torch\.bool, \)", "DEVICE"),
+    (r"\.to\(torch\.(float64|long)\)", r"\.to\(None\)",
+     "dtype only: the values are converted where they are combined, or compare and index the same"),
     (r"dtype=(np\.int64|float|np\.float64)|astype\(np\.int64\)|to_numpy\(np\.(int64|float64)\)",
      r"dtype=None|astype\(None\)|to_numpy\(None\)|\(\s*\)|, \)",
      "dtype only: the values are already of that type, or compare and index the same"),
@@ -479,7 +484,7 @@ def explain(diff: str, key: str = "") -> str:
     added = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
     for old, new, why in EQUIVALENT:
         if re.search(old, removed) and re.search(new, added):
-            return why
+            return DEVICE if why == "DEVICE" else why
     return "not examined"
 
 

@@ -36,9 +36,9 @@ def extras() -> list[Callable]:
 
 
 def merge(result, extra) -> None:
-    """Fold an extra EvalResult into the stage's result (means, per-unit columns, notes)."""
+    """Fold an extra EvalResult into the stage's result (means, per-unit columns, notes). A column both have
+    keeps the stage's values; the extra's comes in with the suffix ``_extra``."""
     result.means.update(extra.means)
-    if extra.per_user is not None and len(extra.per_user.columns):
+    if len(extra.per_user.columns):
         result.per_user = result.per_user.join(extra.per_user, how="outer", rsuffix="_extra")
-    if getattr(extra, "notes", None):
-        result.notes = list(getattr(result, "notes", []) or []) + list(extra.notes)
+    result.notes = list(result.notes) + list(extra.notes)

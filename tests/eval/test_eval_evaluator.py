@@ -620,3 +620,204 @@ def test_known_items_outside_the_catalogue_are_named():
     bad.frames["train"] = pd.DataFrame({"user": [0, 1], "item": [0, 8]})
     with pytest.raises(DataError, match=r"^known\(test\): user/item ids out of range 0..3 / 0..7$"):
         Evaluator(bad, ["hit@2"]).evaluate_scores(torch.zeros(4, 8))
+
+
+def test_the_impression_result_says_what_was_measured():
+    """Every field of an impressions result, each metric alone equal to itself among the others, the note on
+    impressions with one label class, and the score-count check in a later batch (rows that do not start at 0)."""
+    import time
+
+    from tests.toys import impressions_split
+
+    split = impressions_split()
+    test = split.test.copy()
+    one_class = test.impression.iloc[0]
+    test.loc[test.impression == one_class, "label"] = 0       # an impression without a click: no AUC there
+    split.frames["test"] = test
+    scores = distinct_scores(split.n_users, split.n_items)
+    names = ["auc", "mrr", "ndcg@5", "ndcg@3"]
+    t0 = time.perf_counter()
+    res = Evaluator(split, names, batch_size=4).evaluate_scores(scores)
+    wall = time.perf_counter() - t0
+    n_imp = test.impression.nunique()
+    assert (res.stage, res.mode, res.unit, res.n_users) == ("test", "impressions", "impression", n_imp)
+    assert list(res.means) == names and res.per_user.index.name == "impression"
+    assert res.per_user.index.tolist() == sorted(test.impression.unique())
+    assert list(res.per_user.columns) == ["user"] + names
+    first = test.groupby("impression").user.first()
+    assert res.per_user["user"].tolist() == first.loc[res.per_user.index].tolist()
+    assert res.per_user.attrs == {"mode": "impressions", "stage": "test"}
+    assert res.notes == ["auc: 1 impression(s) with a single label class skipped (as MIND)"]
+    assert np.isnan(res.per_user.loc[one_class, "auc"]) and res.means["auc"] == pytest.approx(
+        res.per_user["auc"].dropna().mean(), abs=1e-15)
+    assert set(res.timings) == {"adapt_s", "score_s", "total_s", "metrics_s"}
+    assert 0 < res.timings["score_s"] <= res.timings["total_s"] <= wall
+    for name in names:
+        alone = Evaluator(split, [name]).evaluate_scores(scores)
+        assert list(alone.means) == [name] and alone.means[name] == res.means[name], name
+    assert Evaluator(split, ["mrr"]).evaluate_scores(scores).notes == []   # no AUC asked: no AUC note
+
+    class ShortInLaterBatches:
+        def score_pairs(self, users, items):
+            return torch.zeros(len(users) - (0 if int(users.min()) == 0 else 1))
+
+    rows = test.sort_values("user", kind="stable").user.to_numpy()
+    batches = np.unique(rows)
+    later = rows[(rows >= batches[4]) & (rows < batches[8])]           # the second batch of 4 users
+    with pytest.raises(ValueError, match=rf"^score_pairs returned {len(later) - 1} scores for {len(later)} pairs$"):
+        Evaluator(split, ["auc"], batch_size=4).evaluate(ShortInLaterBatches())
+
+
+def test_nan_with_the_first_order_of_ties_names_the_stage():
+    s = torch.zeros(4, 8)
+    s[1, 7] = float("nan")
+    with pytest.raises(TrainingError, match=r"^the method returned NaN scores at stage 'valid' \("):
+        Evaluator(tiny_split(), ["hit@2"], ties="first").evaluate_scores(s, "valid")
+
+
+def test_sampled_candidates_are_pinned_for_a_seed():
+    """Sampled-mode numbers depend on which negatives are drawn; for a given seed the draws are part of the
+    published result, so they are pinned here (uniform and popularity-weighted), on rows with several targets, no
+    free item, no target counted (n_pos 0) and items of zero weight."""
+    from metarec.eval.evaluator import _sample_candidates
+
+    B, n = 5, 12
+    target, known = torch.zeros(B, n, dtype=torch.bool), torch.zeros(B, n, dtype=torch.bool)
+    target[0, [1, 5]], known[0, [0, 2]] = True, True
+    target[1, 3], known[1, :] = True, True
+    known[1, 3] = False                                           # every other item known: nothing to draw
+    target[2, 7] = True                                           # n_pos 0 below: no draw
+    target[3, [0, 11]], known[3, 4:8] = True, True
+    target[4, 6] = True
+    n_pos = torch.tensor([2, 1, 0, 2, 1])
+    weights = torch.tensor([0, 3, 1, 0, 2, 5, 1, 1, 0, 4, 2, 7])
+    expected = {None: [[1, 5, 6, 9, 10, 11], [3], [7], [0, 1, 2, 8, 9, 11], [0, 1, 6]],
+                "pop": [[1, 5, 9, 11], [3], [7], [0, 1, 9, 11], [1, 2, 4, 6]]}
+    for key, w in ((None, None), ("pop", weights)):
+        cand = _sample_candidates(target, known, n_pos, 3, torch.Generator().manual_seed(7), w)
+        assert [torch.nonzero(r).flatten().tolist() for r in cand] == expected[key], key
+        assert not (cand & known).any() and (cand | ~target).all()
+    assert torch.equal(_sample_candidates(target, known, torch.zeros(5, dtype=torch.long), 3,
+                                          torch.Generator().manual_seed(7)), target)   # nothing wanted: targets only
+
+
+# ---- the remaining corners the mutation run found unguarded -------------------------------------------------------
+def test_category_sets_in_every_spelling():
+    from metarec.eval.evaluator import _category_matrix
+
+    col = pd.Series(["a|b", ["b", "", "c"], None, float("nan"), "", ("a",), np.array(["c"]), "|c|"], dtype=object)
+    assert _category_matrix(col).to(torch.int8).tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0],
+                                                             [1, 0, 0], [0, 0, 1], [0, 0, 1]]
+    assert _category_matrix(pd.Series([None, ""], dtype=object)).shape == (2, 1)   # no category at all
+
+
+@pytest.mark.parametrize("frame", [{"user": [0, 4], "item": [3, 5]}, {"user": [-1, 1], "item": [3, 5]},
+                                   {"user": [0, 1], "item": [-1, 5]}])
+def test_every_bound_of_the_ids_is_checked(frame):
+    bad = tiny_split()
+    bad.frames["test"] = pd.DataFrame(frame)
+    with pytest.raises(DataError, match=r"^test frame: user/item ids out of range 0..3 / 0..7$"):
+        Evaluator(bad, ["hit@2"]).evaluate_scores(torch.zeros(4, 8))
+
+
+def test_the_diversity_basis_says_which_and_why():
+    from metarec.eval.evaluator import diversity_basis
+
+    split = tiny_split()
+    (kind, vec), note = diversity_basis(split)
+    assert kind == "vectors" and note == (
+        f"diversity@K by item vectors (cosine; rank-{vec.shape[1]} SVD of the training interactions): the split has "
+        "no item categories (item_features column 'genres' or 'category')")
+    short = tiny_split(item_features=pd.DataFrame({"category": ["a", "b", "c"]}))
+    assert diversity_basis(short)[1].endswith(": item_features has 3 rows for 8 items")
+    same = tiny_split(item_features=pd.DataFrame({"category": ["a"] * 8}))
+    assert diversity_basis(same)[1].endswith(": every item has the same categories in column 'category'")
+    two = tiny_split(item_features=pd.DataFrame({"category": ["a", "b"] * 4}))   # two distinct sets are enough
+    (kind, cats), note = diversity_basis(two)
+    assert kind == "categories" and note is None and cats.shape == (8, 2)
+
+
+def test_a_cut_off_as_long_as_the_catalogue_with_ties():
+    res = Evaluator(tiny_split(), ["hit@8", "ndcg@8", "coverage@8"]).evaluate_scores(torch.zeros(4, 8))
+    assert res.means["hit@8"] == 1.0 and res.means["ndcg@8"] < 1.0 and res.means["coverage@8"] == 1.0
+
+
+def test_a_stage_without_targets_gives_an_empty_result():
+    empty = Split("e", "ratio", {}, 0, 4, 8, {**tiny_split().frames, "test": pd.DataFrame(
+        {"user": [], "item": []}, dtype=np.int64)})
+    res = Evaluator(empty, ["ndcg@2", "auc", "gauc", "coverage@2"]).evaluate_scores(torch.zeros(4, 8))
+    assert res.n_users == 0 and res.per_user.shape == (0, 2) and list(res.per_user.columns) == ["ndcg@2", "auc"]
+    assert np.isnan(res.means["ndcg@2"]) and np.isnan(res.means["auc"]) and np.isnan(res.means["gauc"])
+    assert res.means["coverage@2"] == 0.0
+
+
+def test_auc_rows_in_chunks_when_users_outnumber_items(monkeypatch):
+    import metarec.eval.evaluator as E
+
+    split = random_split(n_users=30, n_items=12, per_user=(4, 8), seed=5)
+    scores = distinct_scores(30, 12)
+    whole = Evaluator(split, ["auc", "gauc"]).evaluate_scores(scores)
+    monkeypatch.setattr(E, "_AUC_CHUNK", 12 * 2)                        # two rows per chunk, 28 rows per batch
+    chunked = Evaluator(split, ["auc", "gauc"]).evaluate_scores(scores)
+    assert chunked.means == whole.means and chunked.n_users == whole.n_users == 28
+
+
+def test_scoring_time_adds_up_every_batch_and_the_rating_predictions():
+    import time
+
+    split = tiny_split()
+    split.frames["test"] = split.test.assign(rating=[4.0, 3.0, 5.0, 1.0])
+
+    def slow_scores(u):
+        time.sleep(0.02)
+        return torch.zeros(len(u), 8)
+
+    def slow_ratings(u, i):
+        time.sleep(0.05)
+        return torch.full((len(u),), 3.0)
+
+    res = Evaluator(split, ["hit@2"], batch_size=1).evaluate_scores(slow_scores)     # three batches
+    assert res.timings["score_s"] >= 0.06
+    res = Evaluator(split, ["hit@2", "rmse"]).evaluate_scores(slow_scores, predict_rating=slow_ratings)
+    assert 0.07 <= res.timings["score_s"] <= res.timings["total_s"]
+    assert list(res.means) == ["hit@2", "rmse"] and res.means["rmse"] == pytest.approx(1.5)
+    assert Evaluator(split, ["rmse"]).evaluate_scores(slow_scores, predict_rating=slow_ratings).means == {
+        "rmse": pytest.approx(1.5)}
+    res = Evaluator(split, ["mae", "hit@1"]).evaluate(Fake(split), "test")
+    assert res.notes == ["mae/rmse skipped: the method does not predict ratings (no predict_rating)"]
+
+
+def test_popularity_sampling_through_the_evaluator_never_draws_an_item_nobody_trained_on():
+    split = random_split(n_users=30, n_items=40, seed=2)
+    split.frames["train"] = split.train[split.train.item >= 4].reset_index(drop=True)
+    unseen = [0, 1, 2, 3]                                               # nobody trained on these
+    scores = torch.zeros(30, 40)
+    scores[:, unseen] = 10.0                                            # rank them first wherever they are drawn
+    targets = set(zip(split.test.user, split.test.item))
+    for mode, drawn in (("sampled-pop", False), ("sampled", True)):
+        users, items = Evaluator(split, ["hit@5"], mode=mode, num_negatives=20).top_k(scores, k=5)
+        listed = {(u, i) for u, row in zip(users, items) for i in row if i in unseen and (u, i) not in targets}
+        assert bool(listed) == drawn, mode
+    full = Evaluator(split, ["ndcg@5"]).evaluate_scores(distinct_scores(30, 40)).means["ndcg@5"]
+    sampled = Evaluator(split, ["ndcg@5"], mode="sampled", num_negatives=3).evaluate_scores(
+        distinct_scores(30, 40)).means["ndcg@5"]
+    assert sampled > full                                               # fewer candidates: higher ranks
+
+
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_coverage_and_gini_do_not_depend_on_the_batch_size_with_ties(ties):
+    split = random_split(n_users=12, n_items=20, seed=4)
+    scores = torch.randint(0, 3, (12, 20), generator=torch.Generator().manual_seed(1)).float()
+    names = ["coverage@3", "gini@3", "novelty@3", "ndcg@3"]
+    one = Evaluator(split, names, batch_size=1, ties=ties).evaluate_scores(scores).means
+    many = Evaluator(split, names, ties=ties).evaluate_scores(scores).means
+    assert one == pytest.approx(many, abs=1e-12, rel=0)
+
+
+def test_an_auc_of_no_impression_is_undefined():
+    from tests.toys import impressions_split
+
+    split = impressions_split()
+    split.frames["test"] = split.test.assign(label=0)
+    res = Evaluator(split, ["auc", "mrr"]).evaluate_scores(distinct_scores(split.n_users, split.n_items))
+    assert np.isnan(res.means["auc"]) and res.per_user["auc"].isna().all()

@@ -22,11 +22,42 @@ from tests.toys import impressions_split, random_split
 
 
 # ---- the registry of extras and the merge --------------------------------------------------------------------------
-def test_both_extras_are_registered_once():
+def test_both_extras_are_registered_once_and_a_new_one_is_added(monkeypatch):
+    from metarec.eval import extras as registry
+
     found = extras()
     assert query_ranking in found and task_metrics in found
     assert register_extra(query_ranking) is query_ranking and extras().count(query_ranking) == 1
     assert extras() is not extras()          # a copy: a caller cannot change the registry
+    monkeypatch.setattr(registry, "_EXTRAS", list(registry._EXTRAS))
+
+    def mine(method, split, stage, evaluator):
+        return None
+
+    assert register_extra(mine) is mine and extras()[-1] is mine
+
+
+def test_extra_modules_are_imported_on_first_use_and_a_broken_one_is_an_error(monkeypatch, tmp_path):
+    import sys
+
+    from metarec.eval import extras as registry
+
+    (tmp_path / "my_extra_mod.py").write_text(
+        "from metarec.eval.extras import register_extra\n"
+        "@register_extra\n"
+        "def my_extra(method, split, stage, evaluator):\n    return None\n")
+    (tmp_path / "broken_extra_mod.py").write_text("import a_package_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_EXTRAS", list(registry._EXTRAS))
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "EXTRA_MODULES", ("my_extra_mod", "an_extra_module_that_does_not_exist"))
+    monkeypatch.delitem(sys.modules, "my_extra_mod", raising=False)
+    names = [fn.__name__ for fn in extras()]          # a module that is not there at all is skipped
+    assert names[-1] == "my_extra" and registry._LOADED is True
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "EXTRA_MODULES", ("broken_extra_mod",))
+    with pytest.raises(ModuleNotFoundError, match="a_package_that_is_not_installed"):
+        extras()                                        # one that is there but cannot import its own needs
 
 
 def test_merge_folds_means_columns_and_notes_in():
@@ -46,6 +77,12 @@ def test_merge_folds_means_columns_and_notes_in():
                        timings={}, unit="user", notes=[])
     merge(base, quiet)                                                  # no columns: the table is left as it was
     assert list(base.per_user.columns) == ["ndcg@10", "query/mae"] and base.notes == ["a", "b"]
+    clash = EvalResult(stage="test", mode="x", means={}, n_users=1, timings={}, unit="user", notes=["c"],
+                       per_user=pd.DataFrame({"ndcg@10": [9.0]}, index=pd.Index([0], name="user")))
+    merge(base, clash)                                                  # a shared column: the stage's stays put
+    assert list(base.per_user.columns) == ["ndcg@10", "query/mae", "ndcg@10_extra"]
+    assert base.per_user.loc[0, "ndcg@10"] == 0.1 and base.per_user.loc[0, "ndcg@10_extra"] == 9.0
+    assert base.notes == ["a", "b", "c"]
 
 
 # ---- MeLU's query metrics -------------------------------------------------------------------------------------------
@@ -89,6 +126,9 @@ def test_query_metrics_per_user_and_pooled():
     assert means["query/ndcg@3"] == pytest.approx(per["query/ndcg@3"].mean(), abs=1e-15)
     means, per = query_metrics(frame, pred, k=1)
     assert list(per.columns) == ["query/mae", "query/ndcg@1"] and "query/ndcg@1" in means
+    assert per.loc[1, "query/ndcg@1"] == pytest.approx(_melu_reference([4.0, 1.0, 2.0], [4, 2, 1], k=1), abs=1e-15)
+    assert _melu_reference([4.0, 1.0, 2.0], [4, 2, 1], k=1) != pytest.approx(   # the cut-off matters on this list
+        _melu_reference([4.0, 1.0, 2.0], [4, 2, 1], k=3))
     flat = frame.assign(rating=0)               # no gain for anyone: nDCG is undefined, not 0
     means, per = query_metrics(flat, pred)
     assert per["query/ndcg@3"].isna().all() and math.isnan(means["query/ndcg@3"])
@@ -309,3 +349,12 @@ def test_domain_heads_report_the_ranking_metrics_of_each_domain_s_users():
     assert task_metrics(m, split, "test", ev) is None
     split.user_features = pd.DataFrame({"group": ["a"] * 20})
     assert task_metrics(m, split, "test", ev) is None
+
+
+def test_a_like_head_where_no_user_has_both_classes_has_no_auc():
+    split = random_split(n_users=10, n_items=20)
+    split.frames["test"] = split.test.assign(rating=5.0)            # every test pair liked: no per-user AUC
+    res = task_metrics(Heads([Task("like", "binary")]), split, "test", Evaluator(split, ["ndcg@5"]))
+    assert res.per_user["like/auc"].isna().all()
+    assert math.isnan(res.means["like/auc"]) and math.isnan(res.means["like/gauc"])
+    assert math.isnan(res.means["like/pooled_auc"])
