@@ -657,13 +657,13 @@ def test_the_impression_result_says_what_was_measured():
         assert list(alone.means) == [name] and alone.means[name] == res.means[name], name
     assert Evaluator(split, ["mrr"]).evaluate_scores(scores).notes == []   # no AUC asked: no AUC note
 
-    class ShortInLaterBatches:
-        def score_pairs(self, users, items):
-            return torch.zeros(len(users) - (0 if int(users.min()) == 0 else 1))
-
     rows = test.sort_values("user", kind="stable").user.to_numpy()
     batches = np.unique(rows)
     later = rows[(rows >= batches[4]) & (rows < batches[8])]           # the second batch of 4 users
+
+    class ShortInLaterBatches:
+        def score_pairs(self, users, items):
+            return torch.zeros(len(users) - (1 if int(users.min()) >= batches[4] else 0))
     with pytest.raises(ValueError, match=rf"^score_pairs returned {len(later) - 1} scores for {len(later)} pairs$"):
         Evaluator(split, ["auc"], batch_size=4).evaluate(ShortInLaterBatches())
 
@@ -821,3 +821,112 @@ def test_an_auc_of_no_impression_is_undefined():
     split.frames["test"] = split.test.assign(label=0)
     res = Evaluator(split, ["auc", "mrr"]).evaluate_scores(distinct_scores(split.n_users, split.n_items))
     assert np.isnan(res.means["auc"]) and res.per_user["auc"].isna().all()
+
+
+def test_top_k_lists_in_every_setting():
+    split = random_split(n_users=10, n_items=30, seed=6)
+    ev = Evaluator(split, ["hit@5"])
+    scores = distinct_scores(10, 30)
+    users, items = ev.top_k(scores)
+    assert items.shape == (len(users), 10)                               # the default cut-off
+    assert ev.top_k(scores, k=30)[1].shape == (len(users), 30)          # up to the whole catalogue
+    kept = scores[: len(users)].clone()
+    before = kept.clone()
+    ev.top_k(lambda u: kept[: len(u)], k=3)                              # a tensor the callable keeps: untouched
+    assert torch.equal(kept, before)
+    sampled = Evaluator(split, ["hit@5"], mode="sampled", num_negatives=2)
+    torch.manual_seed(1)
+    a = sampled.top_k(scores, k=3)[1]
+    torch.manual_seed(2)
+    b = sampled.top_k(scores, k=3)[1]
+    assert np.array_equal(a, b)                                          # the evaluator's seed, not the global one
+    assert not np.array_equal(a, ev.top_k(scores, k=3)[1])               # and really sampled
+    bad = scores.clone()
+    bad[0, :] = float("nan")
+    with pytest.raises(TrainingError, match=r"^the method returned NaN scores at stage 'valid' \("):
+        ev.top_k(bad, stage="valid")
+    with pytest.raises(TrainingError, match=r"^score\(\) at stage 'valid' returned shape"):
+        ev.top_k(lambda u: torch.zeros(len(u), 3), stage="valid")
+
+
+def test_impressions_without_candidates_and_their_checks():
+    import time
+
+    from tests.toys import impressions_split
+
+    split = impressions_split()
+    empty = impressions_split()
+    empty.frames["test"] = split.test.iloc[:0]
+    res = Evaluator(empty, ["auc", "mrr"]).evaluate_scores(torch.zeros(split.n_users, split.n_items))
+    assert res.n_users == 0 and np.isnan(res.means["auc"]) and np.isnan(res.means["mrr"])
+    with pytest.raises(TrainingError, match=r"^score\(\) at stage 'valid' returned shape"):
+        Evaluator(split, ["auc"]).evaluate_scores(lambda u: torch.zeros(len(u), 3), "valid")
+
+    def slow(u):
+        time.sleep(0.02)
+        return torch.zeros(len(u), split.n_items)
+
+    n_batches = -(-split.test.user.nunique() // 4)
+    assert n_batches >= 3
+    res = Evaluator(split, ["auc"], batch_size=4).evaluate_scores(slow)
+    assert res.timings["score_s"] >= 0.02 * n_batches
+
+
+def test_sampling_draws_a_single_wanted_item_and_the_last_item_of_the_batch():
+    from metarec.eval.evaluator import _sample_candidates
+
+    target, known = torch.zeros(2, 6, dtype=torch.bool), torch.ones(2, 6, dtype=torch.bool)
+    target[0, 0], target[1, 0] = True, True
+    known[0, 0], known[1, 0] = False, False
+    known[1, 5] = False                                                  # row 1: one free item, the batch's last
+    cand = _sample_candidates(target, known, torch.tensor([0, 1]), 1, torch.Generator().manual_seed(0))
+    assert cand.tolist() == [[True] + [False] * 5, [True] + [False] * 4 + [True]]
+
+
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_short_lists_at_a_smaller_cut_off_than_the_largest(ties):
+    """A user with 4 rankable items of 20: short at K = 6, not at K = 3. Each cut-off's beyond-accuracy metrics
+    are those of its own lists (alone or beside a larger K), and coverage counts only listed items, never the
+    masked ones that pad a short list."""
+    rng = np.random.default_rng(0)
+    train = [(0, i) for i in range(16)] + [(u, int(i)) for u in range(1, 8) for i in rng.choice(20, 5, replace=False)]
+    test = [(0, 16)] + [(u, int(i)) for u in range(1, 8) for i in rng.choice(20, 2, replace=False)
+                        if (u, int(i)) not in set(train)]
+    split = Split("s", "ratio", {}, 0, 8, 20, {"train": pd.DataFrame(train, columns=["user", "item"]),
+                                              "valid": pd.DataFrame({"user": [], "item": []}, dtype=np.int64),
+                                              "test": pd.DataFrame(test, columns=["user", "item"])})
+    scores = torch.randint(0, 3, (8, 20), generator=torch.Generator().manual_seed(3)).float()
+    if ties == "first":
+        scores = distinct_scores(8, 20, seed=3)
+    small = ["novelty@3", "diversity@3", "coverage@3"]
+    alone = Evaluator(split, small, ties=ties).evaluate_scores(scores).means
+    beside = Evaluator(split, small + ["hit@6"], ties=ties).evaluate_scores(scores).means
+    for name in small:
+        assert beside[name] == pytest.approx(alone[name], abs=1e-12), name
+    low = distinct_scores(8, 20, seed=3)
+    low[:, :2] = -100.0                     # nobody's list reaches items 0 and 1, which pad user 0's short list
+    cov = Evaluator(split, ["coverage@6"], ties=ties).evaluate_scores(low).means
+    users, items = Evaluator(split, ["coverage@6"]).top_k(low, k=6)
+    known = set(map(tuple, split.train[["user", "item"]].to_numpy()))
+    listed = {int(i) for u, row in zip(users, items) for i in row if (u, int(i)) not in known}
+    assert cov["coverage@6"] == pytest.approx(len(listed) / 20, abs=1e-12)
+
+
+def test_rating_metrics_of_a_rated_stage_without_rows():
+    split = tiny_split()
+    split.frames["test"] = pd.DataFrame({"user": [], "item": [], "rating": []}).astype(
+        {"user": np.int64, "item": np.int64})
+    res = Evaluator(split, ["mae", "rmse"]).evaluate_scores(torch.zeros(4, 8),
+                                                          predict_rating=lambda u, i: torch.zeros(len(u)))
+    assert np.isnan(res.means["mae"]) and np.isnan(res.means["rmse"]) and res.n_users == 0
+
+
+def test_a_single_masked_item_padding_a_whole_catalogue_list_is_not_covered():
+    """K = n_items and one known item: the list is padded by exactly one masked item, so no two scores tie and the
+    plain path runs (one user per batch: the other user's padding ties); the padding is still not a recommendation."""
+    frames = {"train": pd.DataFrame({"user": [0, 1, 1], "item": [0, 0, 1]}),
+              "valid": pd.DataFrame({"user": [], "item": []}, dtype=np.int64),
+              "test": pd.DataFrame({"user": [0, 1], "item": [3, 4]})}
+    split = Split("one", "ratio", {}, 0, 2, 6, frames)
+    res = Evaluator(split, ["coverage@6", "hit@6"], batch_size=1).evaluate_scores(distinct_scores(2, 6))
+    assert res.means["coverage@6"] == pytest.approx(5 / 6, abs=1e-12) and res.means["hit@6"] == 1.0

@@ -164,3 +164,25 @@ def test_no_other_module_lists_metric_names():
                 if sum(x in names for x in lits) >= 3:
                     offenders.append(f"{path}:{node.lineno}")
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("ties", ["expected", "first"])
+def test_a_plugin_metric_gets_the_lists_the_expected_hits_the_positives_and_its_cut_off(monkeypatch, ties):
+    """A plugin's compute(top, hits, n_pos, k) sees this cut-off's K (not the largest one asked), the expected hits
+    of tied lists (so it is tie-aware like the built-ins), the user's number of targets and the lists themselves."""
+    import torch
+
+    seen = {}
+
+    def my_recall(top, hits, n_pos, k):
+        seen["top"] = top
+        return hits[:, :k].sum(1) / n_pos
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.metrics()))
+    registry.register_metric(registry.MetricDef("my_recall", "recall again", compute=my_recall, origin="tests"))
+    split = random_split(n_users=20, n_items=30, seed=3)
+    scores = torch.randint(0, 3, (20, 30), generator=torch.Generator().manual_seed(2)).float()   # many ties
+    res = Evaluator(split, ["my_recall@5", "recall@5", "ndcg@10"], ties=ties).evaluate_scores(scores)
+    assert res.means["my_recall@5"] == pytest.approx(res.means["recall@5"], abs=1e-12)
+    ev = Evaluator(split, ["ndcg@10"], ties=ties)
+    assert torch.equal(seen["top"], torch.from_numpy(ev.top_k(scores, k=10)[1]))
