@@ -1,9 +1,10 @@
 """Registered multi-task methods: ``mtl:single``, ``mtl:shared-bottom``, ``mtl:mmoe``, ``mtl:ple``.
 
 All four share the task definitions (``tasks``), the two-tower ranking backbone, towers, losses and training loop;
-only how a task's user and item vectors are built from shared parts differs (see ``models``). The main task (interaction under ranking protocols,
-click under impressions; in multi-domain each item's own domain task) is what ``score``/``score_pairs`` return, so
-the shared evaluator ranks with it and early-stops on it; ``metarec.eval.tasks`` scores the other tasks' heads.
+only how a task's user and item vectors are built from shared parts differs (see ``models``). The main task
+(interaction under ranking protocols, click under impressions; in multi-domain each item's own domain task) is what
+``score``/``score_pairs`` return, so the shared evaluator ranks with it and early-stops on it; ``metarec.eval.tasks``
+scores the other tasks' heads.
 """
 from __future__ import annotations
 
