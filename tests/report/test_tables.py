@@ -41,3 +41,22 @@ def test_bold_follows_each_metric_direction_and_one_seed_has_no_spread():
     assert "±" not in tables.to_markdown(one, "one seed")
     latex = tables.to_latex(frame, "d / general", "tab:x")
     assert "\\textbf{0.8100" in latex and "\\textbf{0.9100" not in latex
+
+
+def test_delta_rows_by_delta_and_equal_deltas_by_name():
+    """Largest Δ first; two Δs equal up to float noise (two implementations of one baseline) in name order, whatever
+    order the comparisons arrive in and whichever is larger in the last bits."""
+    import numpy as np
+
+    def row(method, delta):
+        return {"metric": "ndcg@10", "reference": "ref", "method": method, "delta": delta, "ci_low": delta - 0.01,
+                "ci_high": delta + 0.01, "rel_delta": delta, "rel_ci_low": delta, "rel_ci_high": delta,
+                "seed_p_holm": np.nan, "significant": False, "d_z": np.nan, "user_p_holm": 0.5, "n_seeds": 1}
+
+    tests = pd.DataFrame([row("zeta", -0.1), row("recbole:Pop", -0.13600000000000001), row("alpha", 0.2),
+                          row("pop", -0.13599999999999998 - 1e-15)])
+    md = tables.delta_table(tests, "ndcg@10", "t")
+    order = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "Δ" not in line]
+    assert order == ["alpha", "zeta", "pop", "recbole:Pop"]
+    assert order == [line.split("|")[1].strip() for line in tables.delta_table(tests.iloc[::-1], "ndcg@10", "t")
+                     .splitlines() if line.startswith("| ") and "Δ" not in line]
