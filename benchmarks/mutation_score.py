@@ -124,13 +124,16 @@ def run(globs: list[str], chunk: int, children: int, again: bool = False) -> Non
     save()   # also when nothing was pending: the set-up call may have regenerated changed functions' mutants
 
 
+DEVICE = ("device placement only: with no GPU here every tensor is on the CPU, which is also what device=None "
+          "means; the torch path's CUDA run is left to a GPU machine")
+
 #: survivors whose change cannot alter behaviour here, recognised from the mutated line (pattern on the removed
 #: line, pattern on the added line, why); anything else is listed as "not examined"
 EQUIVALENT = [
     (r"float\(\"nan\"\)", r"float\(\"NAN\"\)", "the same NaN"),
     (r"float\(\"-inf\"\)", r"float\(\"-INF\"\)", "the same -inf"),
     (r"\.to\((dev|[\w.]*\.device)\)|device=(dev|[\w.]*\.device)|dev = s\.device",
-     r"\.to\(None\)|device=None|dev = None|torch\.arange\(B, \)|dtype=torch\.bool, \)", "DEVICE"),
+     r"\.to\(None\)|device=None|dev = None|torch\.arange\(B, \)|dtype=torch\.bool, \)", DEVICE),
     (r"\.to\(torch\.(float64|long)\)", r"\.to\(None\)",
      "dtype only: the values are converted where they are combined, or compare and index the same"),
     (r"dtype=(np\.int64|float|np\.float64)|astype\(np\.int64\)|to_numpy\(np\.(int64|float64)\)",
@@ -152,8 +155,6 @@ EQUIVALENT = [
 
 #: survivors examined one by one (mutmut numbers mutants per function: a changed function renumbers its mutants,
 #: and its entries here then no longer match; they are re-examined with it)
-DEVICE = ("device placement only: with no GPU here every tensor is on the CPU, which is also what device=None "
-          "means; the torch path's CUDA run is left to a GPU machine")
 EXAMINED = {
     "metarec.protocols.leakage.x__pairs__mutmut_1": "any injective packing of (user, item) works: the check only "
     "compares packings made by the same function",
@@ -510,8 +511,6 @@ EXAMINED = {
     "metarec.eval.evaluator.x__sample_candidates__mutmut_10": "dtype only: the counts are multiplied into float64 weights either way",
     "metarec.eval.evaluator.x__sample_candidates__mutmut_6": "dtype only: a bool weight times counts, and the cumulative sum of bools, give the same numbers for these sizes",
     "metarec.eval.evaluator.x__sample_candidates__mutmut_13": "the product of int64 counts is int64 already",
-    "metarec.eval.evaluator.x__sample_candidates__mutmut_67": "as _sample_candidates_82: float32 uniforms move draws only at boundaries",
-    "metarec.eval.evaluator.x__sample_candidates__mutmut_70": "as _sample_candidates_67",
     "metarec.eval.evaluator.xǁEvaluatorǁtop_k__mutmut_23": "fresh=False copies a block the evaluator made itself: only extra work",
     "metarec.eval.evaluator.xǁEvaluatorǁtop_k__mutmut_28": "the generator is only read by the sampled modes",
     "metarec.eval.evaluator.xǁEvaluatorǁtop_k__mutmut_32": "as top_k_28",
@@ -561,7 +560,7 @@ def explain(diff: str, key: str = "") -> str:
     added = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
     for old, new, why in EQUIVALENT:
         if re.search(old, removed) and re.search(new, added):
-            return DEVICE if why == "DEVICE" else why
+            return why
     return "not examined"
 
 
