@@ -325,12 +325,11 @@ class MultiTaskModule(FiniteLossGuard, pl.LightningModule):
         losses = {}
         for t in active:
             task, m = self.tasks[t], mask[:, t]
+            u, um = uv[t][m], users[m]
+            o = self.net.output(t, u, iv[t][m], um, items[m])
             if task.kind == RANKING:   # BPR: the positive above the sampled negative
-                pos = self.net.output(t, uv[t][m], iv[t][m], users[m], items[m])
-                neg = self.net.output(t, uv[t][m], jv[t][m], users[m], negatives[m])
-                loss = -F.logsigmoid(pos - neg).mean()
+                loss = -F.logsigmoid(o - self.net.output(t, u, jv[t][m], um, negatives[m])).mean()
             else:
-                o = self.net.output(t, uv[t][m], iv[t][m], users[m], items[m])
                 y = labels[m, t]
                 if task.kind == BINARY:
                     loss = F.binary_cross_entropy_with_logits(o, y)
