@@ -130,7 +130,7 @@ _NON_NEGATIVE_INTS = ("max_epochs", "patience", "teacher_patience", "stopping_st
 _POSITIVE_FLOATS = ("lr", "learning_rate", "inner_lr", "outer_lr", "teacher_lr", "temperature", "layer_norm_eps",
                     "initializer_range")
 _NON_NEGATIVE_FLOATS = ("reg", "reg_weight", "weight_decay", "dense_weight_decay", "shrink", "kd_weight", "rd_lambda",
-                        "emb_weight", "anneal_cap")
+                        "emb_weight", "anneal_cap", "aux_weight")
 _RATES = ("dropout", "dropout_prob", "attn_dropout_prob", "hidden_dropout_prob", "input_dropout", "teacher_dropout",
           "teacher_input_dropout", "mask_ratio")
 _UNIT = ("lam", "ft_ratio")

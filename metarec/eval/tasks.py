@@ -10,9 +10,10 @@ this extra scores the other heads on the stage's own pairs, named ``<task>/<metr
                                 whose pairs are all liked or all not; per-user column), like/gauc (RecBole's GAUC),
                                 like/pooled_auc (one AUC over all the stage's pairs)
     click/auc, click/pooled_auc per-impression AUC (equal to the evaluator's ``auc``) and the pooled AUC
-    category/accuracy           top-1 accuracy over the stage's candidates whose news category is known (pooled);
-                                category/impression_accuracy per impression (per-unit column);
-                                category/majority_accuracy: always predicting train's most frequent category
+    category/accuracy,          top-1 accuracy of an item-label head over the stage's pairs (impressions: its
+    brand/accuracy              candidates) whose item has a known label (pooled); <label>/impression_accuracy or
+                                <label>/user_accuracy per unit (per-unit column); <label>/majority_accuracy: always
+                                predicting train's most frequent label
     <domain>/<metric>           multi-domain: the evaluator's ranking metrics of each domain's users
 
 Where a stage has no labelled pair for a task its metrics are left out and a note says why (MIND sample: ~4% of
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metarec.data.features import ITEM_LABELS, item_labels
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, RATING, USER
 from metarec.eval import metrics as M
 from metarec.eval.evaluator import EvalResult, scoring_stage
@@ -93,37 +95,40 @@ def task_metrics(method, split, stage: str, evaluator) -> EvalResult | None:
         else:
             notes.append(f"rating/like metrics skipped: the {stage} frame has no ratings")
 
-    if split.is_impressions and ({"click", "category"} & set(names)):
+    labelled = [name for name in ITEM_LABELS if name in names]
+    pred = method.predict_tasks(users, items) if labelled or (split.is_impressions and "click" in names) else None
+    if split.is_impressions and "click" in names:
         imp = frame[IMPRESSION].to_numpy(np.int64)
-        pred = method.predict_tasks(users, items)
-        if "click" in names:
-            cols.append(_auc_block("click", imp, pred["click"].double().cpu().numpy(),
-                                   frame[LABEL].to_numpy() == 1, means))
-            del means["click/gauc"]  # impressions: per-impression AUC is the standard; GAUC adds nothing here
-        if "category" in names:
-            from metarec.methods.multitask.tasks import item_categories
+        cols.append(_auc_block("click", imp, pred["click"].double().cpu().numpy(),
+                               frame[LABEL].to_numpy() == 1, means))
+        del means["click/gauc"]  # impressions: per-impression AUC is the standard; GAUC adds nothing here
 
-            cats, _ = item_categories(split)
-            truth = cats[items]
+    if labelled:
+        # the unit: the impression under impressions, else the user (the stage's own pairs: targets, not candidates)
+        groups = frame[IMPRESSION].to_numpy(np.int64) if split.is_impressions else users
+        train = split.frames["train_impressions"] if split.is_impressions else split.train
+        rows = "candidate" if split.is_impressions else "pair"
+        for name in labelled:
+            labels, _ = item_labels(split, name)
+            truth = labels[items]
             known = truth >= 0
-            if known.any():
-                guess = pred["category"].argmax(-1).cpu().numpy()
-                correct = (guess == truth)[known].astype(np.float64)
-                means["category/accuracy"] = float(correct.mean())
-                per = pd.Series(correct).groupby(imp[known]).mean()
-                per.name = "category/impression_accuracy"
-                means["category/impression_accuracy"] = float(per.mean())
-                cols.append(per)
-                train = split.frames["train_impressions"]
-                train_cats = cats[train[ITEM].to_numpy(np.int64)]
-                train_cats = train_cats[train_cats >= 0]
-                if len(train_cats):
-                    majority = np.bincount(train_cats).argmax()
-                    means["category/majority_accuracy"] = float((truth[known] == majority).mean())
-                notes.append(f"category: {int(known.sum())} of {len(known)} {stage} candidates have a known "
-                             f"category ({known.mean():.1%}); the rest are not scored")
-            else:
-                notes.append(f"category metrics skipped: no {stage} candidate has a known category")
+            if not known.any():
+                notes.append(f"{name} metrics skipped: no {stage} {rows} has a known {name}")
+                continue
+            guess = pred[name].argmax(-1).cpu().numpy()
+            correct = (guess == truth)[known].astype(np.float64)
+            means[f"{name}/accuracy"] = float(correct.mean())
+            per = pd.Series(correct).groupby(groups[known]).mean()
+            per.name = f"{name}/{unit}_accuracy"
+            means[per.name] = float(per.mean())
+            cols.append(per)
+            train_labels = labels[train[ITEM].to_numpy(np.int64)]
+            train_labels = train_labels[train_labels >= 0]
+            if len(train_labels):
+                majority = np.bincount(train_labels).argmax()
+                means[f"{name}/majority_accuracy"] = float((truth[known] == majority).mean())
+            notes.append(f"{name}: {int(known.sum())} of {len(known)} {stage} {rows}s have a known {name} "
+                         f"({known.mean():.1%}); the rest are not scored")
 
     domains = [t for t in tasks if getattr(t, "domain", None) is not None]
     if domains and not split.is_impressions and split.user_features is not None \

@@ -80,6 +80,14 @@ class Split:
         """Users evaluated at ``stage`` (sorted)."""
         return np.unique(self.frames[stage][USER].to_numpy())
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the split's data offers (ranking or impressions, ratings, support sets, item labels, domains ...):
+        the names tasks and methods declare as requirements (``metarec.data.features``)."""
+        from metarec.data.features import capabilities
+
+        return capabilities(self)
+
     # ---- identity ------------------------------------------------------------------------------------------
     @property
     def fingerprint(self) -> str:

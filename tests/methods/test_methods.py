@@ -40,6 +40,68 @@ def test_pop_scores_are_train_counts(split):
     assert np.array_equal(s[1].numpy(), counts)
 
 
+def _impressions_split():
+    """Train impressions at times 0..9 (two candidates each, the first clicked) and a test stage after them."""
+    import pandas as pd
+
+    from metarec.data.schema import IMPRESSION, ITEM, LABEL, TIME, USER
+    from metarec.protocols import Split
+
+    rows = [(t, t % 3, item, int(k == 0), t) for t in range(10) for k, item in enumerate((t % 4, 4 + t % 2))]
+    imp = pd.DataFrame(rows, columns=[IMPRESSION, USER, ITEM, LABEL, TIME])
+    test = pd.DataFrame([(20, 0, 5, 1, 20), (20, 0, 7, 0, 20)], columns=[IMPRESSION, USER, ITEM, LABEL, TIME])
+    clicks = imp[imp[LABEL] == 1][[USER, ITEM, TIME]]
+    history = pd.DataFrame([(1, 6, 30)], columns=[USER, ITEM, TIME])   # a history click stamped after the cut
+    return Split("news", "impressions", {}, 0, 3, 8, {"train": pd.concat([clicks, history], ignore_index=True),
+                                                       "train_impressions": imp, "valid": test.iloc[:0],
+                                                       "test": test})
+
+
+def test_pop_in_a_window_counts_only_recent_train_clicks():
+    split = _impressions_split()
+    every = build_method("pop").fit(split).score(torch.tensor([0]))[0]
+    assert every.tolist() == [3, 3, 2, 2, 0, 0, 1, 0]                 # all train clicks, the history one included
+    recent = build_method("pop", {"window_s": 4}).fit(split).score(torch.tensor([0, 2]))
+    # train ends at t = 9: clicks at t = 6, 7, 8, 9 (items 2, 3, 0, 1), never the history click stamped t = 30
+    assert recent[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0] and torch.equal(recent[0], recent[1])
+    no_time = get_protocol("general")(toy_dataset(n_users=10, n_items=20, per_user=8, with_time=False), seed=0)
+    with pytest.raises(ConfigError, match="'pop': window_s needs timestamps; split toy/general has none"):
+        build_method("pop", {"window_s": 60}).fit(no_time)
+    with pytest.raises(ConfigError, match="window_s"):
+        build_method("pop", {"window_s": 0})
+
+
+def test_recency_ranks_items_by_first_appearance_and_unseen_items_newest():
+    split = _impressions_split()
+    s = build_method("recency").fit(split).score(torch.tensor([1]))[0]
+    # first shown: item 0 at t=0, 4 at 0, 1 at 1, 5 at 1, 2 at 2, 3 at 3; items 6, 7 were never shown in train
+    # impressions (6 only in a history stamped later): newest
+    assert s[:6].tolist() == [-9.0, -8.0, -7.0, -6.0, -9.0, -8.0]
+    assert torch.isinf(s[6:]).all() and (s[6:] > 0).all()
+    assert split.test["item"].map(lambda i: float(s[i])).tolist() == [-8.0, float("inf")]
+    general = get_protocol("general")(toy_dataset(n_users=10, n_items=20, per_user=8), seed=0)
+    g = build_method("recency").fit(general).score(torch.tensor([0]))[0]
+    first = general.train.groupby("item")["timestamp"].min()
+    np.testing.assert_array_equal(g[first.index.to_numpy()].numpy(), first.to_numpy() - general.train.timestamp.max())
+    no_time = get_protocol("general")(toy_dataset(n_users=10, n_items=20, per_user=8, with_time=False), seed=0)
+    with pytest.raises(ConfigError, match="'recency': recency needs timestamps"):
+        build_method("recency").fit(no_time)
+
+
+def test_random_is_a_fresh_ordering_per_user_independent_of_batching(split):
+    m = build_method("random").fit(split, seed=3)
+    all_users = m.score(torch.arange(split.n_users))
+    assert torch.equal(all_users[[7, 2]], m.score(torch.tensor([7, 2])))
+    assert not torch.equal(all_users[0], all_users[1])
+    assert not torch.equal(all_users, build_method("random").fit(split, seed=4).score(torch.arange(split.n_users)))
+    assert ((all_users >= 0) & (all_users < 1)).all()
+    from metarec.eval import Evaluator
+    ev = Evaluator(split, ["recall@10"])
+    # a random ranking's expected recall@10 is 10 / (rankable items); averaged over 40 users it lands near it
+    rankable = split.n_items - split.known("test").groupby("user").size().mean()
+    assert ev.evaluate(m, "test").means["recall@10"] == pytest.approx(10 / rankable, abs=0.08)
+
+
 def test_negative_sampler_never_returns_a_positive():
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(50), 18)

@@ -19,7 +19,7 @@ from metarec.methods import build_method, get_method
 from metarec.methods.multitask.models import MultiTaskNet, pcgrad
 from metarec.methods.multitask.multidomain import combine
 from metarec.methods.multitask.tasks import (BINARY, MULTICLASS, RANKING, REGRESSION, SideInfo, Task, TaskData,
-                                             resolve_tasks)
+                                             resolve_tasks, side_info)
 from metarec.protocols import Split
 
 torch.set_num_threads(1)
@@ -193,11 +193,91 @@ def test_bad_weights_and_tasks_rejected(tiny):
         build_method("mtl:mmoe", {**FAST, "task_weights": [0, 0, 0]}).fit(tiny)
     with pytest.raises(ConfigError, match="unknown task"):
         build_method("mtl:mmoe", {**FAST, "tasks": ["interaction", "dwell"]}).fit(tiny)
-    with pytest.raises(ConfigError, match="needs item categories"):
+    with pytest.raises(ConfigError, match=r"task 'category' \(the item's category\) needs item_label:category; "
+                                          r"split ml-100k/general has item_text, ranking, ratings"):
         resolve_tasks(tiny, ["interaction", "category"], 4.0)
+    with pytest.raises(ConfigError, match="task listed twice"):
+        resolve_tasks(tiny, ["interaction", "rating", "interaction"], 4.0)
+    with pytest.raises(ConfigError, match="parameter 'aux_weight' must be a number >= 0"):
+        build_method("mtl:mmoe", {"aux_weight": -0.5})
+
+
+def test_aux_weight_scales_every_task_but_the_main_one(tiny):
+    method = build_method("mtl:mmoe", {**FAST, "task_weights": {"rating": 2.0}, "aux_weight": 0.1})
+    method.tasks = resolve_tasks(tiny, None, 4.0)
+    assert method._scaled_weights() == pytest.approx([1.0, 0.2, 0.1])   # interaction, rating, like
+    assert build_method("mtl:mmoe", {**FAST, "aux_weight": 0.0, "task_weights": [0, 1, 1]}).params["aux_weight"] == 0
+    zero = build_method("mtl:mmoe", {**FAST, "aux_weight": 0.0, "task_weights": [0, 1, 1]})
+    with pytest.raises(ConfigError, match="every task weight is 0"):   # the main task off and the others scaled away
+        zero.fit(tiny)
+    module = build_method("mtl:ple", {**FAST, "aux_weight": 0.25}).build_module(tiny)
+    assert module.weights == pytest.approx([1.0, 0.25, 0.25])
+    # multi-task networks search the balance; the single-task one has nothing it could change
+    assert "aux_weight" in get_method("mtl:mmoe").search_space
+    assert "aux_weight" not in get_method("mtl:single").search_space
 
 
 # ---- tasks from the data ---------------------------------------------------------------------------------------
+def _with_items(split: Split, name: str, **columns) -> Split:
+    return Split(dataset=name, protocol=split.protocol, params={}, seed=0, n_users=split.n_users,
+                 n_items=split.n_items, frames=split.frames, user_features=split.user_features,
+                 item_features=pd.DataFrame(columns))
+
+
+def test_default_tasks_follow_the_split_capabilities_not_the_dataset_name(tiny):
+    renamed = Split(dataset="not-a-movielens-name", protocol="general", params={}, seed=0, n_users=tiny.n_users,
+                    n_items=tiny.n_items, frames=tiny.frames)
+    assert [t.name for t in resolve_tasks(renamed, None, 4.0)] == ["interaction", "rating", "like"]
+    unrated = {k: f.drop(columns=[RATING]) for k, f in tiny.frames.items()}
+    no_ratings = Split(dataset="ml-100k", protocol="general", params={}, seed=0, n_users=tiny.n_users,
+                       n_items=tiny.n_items, frames=unrated)
+    assert [t.name for t in resolve_tasks(no_ratings, None, 4.0)] == ["interaction"]
+    with pytest.raises(ConfigError, match="task 'rating' .* needs ratings"):
+        resolve_tasks(no_ratings, ["interaction", "rating"], 4.0)
+    # an amazon-office-like item table: a category for every item, brands for some, lists are not labels
+    n = tiny.n_items
+    cats = [f"c{i % 3}" for i in range(n)]
+    brands = ["b1" if i % 4 == 0 else ("b2" if i % 4 == 1 else "") for i in range(n)]
+    labelled = _with_items(no_ratings, "shop", category=cats, brand=brands)
+    assert {"item_label:category", "item_label:brand"} <= labelled.capabilities
+    tasks = resolve_tasks(labelled, None, 4.0)
+    assert [t.name for t in tasks] == ["interaction", "category", "brand"]
+    assert tasks[1].classes == ["c0", "c1", "c2"] and tasks[2].classes == ["b1", "b2"]
+    data = TaskData(labelled, tasks, 4.0)
+    items = labelled.train[ITEM].to_numpy()
+    np.testing.assert_array_equal(data.labels[:, 1], items % 3)
+    np.testing.assert_array_equal(data.mask[:, 2], items % 4 < 2)          # unknown brand: no label
+    np.testing.assert_array_equal(data.labels[data.mask[:, 2], 2], (items % 4)[items % 4 < 2])
+    listed = _with_items(no_ratings, "beauty", category=[["a", "b"]] * n)  # S3-Rec style category lists
+    assert "item_label:category" not in listed.capabilities
+    one_class = _with_items(no_ratings, "shop", category=["only"] * n)
+    assert "item_label:category" not in one_class.capabilities
+
+
+def test_an_item_label_task_is_trained_and_scored_per_user_under_ranking_protocols(tiny):
+    n = tiny.n_items
+    split = _with_items(tiny, "shop", category=[f"c{i % 3}" for i in range(n)],
+                        brand=[("b1" if i % 4 == 1 else "b2") if i % 2 else "" for i in range(n)])
+    method = build_method("mtl:shared-bottom", {**FAST, "tasks": ["interaction", "category", "brand"]})
+    method.fit(split, seed=0)
+    res = task_metrics(method, split, "test", Evaluator(split, metrics=["ndcg@10"]))
+    items, users = split.test[ITEM].to_numpy(), split.test[USER].to_numpy()
+    pred = method.predict_tasks(users, items)
+    correct = (pred["category"].argmax(-1).numpy() == items % 3).astype(float)
+    assert res.means["category/accuracy"] == pytest.approx(correct.mean())
+    per_user = pd.Series(correct).groupby(users).mean()
+    pd.testing.assert_series_equal(res.per_user["category/user_accuracy"].dropna(), per_user,
+                                   check_names=False, check_index_type=False)
+    majority = np.bincount(split.train[ITEM].to_numpy() % 3).argmax()
+    assert res.means["category/majority_accuracy"] == pytest.approx(np.mean(items % 3 == majority))
+    odd = items % 2 == 1
+    brand_ok = pred["brand"].argmax(-1).numpy()[odd] == (items[odd] % 4 == 3)   # b1 -> class 0, b2 -> 1
+    assert res.means["brand/accuracy"] == pytest.approx(brand_ok.mean())
+    assert any(f"brand: {odd.sum()} of {len(odd)} test pairs have a known brand" in n for n in res.notes)
+    # the side features never include a label a task predicts, and do include one no task predicts
+    assert side_info(split, method.tasks).item_names == []
+    assert side_info(split, method.tasks[:2]).item_names == ["brand"]
+    assert side_info(split, method.tasks[:1]).item_names == ["category", "brand"]
 def test_movielens_tasks_from_real_ratings(tiny):
     tasks = resolve_tasks(tiny, None, 4.0)
     assert [t.name for t in tasks] == ["interaction", "rating", "like"]
@@ -283,7 +363,8 @@ def test_multidomain_combined_dataset():
                                                 "test": f[split_rng >= 0.9]},
                   item_features=both.item_features, user_features=both.user_features)
     method = build_method("mtl:mmoe", FAST).fit(split, seed=0)
-    assert [t.name for t in method.tasks] == ["domain:a", "domain:b"]
+    # every task the combined data can label: a ranking task per domain (in place of interaction) and its ratings
+    assert [t.name for t in method.tasks] == ["domain:a", "domain:b", "rating", "like"]
     s = method.score(torch.arange(80))
     assert torch.isinf(s[:40, 150:]).all() and torch.isinf(s[40:, :150]).all()  # users see their own domain
     assert torch.isfinite(s[:40, :150]).all()

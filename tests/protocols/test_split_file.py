@@ -350,3 +350,26 @@ def test_list_valued_side_information_is_stored_joined():
     assert out["genres"].tolist() == ["a|b", "c", "1|2", "solo", None]
     assert out["year"].tolist() == [1, 2, 3, 4, 5] and out["title"].tolist() == ["x", "y", "z", "w", "v"]
     assert df["genres"][0] == ["a", "b"]         # the caller's frame is left alone
+
+
+# ---- capabilities: what the data offers, one fact each ------------------------------------------------------------
+def test_capabilities_say_what_the_data_offers_and_nothing_more():
+    base = frames([(0, 1), (1, 2)], [(0, 3)], [(1, 4)])
+    assert split(base).capabilities == {"ranking"}
+    timed = frames([(0, 1, 5), (1, 2, 6)], [(0, 3, 7)], [(1, 4, 8)])
+    assert split(timed).capabilities == {"ranking", "timestamps"}
+    rated = {k: f.assign(rating=[4.0] * len(f)) for k, f in base.items()}
+    assert "ratings" in split(rated).capabilities
+    unrated = {k: f.assign(rating=[np.nan] * len(f)) for k, f in base.items()}
+    assert "ratings" not in split(unrated).capabilities             # a rating column without a value
+    assert "support" in split(frames([(0, 1)], [(0, 3)], [(1, 4)], test_support=[(1, 5)])).capabilities
+    imp = dict(base, train_impressions=base["train"].assign(impression=0, label=1))
+    assert split(imp, protocol="impressions").capabilities == {"impressions"}
+    assert "user_features" in split(base, user_features=pd.DataFrame({"age": [1, 2, 3, 4]})).capabilities
+    assert "user_features" not in split(base, user_features=pd.DataFrame(index=range(4))).capabilities
+    items = {"text": ["", " ", "a pen", "", "", ""], "category": ["x", "y", "", "x", "", ""],
+             "brand": ["b"] * 6, "domain": ["d"] * 6}
+    caps = split(base, item_features=pd.DataFrame(items)).capabilities
+    assert caps == {"ranking", "item_text", "item_label:category", "domains"}   # one brand is no label
+    blank = split(base, item_features=pd.DataFrame({"text": ["", " "] * 3, "category": [["x", "y"]] * 6}))
+    assert blank.capabilities == {"ranking"}                        # blank texts; category lists are not labels

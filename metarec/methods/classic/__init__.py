@@ -1,5 +1,5 @@
 from metarec.methods.classic.mf_bpr import MFBPR
 from metarec.methods.classic.mmr import MMR
-from metarec.methods.classic.pop import Pop
+from metarec.methods.classic.pop import Pop, Random, Recency
 
-__all__ = ["MFBPR", "MMR", "Pop"]
+__all__ = ["MFBPR", "MMR", "Pop", "Random", "Recency"]

@@ -8,37 +8,50 @@ A task is one prediction head. Each kind of task draws its training labels from 
     rating        regress  the train pair's explicit rating (MSE); negatives carry no rating label.
     like          binary   rating >= ``like_threshold`` (4 on MovieLens) on the rated train pairs.
     click         binary   the click label of every train impression candidate (impressions protocol, MIND).
-    category      classes  the candidate news item's category, where the dataset knows it (MIND sample: ~4% of
-                           the news referenced in behaviours have a category; rows without one carry no label
-                           and are simply masked out of this task's loss and metrics).
+    category      classes  the item's category (single-label item attribute), where the dataset knows it (MIND
+    brand                  sample: ~4% of the news referenced in behaviours; amazon-office: every item's category,
+                           80 % of its brands); rows without a label are masked out of the task's loss and metrics.
+                           An item-side head: what the item tower learns about the item's kind.
     domain:<name> ranking  multi-domain: the interaction task restricted to one domain's users and items of a
                            combined dataset (``metarec.data.combine``); negatives are sampled inside that domain.
 
-Which tasks a dataset gets by default is declared in ``DATASET_TASKS`` (first matching glob wins); a method's
-``tasks`` parameter overrides it.
+Each task declares the split capabilities it requires (``TASKS``; ``Split.capabilities``). A method's default task
+set is every task the split can label, in ``TASKS`` order, with the per-domain tasks in place of ``interaction`` on a
+combined dataset; its ``tasks`` parameter chooses others. No dataset name is looked at.
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from metarec.data.features import item_domains, item_labels
 from metarec.data.schema import ITEM, LABEL, RATING, USER
 from metarec.errors import ConfigError
 from metarec.methods.classic.mf_bpr import sample_negatives
 
-#: default task sets per dataset name (globs, first match wins); the multi-domain helper names its datasets
-#: ``multidomain:...`` and gets one interaction task per domain.
-DATASET_TASKS: list[tuple[str, tuple[str, ...]]] = [
-    ("ml-*", ("interaction", "rating", "like")),
-    ("amazon2018-multidomain", ("domains",)),   # the derived card (before the amazon2018-* glob)
-    ("amazon2018-*", ("interaction", "rating")),
-    ("mind-*", ("click", "category")),
-    ("multidomain:*", ("domains",)),
-]
 RANKING, BINARY, REGRESSION, MULTICLASS = "ranking", "binary", "regression", "multiclass"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task name's kind and the split capabilities it needs (``metarec.data.features``)."""
+    kind: str
+    requires: tuple[str, ...]
+    what: str
+
+
+#: every task a multi-task method can be given, in default order
+TASKS: dict[str, TaskSpec] = {
+    "interaction": TaskSpec(RANKING, ("ranking",), "BPR ranking of the train interactions"),
+    "domains": TaskSpec(RANKING, ("ranking", "domains"), "one BPR ranking task per domain of a combined dataset"),
+    "rating": TaskSpec(REGRESSION, ("ranking", "ratings"), "explicit rating regression"),
+    "like": TaskSpec(BINARY, ("ranking", "ratings"), "rating >= like_threshold"),
+    "click": TaskSpec(BINARY, ("impressions",), "click on an impression candidate"),
+    "category": TaskSpec(MULTICLASS, ("item_label:category",), "the item's category"),
+    "brand": TaskSpec(MULTICLASS, ("item_label:brand",), "the item's brand"),
+}
 MAIN_TASKS = ("interaction", "click")  # the task scored by score()/score_pairs, in order of preference
 USER_CATEGORICAL = ("gender", "occupation")
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # MovieLens-1M age groups, applied to ml-100k's raw ages
@@ -54,67 +67,34 @@ class Task:
 
 
 def default_tasks(split) -> list[str]:
-    for pattern, names in DATASET_TASKS:
-        if fnmatch.fnmatch(split.dataset, pattern):
-            return list(names)
-    if split.is_impressions:
-        return ["click"]
-    return ["interaction", "rating"] if RATING in split.train.columns else ["interaction"]
-
-
-def item_categories(split) -> tuple[np.ndarray, list[str]]:
-    """Per-item category index (-1 where unknown) and the sorted class names, from item_features['category']."""
-    feats = split.item_features
-    if feats is None or "category" not in feats.columns or len(feats) != split.n_items:
-        return np.full(split.n_items, -1, dtype=np.int64), []
-    raw = feats["category"].map(lambda v: v if isinstance(v, str) else "").to_numpy(dtype=object)
-    classes = sorted({c for c in raw if c})
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index.get(c, -1) for c in raw], dtype=np.int64), classes
-
-
-def item_domains(split) -> tuple[np.ndarray, list[str]] | None:
-    """Per-item domain index and names for a combined multi-domain split (item_features['domain'])."""
-    feats = split.item_features
-    if feats is None or "domain" not in feats.columns:
-        return None
-    names = sorted(set(feats["domain"]))
-    index = {d: i for i, d in enumerate(names)}
-    return feats["domain"].map(index).to_numpy(np.int64), names
+    """Every task whose requirements the split's capabilities meet; per-domain tasks replace ``interaction``."""
+    caps = split.capabilities
+    names = [name for name, spec in TASKS.items() if set(spec.requires) <= caps]
+    if "domains" in names:
+        names.remove("interaction")
+    return names
 
 
 def resolve_tasks(split, names, like_threshold: float) -> list[Task]:
-    """Validate the requested task names against what the split's data can label."""
+    """Validate the requested task names against what the split's data can label (its capabilities)."""
     names = list(names) if names else default_tasks(split)
-    has_rating = RATING in split.train.columns and split.train[RATING].notna().any()
+    caps = split.capabilities
     out: list[Task] = []
     for name in names:
-        if name == "interaction":
-            if split.is_impressions:
-                raise ConfigError("task 'interaction' is for ranking protocols; use 'click' under impressions")
-            out.append(Task(name, RANKING))
-        elif name in ("rating", "like"):
-            if not has_rating or split.is_impressions:
-                raise ConfigError(f"task {name!r} needs explicit ratings; dataset {split.dataset!r} has none")
-            out.append(Task(name, REGRESSION if name == "rating" else BINARY))
-        elif name == "click":
-            if "train_impressions" not in split.frames:
-                raise ConfigError("task 'click' needs the impressions protocol (train_impressions frame)")
-            out.append(Task(name, BINARY))
-        elif name == "category":
-            cats, classes = item_categories(split)
-            if len(classes) < 2:
-                raise ConfigError(f"task 'category' needs item categories; dataset {split.dataset!r} has "
-                                  f"{len(classes)} known class(es)")
+        spec = TASKS.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
+        missing = [c for c in spec.requires if c not in caps]
+        if missing:
+            raise ConfigError(f"task {name!r} ({spec.what}) needs {', '.join(missing)}; split {split.dataset}/"
+                              f"{split.protocol} has {', '.join(sorted(caps))}")
+        if name == "domains":
+            out += [Task(f"domain:{d}", RANKING, domain=i) for i, d in enumerate(item_domains(split)[1])]
+        elif spec.kind == MULTICLASS:
+            classes = item_labels(split, name)[1]
             out.append(Task(name, MULTICLASS, n_classes=len(classes), classes=classes))
-        elif name == "domains":
-            dom = item_domains(split)
-            if dom is None:
-                raise ConfigError("task 'domains' needs a combined multi-domain dataset "
-                                  "(metarec.methods.multitask.multidomain)")
-            out += [Task(f"domain:{d}", RANKING, domain=i) for i, d in enumerate(dom[1])]
         else:
-            raise ConfigError(f"unknown task {name!r}; valid: interaction, rating, like, click, category, domains")
+            out.append(Task(name, spec.kind))
     if len({t.name for t in out}) != len(out):
         raise ConfigError(f"task listed twice in {names}")
     if not out:
@@ -172,8 +152,8 @@ def _bag(values) -> tuple[np.ndarray, int]:
 
 
 def side_info(split, tasks: list[Task], use: bool = True) -> SideInfo:
-    """User age (bucketed) / gender / occupation; item genres (bag), category (unless a task predicts it) and
-    domain. Columns absent from the dataset are skipped."""
+    """User age (bucketed) / gender / occupation; item genres (bag), category and brand (unless a task predicts
+    them) and domain. Columns absent from the dataset are skipped."""
     ufields, usizes, unames = [], [], []
     bags, isizes, inames = [], [], []
     uf, itf = split.user_features, split.item_features
@@ -192,8 +172,8 @@ def side_info(split, tasks: list[Task], use: bool = True) -> SideInfo:
                 unames.append(col)
     predicted = {t.name for t in tasks}
     if use and itf is not None and len(itf) == split.n_items:
-        for col in ("genres", "category", "domain"):
-            if col not in itf.columns or (col == "category" and "category" in predicted):
+        for col in ("genres", "category", "brand", "domain"):
+            if col not in itf.columns or col in predicted:
                 continue  # never feed a model the label it predicts
             mat, n = _bag(itf[col])
             if n > 1:
@@ -222,7 +202,6 @@ class TaskData:
         self.mask = np.zeros((n, self.T), dtype=bool)
         rating = frame[RATING].to_numpy(np.float32) if RATING in frame.columns else None
         self.rating_mean = float(np.nanmean(rating)) if rating is not None and np.isfinite(rating).any() else 0.0
-        cats, _ = item_categories(split)
         dom = item_domains(split)
         for t, task in enumerate(tasks):
             if task.name == "interaction":
@@ -233,8 +212,8 @@ class TaskData:
                 ok = np.isfinite(rating)
                 value = rating[ok] if task.name == "rating" else (rating[ok] >= like_threshold).astype(np.float32)
                 self.labels[ok, t], self.mask[:, t] = value, ok
-            elif task.name == "category":
-                c = cats[self.items]
+            elif task.kind == MULTICLASS:
+                c = item_labels(split, task.name)[0][self.items]
                 self.labels[:, t], self.mask[:, t] = np.maximum(c, 0), c >= 0
             elif task.domain is not None:
                 here = dom[0][self.items] == task.domain
