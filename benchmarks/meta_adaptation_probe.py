@@ -1,11 +1,11 @@
 """How far does per-user adaptation move a trained cold-start model? (issue 7: why fine-tuning can equal no adaptation)
 
-Trains one ``meta:*`` method on a cold-start split, then adapts it to each test user's support set with several inner
+Trains one ``melu:*`` method on a cold-start split, then adapts it to each test user's support set with several inner
 learning rates (same number of steps) and prints, per learning rate: the largest change of any score, the mean
 overlap of each user's top-10 before and after adaptation, and test NDCG@10 / Recall@10 through the evaluator.
 
-    .venv/bin/python benchmarks/meta_adaptation_probe.py                       # meta:finetune, amazon-office, K=5
-    .venv/bin/python benchmarks/meta_adaptation_probe.py --method meta:maml --lrs 0.05 0.5
+    .venv/bin/python benchmarks/meta_adaptation_probe.py                       # melu:finetune, amazon-office, K=5
+    .venv/bin/python benchmarks/meta_adaptation_probe.py --method melu:maml --lrs 0.05 0.5
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from metarec.methods import build_method
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="amazon-office")
-    ap.add_argument("--method", default="meta:finetune")
+    ap.add_argument("--method", default="melu:finetune")
     ap.add_argument("--k-shot", type=int, default=5)
     ap.add_argument("--min-history", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,7 @@ from tests.toys import toy_dataset
 
 torch.set_num_threads(1)
 FAST = {"max_epochs": 1, "eval_every": 1, "progress_bar": False, "dim": 8, "hidden": 16, "tasks_per_batch": 8}
-NAMES = ("meta:maml", "meta:fomaml", "meta:reptile", "meta:finetune", "meta:global")
+NAMES = ("melu:maml", "melu:fomaml", "melu:reptile", "melu:finetune", "melu:global")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_registered_names_family_protocols():
     assert {get_method(n).family for n in NAMES[:3]} == {"meta"}
     assert {get_method(n).family for n in NAMES[3:]} == {"baseline"}
     with pytest.raises(ConfigError, match="local must be one of"):
-        build_method("meta:maml", {"local": "embeddings"})
+        build_method("melu:maml", {"local": "embeddings"})
 
 
 def test_ml100k_features_and_id_fallback(ml_cold, cold):
@@ -67,7 +67,7 @@ def test_ml100k_features_and_id_fallback(ml_cold, cold):
                                             ("all", {"embed", "hidden", "out"})])
 def test_clone_equals_original_and_adaptation_changes_only_local(cold, local, expected):
     torch.manual_seed(0)
-    m = fitted("meta:maml", cold, local=local, max_epochs=0).module
+    m = fitted("melu:maml", cold, local=local, max_epochs=0).module
     m.eval()
     net_before = {k: v.clone() for k, v in m.state_dict().items()}
     local_names = {n for n, _ in m.local_part.named_children()}
@@ -103,7 +103,7 @@ def _episode(m, user=0, n=12):
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
 def test_outer_gradients_reach_meta_parameters(cold, algorithm):
     torch.manual_seed(0)
-    m = fitted(f"meta:{algorithm}", cold, max_epochs=0).module
+    m = fitted(f"melu:{algorithm}", cold, max_epochs=0).module
     m.zero_grad()
     m.manual_backward = lambda loss: loss.backward()  # outside a Trainer
     eps = [_episode(m, 0), _episode(m, 1)]
@@ -123,7 +123,7 @@ def test_second_order_term_present(cold):
     grads = {}
     for algorithm in ("maml", "fomaml"):
         torch.manual_seed(0)
-        m = fitted(f"meta:{algorithm}", cold, max_epochs=0).module
+        m = fitted(f"melu:{algorithm}", cold, max_epochs=0).module
         m.zero_grad()
         m.manual_backward = lambda loss: loss.backward()
         m._maml([_episode(m, 0)])
@@ -149,7 +149,7 @@ def _rss_mb() -> float:
 def test_memory_flat_over_many_adaptations(cold):
     """learn2learn issue #284: cloned learners must not keep graphs alive across adaptation calls."""
     torch.manual_seed(0)
-    method = fitted("meta:maml", cold, max_epochs=0)
+    method = fitted("melu:maml", cold, max_epochs=0)
     m = method.module
     m.manual_backward = lambda loss: loss.backward()
     items, y = torch.arange(5), torch.linspace(1, 5, 5)
@@ -193,9 +193,9 @@ def test_query_extra_applies_only_to_cold_start_rating_methods(cold):
     general = get_protocol("general")(toy_dataset(n_users=20, n_items=30), seed=0)
     pop = build_method("pop").fit(cold)
     assert query_ranking(pop, cold, "test", None) is None  # no predict_rating
-    m = fitted("meta:global", cold)
+    m = fitted("melu:global", cold)
     assert query_ranking(m, general, "test", None) is None
-    bce = fitted("meta:global", cold, loss="bce")
+    bce = fitted("melu:global", cold, loss="bce")
     assert bce.predict_rating is None and query_ranking(bce, cold, "test", None) is None
     res = query_ranking(m, cold, "test", None)
     assert res.n_users == cold.test.user.nunique()
@@ -213,16 +213,16 @@ def test_end_to_end_on_cold_start(cold):
         assert set(r["per_user"]["test"].index) == set(cold.test.user)
         out[name] = r
     # fine-tuning adapts the same global model: different query predictions than no adaptation
-    assert out["meta:finetune"]["metrics"]["test"]["query/mae"] != out["meta:global"]["metrics"]["test"]["query/mae"]
+    assert out["melu:finetune"]["metrics"]["test"]["query/mae"] != out["melu:global"]["metrics"]["test"]["query/mae"]
     pop = run_one(cold, "pop", {}, seed=0, metrics=["ndcg@10"])
     assert "query/mae" not in pop["metrics"]["test"]
 
 
 def test_adapted_scores_per_user_and_same_budget(cold):
-    ft = fitted("meta:finetune", cold)
-    gl = fitted("meta:global", cold)
+    ft = fitted("melu:finetune", cold)
+    gl = fitted("melu:global", cold)
     for k in ("inner_steps", "inner_lr", "local"):
-        assert ft.params[k] == gl.params[k] == get_method("meta:maml").defaults[k]
+        assert ft.params[k] == gl.params[k] == get_method("melu:maml").defaults[k]
     users = torch.as_tensor(np.unique(cold.test.user))
     ft.adapt(cold.support("test"))
     gl.adapt(cold.support("test"))
@@ -239,7 +239,7 @@ def test_adapted_scores_per_user_and_same_budget(cold):
 def test_rejects_other_protocols():
     general = get_protocol("general")(toy_dataset(n_users=20, n_items=30), seed=0)
     with pytest.raises(ConfigError, match="cold_start"):
-        fitted("meta:maml", general)
+        fitted("melu:maml", general)
 
 
 def test_report_builds_one_table_per_k(tmp_path):
@@ -251,7 +251,7 @@ def test_report_builds_one_table_per_k(tmp_path):
     rows, pu = [], []
     for k in (1, 5):
         pp = _json.dumps({"k_shot": k, "n_query": 10}, sort_keys=True)
-        for method, fam, base in (("meta:maml", "meta", 0.8), ("meta:finetune", "baseline", 0.9)):
+        for method, fam, base in (("melu:maml", "meta", 0.8), ("melu:finetune", "baseline", 0.9)):
             for seed in (0, 1):
                 vals = base + 0.01 * k + np.array([0, 1, 3, 2, 5, 4]) * (0.001 if fam == "meta" else 0.0013)
                 for stage in ("valid", "test"):

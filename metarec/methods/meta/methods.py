@@ -1,13 +1,16 @@
-"""Meta-learned cold-start recommenders on the ``cold_start`` protocol: each meta-train user is a task.
+"""MeLU-style meta-learned *rating* recommenders on the ``cold_start`` protocol: each meta-train user is a task.
 
-    meta:maml      MAML, second order       learn2learn.algorithms.MAML(first_order=False) around the local layers
-    meta:fomaml    first-order MAML         learn2learn.algorithms.MAML(first_order=True)
-    meta:reptile   Reptile                  learn2learn.clone_module / update_module: k SGD steps on the task's data,
+The rating variant of the family (MeLU, Lee et al. KDD 2019: MAE/RMSE on the query ratings); the ranking variant,
+scored over the full catalogue, is ``ranking.py`` (``meta:*``).
+
+    melu:maml      MAML, second order       learn2learn.algorithms.MAML(first_order=False) around the local layers
+    melu:fomaml    first-order MAML         learn2learn.algorithms.MAML(first_order=True)
+    melu:reptile   Reptile                  learn2learn.clone_module / update_module: k SGD steps on the task's data,
                                             then the local layers move toward the adapted weights
-    meta:finetune  global model, then fine-tuned on each cold user's support set (the honest baseline)
-    meta:global    the same global model without adaptation
+    melu:finetune  global model, then fine-tuned on each cold user's support set (the honest baseline)
+    melu:global    the same global model without adaptation
 
-One network (``model.MeLUNet``), one adaptation routine. At evaluation every method except ``meta:global`` runs
+One network (``model.MeLUNet``), one adaptation routine. At evaluation every method except ``melu:global`` runs
 exactly the same ``inner_steps`` SGD steps with the same ``inner_lr`` on the same parameters (``local``) of each
 user's support set, so meta-learners and the fine-tuned global model differ only in the initialisation they
 adapt from. Training: meta-learners draw episodes (a support and a query set sampled from one meta-train user's
@@ -262,7 +265,7 @@ class _MetaBase(LightningMethod):
                 "item_ids": None,              # learned item-id embedding: None = only without item features
                 "max_epochs": 30, "eval_every": 5, "patience": 2}
     # the adaptation budget (inner_steps, support size) is the protocol's and stays fixed; the learning rates and
-    # the network's width are searched (meta:global has no inner loop: its space drops inner_lr)
+    # the network's width are searched (melu:global has no inner loop: its space drops inner_lr)
     search_space = {"outer_lr": loguniform(1e-4, 1e-2), "inner_lr": loguniform(1e-3, 0.5), "dim": [16, 32, 64],
                     "hidden": [32, 64, 128]}
 
@@ -356,25 +359,25 @@ class _MetaBase(LightningMethod):
         return self._predict_rating if getattr(self, "loss", None) == "mse" else None
 
 
-@register("meta:maml")
+@register("melu:maml")
 class MetaMAML(_MetaBase):
     """MAML (Finn et al., 2017), second order, through learn2learn.algorithms.MAML."""
     algorithm = "maml"
 
 
-@register("meta:fomaml")
+@register("melu:fomaml")
 class MetaFOMAML(_MetaBase):
     """First-order MAML: learn2learn.algorithms.MAML(first_order=True)."""
     algorithm = "fomaml"
 
 
-@register("meta:reptile")
+@register("melu:reptile")
 class MetaReptile(_MetaBase):
     """Reptile (Nichol et al., 2018) on learn2learn's clone_module / update_module."""
     algorithm = "reptile"
 
 
-@register("meta:finetune")
+@register("melu:finetune")
 class MetaFinetune(_MetaBase):
     """The global model fine-tuned on each cold user's support set: same steps, lr and parameters as the
     meta-learners' adaptation. Family 'baseline' so the report tests the meta-learners against it."""
@@ -383,7 +386,7 @@ class MetaFinetune(_MetaBase):
     defaults = {**_MetaBase.defaults, "max_epochs": 10, "eval_every": 2}
 
 
-@register("meta:global")
+@register("melu:global")
 class MetaGlobal(_MetaBase):
     """The global model without adaptation (the cold user's support set is ignored)."""
     algorithm = "global"
