@@ -112,6 +112,7 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
                 if more is not None:
                     merge(res, more)
         out["timings"][f"score_{stage}_s"] = time.perf_counter() - t0
+        out["timings"][f"adapt_{stage}_s"] = float(res.timings.get("adapt_s", 0.0))   # cold start: inside score
         out["metrics"][stage] = res.means
         out["per_user"][stage] = res.per_user
         out["eval_mode"] = res.mode

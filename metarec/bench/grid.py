@@ -55,7 +55,7 @@ from metarec.params import is_seed
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "also_eval", "datasets", "methods", "split_seed", "threads",
             "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
 TRACKING = ("none", "tensorboard")
-TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel"}
+TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel", "share"}
 PRUNERS = ("median", "none")
 CLOCKS = ("wall", "cpu")
 
@@ -73,6 +73,9 @@ class TuneSpec:
     #: what budget_s counts: "wall" (run wall time) or "cpu" (CPU seconds of the run's process, all threads), which
     #: a busy machine does not shrink: equal budgets stay equal when other work shares the cores
     clock: str = "wall"
+    #: protocol parameters a study is shared across, with the setting it tunes on (e.g. {"k_shot": 5}): settings of a
+    #: protocol that differ only in these keys get one study, tuned on this setting and confirmed on every one
+    share: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -488,5 +491,9 @@ def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> T
     clock = raw.get("budget_clock", "wall")
     if clock not in CLOCKS:
         raise _err(f"{where}.budget_clock", f"must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    share = raw.get("share", {})
+    if not isinstance(share, dict) or not all(isinstance(k, str) for k in share):
+        raise _err(f"{where}.share", f"must map protocol parameters to the setting tuned on, e.g. {{k_shot: 5}}, "
+                                     f"got {share!r}")
     return TuneSpec(clock=clock, trials=trials, budget_s=budget, seeds=tuple(tseeds), metric=metric, pruner=pruner,
-                    sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel)
+                    sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel, share=dict(share))

@@ -113,6 +113,8 @@ class StudyRun:
     inflight: dict = field(default_factory=dict)   # trial number -> PendingTrial
     confirmed: bool = False
     note: str = ""
+    #: the protocol settings its selection is confirmed on (``tune.share``: several; else its own)
+    confirm_protocols: list = field(default_factory=list)
 
     @property
     def cell(self) -> tuple[str, str, str]:
@@ -133,15 +135,39 @@ class Tuner:
         self.direction = "minimize" if lower_is_better(self.spec_t.metric) else "maximize"
         self.studies: list[StudyRun] = []
         self.confirm_keys: list[str] = []
-        for d, proto, mname in grid.cells():
+        cells = grid.cells()
+        by_name: dict[str, StudyRun] = {}
+        for d, proto, mname in cells:
             if grid.is_tuned(mname):
                 m = grid.methods[mname]
-                name = self.study_name(d, proto, mname, m)
+                tune_on = self.tuning_protocol(d, proto, mname, cells)
+                name = self.study_name(d, tune_on, mname, m)
+                if name in by_name:   # a setting that shares its study (tune.share): confirmed there too
+                    by_name[name].confirm_protocols.append(proto)
+                    continue
                 study = optuna.create_study(study_name=name, storage=self.storage, direction=self.direction,
                                             load_if_exists=True,
                                             pruner=_pruner(self.spec_t.pruner, self.spec_t.startup_trials))
-                study.set_user_attr("cell", [d["name"], proto["name"], mname])
-                self.studies.append(StudyRun(name, d, proto, mname, m["fixed"], m["space"], study))
+                study.set_user_attr("cell", [d["name"], tune_on["name"], mname])
+                by_name[name] = StudyRun(name, d, tune_on, mname, m["fixed"], m["space"], study,
+                                         confirm_protocols=[proto])
+                self.studies.append(by_name[name])
+
+    def tuning_protocol(self, d: dict, proto: dict, method: str, cells) -> dict:
+        """The protocol setting a cell's study tunes on: its own, or with ``tune.share`` the grid's setting of the
+        same protocol whose shared parameters take the given values (it must be one of the method's cells)."""
+        from metarec.errors import ConfigError
+
+        share = self.spec_t.share
+        if not share or not set(share) <= set(proto["params"]):
+            return proto
+        want = {**proto["params"], **share}
+        for d2, p2, m2 in cells:
+            if d2["name"] == d["name"] and m2 == method and p2["name"] == proto["name"] and p2["params"] == want:
+                return p2
+        raise ConfigError(f"tune.share {share}: dataset {d['name']} has no {proto['name']} setting with "
+                          f"{json.dumps(want, sort_keys=True)} for {method} to tune on (it shares the study of "
+                          f"{json.dumps(proto['params'], sort_keys=True)})")
 
     def study_name(self, d: dict, proto: dict, method: str, m: dict) -> str:
         """Readable cell + a hash of everything that defines the study: change the space, the fixed parameters,
@@ -269,11 +295,12 @@ class Tuner:
             return []
         params = {**s.fixed, **best.params}
         jobs = []
-        for seed in self.grid.seeds:
-            spec = self._spec(s, params, seed)
-            key = self.key_of(spec)
-            self.confirm_keys.append(key)
-            jobs.append(Job(spec, key, None, tag=("confirm", s.name)))
+        for proto in s.confirm_protocols or [s.protocol]:
+            for seed in self.grid.seeds:
+                spec = self.grid.spec(s.dataset, proto, s.method, params, seed)
+                key = self.key_of(spec)
+                self.confirm_keys.append(key)
+                jobs.append(Job(spec, key, None, tag=("confirm", s.name)))
         return jobs
 
     def on_done(self, job, outcome: dict) -> list:

@@ -176,19 +176,63 @@ def kshot(ctx: SummaryContext) -> list[Path]:
     safe = sel.assign(metric=sel.metric.str.replace("/", "_"))
     for metric in metrics:
         files += kshot_curve(safe, metric.replace("/", "_"), ctx.folder / "figures")
-    lines = ["# K-shot: test mean ± std over seeds (n), mean fit seconds\n"]
+    lines = ["# K-shot: test mean ± std over seeds (n), mean fit seconds, adaptation ms per test user\n"]
     fit = sel.drop_duplicates("run").groupby(["dataset", "new_items", "k", "method"])["fit_s"].mean()
+    adapt = (sel.drop_duplicates("run").groupby(["dataset", "new_items", "k", "method"])["adapt_ms"].mean()
+             if "adapt_ms" in sel.columns else pd.Series(dtype=float))
+    rows = []
     for (ds, new, k), g in sel.groupby(["dataset", "new_items", "k"], sort=True):
         lines.append(f"\n## {ds}{' (new items)' if new else ''}, K = {k}\n")
-        lines.append("| method | " + " | ".join(metrics) + " | fit s |")
-        lines.append("|---|" + "---|" * (len(metrics) + 1))
+        lines.append("| method | " + " | ".join(metrics) + " | fit s | adapt ms/user |")
+        lines.append("|---|" + "---|" * (len(metrics) + 2))
         for method in sorted(g.method.unique()):
             cells = []
             for m in metrics:
                 v = g[(g.method == method) & (g.metric == m)].value
                 cells.append(f"{_mean_std(v)} ({len(v)})" if len(v) else "–")
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {fit.get((ds, new, k, method), np.nan):.1f} |")
-    return files + [ctx.write("tables/kshot.md", "\n".join(lines) + "\n")]
+            ms = adapt.get((ds, new, k, method), np.nan)
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {fit.get((ds, new, k, method), np.nan):.1f} | "
+                         f"{'–' if np.isnan(ms) else f'{ms:.2f}'} |")
+        lines += _vs_best_baseline(ctx, g, metrics, rows)
+    out = files + [ctx.write("tables/kshot.md", "\n".join(lines) + "\n")]
+    if rows:
+        out.append(ctx.write("tables/kshot_vs_best_baseline.csv", pd.DataFrame(rows).to_csv(index=False)))
+    return out
+
+
+def _vs_best_baseline(ctx: SummaryContext, g: pd.DataFrame, metrics: list[str], rows: list[dict]) -> list[str]:
+    """Per metric, every non-baseline method against the best baseline of this setting (the ``baseline``-family
+    method with the best test mean on that metric): Δ with its 95 % interval over seeds and the seed-level p."""
+    from metarec.eval.registry import lower_is_better
+    from metarec.report.stats import compare
+
+    if ctx.per_user is None or "family" not in g.columns:
+        return []
+    pp = g.protocol_params.iloc[0]
+    pu = ctx.per_user[(ctx.per_user.dataset == g.dataset.iloc[0]) & (ctx.per_user.protocol == "cold_start")]
+    if "protocol_params" in pu.columns:
+        pu = pu[pu.protocol_params == pp]
+    base = g[g.family == "baseline"]
+    ours = sorted(set(g.method) - set(base.method))
+    lines = []
+    for metric in metrics:
+        means = base[base.metric == metric].groupby("method").value.mean()
+        if means.empty or metric not in pu.columns or not ours:
+            continue
+        best = means.idxmin() if lower_is_better(metric) else means.idxmax()
+        tests = compare(pu[pu.method.isin(ours + [best])], best, metric, alpha=ALPHA, user_ci=False)
+        if tests.empty:
+            continue
+        if not lines:
+            lines.append("\n| vs best baseline | metric | Δ [95 % interval] | seed-level p (Holm) |")
+            lines.append("|---|---|---|---|")
+        for _, t in tests.iterrows():
+            p = "–" if np.isnan(t.seed_p_holm) else f"{t.seed_p_holm:.2g}{'*' if t.significant else ''}"
+            lines.append(f"| {t.method} vs {best} | {metric} | {t.delta:+.4f} [{t.ci_low:+.4f}, {t.ci_high:+.4f}] | "
+                         f"{p} |")
+            rows.append({"dataset": g.dataset.iloc[0], "protocol_params": pp, "metric": metric, "baseline": best,
+                         **t.to_dict()})
+    return lines
 
 
 # ---- distill_goals -----------------------------------------------------------------------------------------

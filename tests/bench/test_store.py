@@ -168,6 +168,10 @@ def test_tidy_table_one_row_per_stage_and_metric_of_finished_runs_only(store):
     assert (pop.seed, pop.num_parameters, pop.fit_s, pop.run) == (3, 7, 1.5, "k1")
     mf = t[t.method == "mf-bpr"].iloc[0]
     assert (mf.family, mf.eval_mode, mf.score_s, mf.infer_s) == ("classic", "sampled-100", 0.5, 0.1)
+    assert np.isnan(pop.adapt_ms) and np.isnan(mf.adapt_ms)          # neither adapted to a support set
+    finished(store, "k3", method="meta:finetune", seed=0, test_users=40,
+             timings={"fit_s": 2.0, "score_test_s": 0.5, "adapt_test_s": 0.02})
+    assert tidy_table(store, ["k3"]).adapt_ms.iloc[0] == pytest.approx(0.5)   # 20 ms over 40 test users
     assert t.set_index(["run", "stage", "metric"]).value.to_dict()[("k1", "test", "hit@10")] == 0.75
     empty = tidy_table(store, [])
     assert empty.empty and list(empty.columns) == list(t.columns)
@@ -303,7 +307,8 @@ def test_tidy_table_writes_parameters_in_one_key_order(store):
     t = tidy_table(store, ["k"])      # no run timed scoring: NaN floats, not missing objects
     assert t.score_s.dtype == float and t.infer_s.dtype == float and t.score_s.isna().all()
     assert list(t.columns) == ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed",
-                               "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode"]
+                               "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode",
+                               "adapt_ms"]
     assert list(t.index) == list(range(len(t)))
 
 

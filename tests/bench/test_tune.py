@@ -85,6 +85,7 @@ def test_every_registered_method_declares_a_valid_space():
     ({"tune": {"trials": 3, "pruner": "hyperband"}}, "pruner: must be one of"),
     ({"tune": {"trials": 3, "metric": "ndcg@x"}}, "tune.metric"),
     ({"tune": {"trials": 3, "trails": 4}}, "unknown key"),
+    ({"tune": {"trials": 3, "share": ["k_shot"]}}, "share: must map protocol parameters"),
 ])
 def test_tune_block_errors(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -336,6 +337,29 @@ def test_tracking_tensorboard_logs_params_curve_and_metrics(tmp_path):
     assert acc.Scalars("test/ndcg@10")[0].value == pytest.approx(result["metrics"]["test"]["ndcg@10"], rel=1e-6)
     with pytest.raises(ConfigError, match="tracking: must be one of"):
         parse_grid({**g, "tracking": "mlflow"})
+
+
+def test_a_shared_study_tunes_on_one_setting_and_confirms_on_every_setting(tmp_path):
+    """tune.share {k_shot: 3}: the K = 1 and K = 3 settings get one study, whose trials all run at K = 3, and its
+    selection is confirmed at both K."""
+    settings = [{"name": "cold_start", "params": {"k_shot": k, "n_query": 5, "min_history": 15}} for k in (1, 3)]
+    g = {"name": "shared", "seeds": [0], "metrics": ["ndcg@10"],
+         "datasets": [{"name": "ml-100k", "protocols": settings}],
+         "tune": {"trials": 3, "seeds": [7], "startup_trials": 1, "share": {"k_shot": 3}},
+         "methods": {"meta:itemknn": {"search": {"k": [5, 20, 80]}}}}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    trials = out["trials"]
+    assert trials.study.nunique() == 1 and len(trials) == 3
+    assert set(trials.protocol_params.map(lambda p: json.loads(p)["k_shot"])) == {3}
+    tidy = out["tidy"]
+    assert sorted(tidy.protocol_params.map(lambda p: json.loads(p)["k_shot"]).unique()) == [1, 3]
+    chosen = json.loads(trials[trials.selected].params.iloc[0])
+    assert set(tidy.params.map(lambda p: json.loads(p)["k"])) == {chosen["k"]}
+    # each distinct trial configuration ran once (a re-drawn one reads its stored run), then a confirm run per K
+    assert out["counts"]["done"] == trials.params.nunique() + 2
+    g["tune"]["share"] = {"k_shot": 10}                               # no K = 10 setting to tune on
+    with pytest.raises(ConfigError, match=r"tune.share \{'k_shot': 10\}: dataset ml-100k has no cold_start setting"):
+        run_grid(parse_grid(g), root=tmp_path / "other", progress=False)
 
 
 def test_a_finite_space_ends_when_every_configuration_was_tried(tmp_path):

@@ -105,6 +105,39 @@ def test_kshot_table_and_curves(tmp_path):
     assert "0.5105 ± 0.0007 (2)" in row
 
 
+def test_kshot_compares_each_meta_learner_with_the_best_baseline_of_each_k(tmp_path):
+    rng = np.random.default_rng(0)
+    params = json.dumps({"k_shot": 3, "n_query": 10})
+    base = {"pop": 0.05, "meta:finetune": 0.08, "meta:maml": 0.09}     # finetune: the best baseline
+    cells, pu = {}, []
+    per_seed_gain = [0.004, 0.012, 0.006, 0.010, 0.008]              # maml - finetune per seed: mean 0.008
+    for s in range(5):
+        users = rng.random(30) * 0.02
+        noise = rng.normal(0, 1e-3, 30)
+        noise -= noise.mean()                                         # per-user spread, per-seed mean kept exact
+        for m, v in base.items():
+            vals = users + base["meta:finetune"] + (per_seed_gain[s] + noise if m == "meta:maml" else 0.0) \
+                if m != "pop" else users + v
+            cells[(m, s, "ndcg@10")] = float(vals.mean())
+            pu.append(pd.DataFrame({"user": np.arange(30), "ndcg@10": vals, "dataset": "d", "protocol": "cold_start",
+                                    "protocol_params": params, "method": m, "seed": s}))
+    extra = {"meta:maml": {"family": "meta", "adapt_ms": 0.25}, "meta:finetune": {"adapt_ms": 0.125},
+             "pop": {"adapt_ms": float("nan")}}
+    ctx = SummaryContext(tmp_path, tidy_rows(cells, protocol="cold_start", params=params, extra=extra),
+                         pd.concat(pu, ignore_index=True), {"grid": "g", "metrics": ["ndcg@10"]})
+    get_summary("kshot")(ctx)
+    md = (tmp_path / "tables" / "kshot.md").read_text()
+    assert next(line for line in md.splitlines() if line.startswith("| meta:maml |")).endswith("| 0.25 |")
+    assert next(line for line in md.splitlines() if line.startswith("| pop |")).endswith("| – |")
+    vs = pd.read_csv(tmp_path / "tables" / "kshot_vs_best_baseline.csv")
+    assert vs.baseline.tolist() == ["meta:finetune"] and vs.method.tolist() == ["meta:maml"]
+    d = np.array(per_seed_gain)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert vs.delta.iloc[0] == pytest.approx(0.008)
+    assert (vs.ci_low.iloc[0], vs.ci_high.iloc[0]) == pytest.approx((0.008 - half, 0.008 + half))
+    assert "| meta:maml vs meta:finetune | ndcg@10 | +0.0080 [" in md
+
+
 def test_distill_goals_ratios_and_goal_counts(tmp_path):
     cells = {}
     for s in (0, 1):
