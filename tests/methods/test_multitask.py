@@ -16,7 +16,7 @@ from metarec.errors import ConfigError
 from metarec.eval import Evaluator
 from metarec.eval.tasks import task_metrics
 from metarec.methods import build_method, get_method
-from metarec.methods.multitask.models import MultiTaskNet, pcgrad
+from metarec.methods.multitask.models import MLP, MultiTaskNet, pcgrad
 from metarec.methods.multitask.multidomain import combine
 from metarec.methods.multitask.tasks import (BINARY, MULTICLASS, RANKING, REGRESSION, SideInfo, Task, TaskData,
                                              resolve_tasks, side_info)
@@ -95,16 +95,33 @@ def test_shapes_any_tasks_and_experts(arch, T, E, levels):
     assert sorted(outs) == list(range(T))
     for t, task in enumerate(tasks):
         assert outs[t].shape == ((11, task.n_classes) if task.kind == MULTICLASS else (11,))
-    # full ranking (one matrix product) is the pair output without the per-user terms
+    # full ranking (one matrix product) is the pair output without the per-user terms; a ranking task has no bias
+    # terms at all (its output is the dot product, as mf-bpr's), the others add theirs
     with torch.no_grad():
         net.user_bias.normal_()
         net.offset.normal_()
         net.item_bias.normal_()
     uu, ii = torch.arange(5), torch.arange(30)
-    grid = net.ranking_scores(0, uu, ii)
-    pairs = net(uu.repeat_interleave(30), ii.repeat(5), needed=[0])[0].view(5, 30)
-    per_user = (net.user_bias[0, uu] + net.offset[0])[:, None]
-    torch.testing.assert_close(grid + per_user, pairs, rtol=1e-5, atol=1e-5)
+    for t, task in enumerate(tasks):
+        if task.kind == MULTICLASS:
+            continue
+        grid = net.ranking_scores(t, uu, ii)
+        pairs = net(uu.repeat_interleave(30), ii.repeat(5), needed=[t])[t].view(5, 30)
+        u = net.users(uu, [t])[0][t]
+        dot = u @ net.items(ii, [t])[0][t].T
+        if task.kind == RANKING:
+            torch.testing.assert_close(grid, dot)
+            torch.testing.assert_close(pairs, dot, rtol=1e-5, atol=1e-5)
+        else:
+            per_user = (net.user_bias[t, uu] + net.offset[t])[:, None]
+            torch.testing.assert_close(grid, dot + net.item_bias[t, ii])
+            torch.testing.assert_close(grid + per_user, pairs, rtol=1e-5, atol=1e-5)
+    # no bias anywhere in the experts and towers (gates may have one: they mix, they add no vector), so a zero
+    # input gives a zero residual: no input-independent vector that would act as a popularity term
+    mlps = [m for side in (net.users, net.items) for m in side.modules() if isinstance(m, MLP)]
+    assert mlps and all(layer.bias is None for m in mlps for layer in m.modules() if isinstance(layer, torch.nn.Linear))
+    x = torch.zeros(3, mlps[0].out.in_features if not len(mlps[0].hidden) else mlps[0].hidden[0].in_features)
+    assert torch.equal(mlps[0](x), torch.zeros(3, mlps[0].out.out_features))
 
 
 def test_an_expert_without_hidden_layers_is_linear_and_the_single_architecture_shares_nothing():
