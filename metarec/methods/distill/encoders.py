@@ -1,0 +1,167 @@
+"""Item-text encoders by name, students distilled from the BERT-scale teacher, and item embeddings as artifacts.
+
+    mpnet-12        the teacher: all-mpnet-base-v2 (12 layers, 768-d, 109.5 M parameters; ``mpnet.py``)
+    mpnet-6         6 layers initialised from teacher layers 0, 2, 4, 6, 8, 10 (DistilBERT's recipe), then distilled
+    mpnet-3         3 layers from teacher layers 0, 4, 8, then distilled
+    mpnet-6-random  the 6-layer architecture from random weights, distilled the same way: what the initialisation buys
+    minilm-6        all-MiniLM-L6-v2 (6 layers, 384-d, 22.7 M): the small pretrained point, used as it is
+
+Every encoder mean-pools its last hidden states over the non-padding tokens and L2-normalises (the
+sentence-transformers recipe of both pretrained models). A student is distilled on the dataset's own item texts:
+its pooled, normalised vector is pulled to the teacher's by ``(1 - cos) + MSE`` (cosine and mean squared error on
+the pooled embeddings), AdamW, a fixed number of epochs over the texts in random order. Students are run-store
+artifacts (``text_student``: their weights, keyed by teacher, layers, init, texts and training settings), and so are
+the item embeddings of every (encoder, dataset, texts) (``text_emb``), with the encoder's measured throughput
+(items per second) in the artifact's meta: encoding happens once, never per run.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metarec.errors import ConfigError
+
+ENCODERS = ("mpnet-12", "mpnet-6", "mpnet-3", "mpnet-6-random", "minilm-6")
+STUDENTS = {"mpnet-6": (6, "teacher"), "mpnet-3": (3, "teacher"), "mpnet-6-random": (6, "random")}
+#: student distillation settings (the defaults every table uses)
+DISTILL = {"epochs": 3, "lr": 5e-5, "batch_size": 32, "max_len": 64, "seed": 0}
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def pooled(model, tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
+    """L2-normalised mean-pooled sentence vectors of ``texts`` (gradients flow when enabled)."""
+    b = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+    h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    return F.normalize(mean_pool(h, b["attention_mask"]), dim=-1)
+
+
+@torch.no_grad()
+def encode(model, tokenizer, texts: list[str], max_len: int = 64, batch_size: int = 64) -> np.ndarray:
+    """[len(texts), dim] normalised vectors, texts sorted by length for tight batches."""
+    model.eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = None
+    for lo in range(0, len(texts), batch_size):
+        idx = order[lo:lo + batch_size]
+        v = pooled(model, tokenizer, [texts[i] for i in idx], max_len).numpy()
+        if out is None:
+            out = np.zeros((len(texts), v.shape[1]), dtype=np.float32)
+        out[idx] = v
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def distillation_loss(student_vec: torch.Tensor, teacher_vec: torch.Tensor) -> torch.Tensor:
+    """(1 - cosine) + MSE between pooled sentence vectors, averaged over the batch."""
+    cos = F.cosine_similarity(student_vec, teacher_vec, dim=-1)
+    return (1.0 - cos).mean() + F.mse_loss(student_vec, teacher_vec)
+
+
+def distill_student(teacher, tokenizer, n_layers: int, init: str, texts: list[str], *, epochs: int, lr: float,
+                    batch_size: int, max_len: int, seed: int, targets: np.ndarray | None = None):
+    """A student (``mpnet.student_from_teacher``) trained to reproduce the teacher's pooled vectors of ``texts``.
+    Returns (student in eval mode, per-epoch mean loss)."""
+    from metarec.methods.distill.mpnet import student_from_teacher
+
+    torch.manual_seed(seed)
+    student = student_from_teacher(teacher, n_layers, init=init)
+    if targets is None:
+        targets = encode(teacher, tokenizer, texts, max_len)
+    target = torch.from_numpy(targets)
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    history = []
+    student.train()
+    for _ in range(epochs):
+        order = rng.permutation(len(texts))
+        total, n = 0.0, 0
+        for lo in range(0, len(texts), batch_size):
+            idx = order[lo:lo + batch_size]
+            loss = distillation_loss(pooled(student, tokenizer, [texts[i] for i in idx], max_len), target[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss.detach()) * len(idx), n + len(idx)
+        history.append(total / max(n, 1))
+    return student.eval(), history
+
+
+def texts_hash(texts: list[str]) -> str:
+    h = hashlib.sha256(f"n={len(texts)}".encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict):
+    """(tokenizer, model in eval mode, parameter count) of a named encoder; students come from their artifact."""
+    from metarec.methods.distill import mpnet
+
+    if encoder not in ENCODERS:
+        raise ConfigError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+    if encoder == "minilm-6":
+        from metarec.methods.distill.text import load_teacher_encoder
+
+        tok, model = load_teacher_encoder()
+        return tok, model, sum(p.numel() for p in model.parameters())
+    tok, teacher = mpnet.load_teacher()
+    if encoder == "mpnet-12":
+        return tok, teacher, sum(p.numel() for p in teacher.parameters())
+    n_layers, init = STUDENTS[encoder]
+    identity = {"teacher": "all-mpnet-base-v2", "weights": mpnet.WEIGHTS_SHA256, "layers": n_layers, "init": init,
+                "dataset": dataset, "texts": texts_hash(texts), **settings}
+
+    def build(folder: Path) -> dict:
+        student, history = distill_student(teacher, tok, n_layers, init, texts, **settings)
+        torch.save(student.state_dict(), folder / "student.pt")
+        return {"loss_by_epoch": history}
+
+    folder, meta, _ = artifacts.get_or_build("text_student", identity, build)
+    student = mpnet.student_from_teacher(teacher, n_layers, init=init)
+    student.load_state_dict(torch.load(folder / "student.pt", weights_only=True), strict=True)
+    return tok, student.eval(), sum(p.numel() for p in student.parameters())
+
+
+def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, settings: dict | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(emb [n_items, d] float32, has_text [n_items] bool, info) of the split's item texts under ``encoder``: a
+    ``text_emb`` artifact. ``info``: the encoder's parameter count and measured throughput (items/s, encoding all
+    the dataset's texts on this process's threads) and, for students, their distillation loss by epoch."""
+    from metarec.bench.artifacts import Artifacts
+    from metarec.methods.distill.text import item_texts
+
+    store = artifacts or Artifacts()
+    settings = {**DISTILL, **(settings or {})}
+    texts = item_texts(split)
+    has = np.array([bool(t) for t in texts])
+    known = [t for t in texts if t]
+    identity = {"encoder": encoder, "max_len": int(max_len), "dataset": split.dataset, "texts": texts_hash(texts),
+                **({"distill": settings} if encoder in STUDENTS else {})}
+
+    def build(folder: Path) -> dict:
+        tok, model, n_params = _load(encoder, known, split.dataset, store, settings)
+        idx = np.nonzero(has)[0]
+        t0 = time.perf_counter()
+        vecs = encode(model, tok, [texts[i] for i in idx], max_len)
+        dt = time.perf_counter() - t0
+        emb = np.zeros((len(texts), vecs.shape[1] if len(idx) else 1), dtype=np.float32)
+        emb[idx] = vecs
+        np.savez(folder / "emb.npz", emb=emb, has_text=has)
+        return {"parameters": int(n_params), "encode_s": dt, "items_per_s": float(len(idx) / dt) if dt > 0 else None,
+                "threads": torch.get_num_threads()}
+
+    folder, meta, cached = store.get_or_build("text_emb", identity, build)
+    with np.load(folder / "emb.npz") as z:
+        emb = z["emb"]
+    info = {"encoder": encoder, "parameters": meta["parameters"], "items_per_s": meta["items_per_s"],
+            "threads": meta["threads"], "cached": cached, "items_with_text": int(has.sum())}
+    return torch.from_numpy(emb), torch.from_numpy(has), info
