@@ -131,4 +131,6 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
     for attr in ("best_epoch", "best_valid", "epochs_trained", "valid_curve"):
         if hasattr(method, attr):
             out[attr] = getattr(method, attr)
+    if getattr(method, "text_info", None):   # item-text encoder: which, its size and its measured throughput
+        out["text_info"] = {k: v for k, v in method.text_info.items() if isinstance(v, (str, int, float, bool))}
     return out

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from metarec.report.tables import summary  # noqa: E402
@@ -110,6 +111,28 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, folder, f"kshot_{_stem(metric)}")
+
+
+def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[Path]:
+    """Two panels: ``metric`` (mean, 95 % interval) against parameters and against encoding items/s (log x), one
+    point per method (``table``: method, mean, ci, parameters, items_per_s)."""
+    if table.empty:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, col, label in ((axes[0], "parameters", "parameters at inference (log)"),
+                           (axes[1], "items_per_s", "item texts encoded per second (log)")):
+        for r in table.itertuples():
+            x = getattr(r, col)
+            if not np.isfinite(x):
+                continue
+            ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], marker="o", capsize=3,
+                        label=r.method)
+            ax.annotate(r.method.split(":")[-1], (x, r.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+    fig.tight_layout()
+    return _save(fig, folder, _stem(stem))
 
 
 def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:

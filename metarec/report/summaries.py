@@ -235,6 +235,78 @@ def _vs_best_baseline(ctx: SummaryContext, g: pd.DataFrame, metrics: list[str], 
     return lines
 
 
+# ---- text_frontier -----------------------------------------------------------------------------------------
+#: the text encoders' rows (distill:text-<encoder>) and the goals of the BERT-scale distillation
+TEXT_TEACHER, TEXT_STUDENT, TEXT_CONTROL = "distill:text-mpnet-12", "distill:text-mpnet-6", "distill:text-mpnet-6-random"
+TEXT_GOALS = {"ndcg_pct": 95.0, "params_pct": 61.0, "speedup": 1.8}
+
+
+def _ci(v: pd.Series) -> tuple[float, float]:
+    """Half-width of the 95 % Student interval of the mean over seeds (NaN with one seed)."""
+    from scipy import stats
+
+    v = v.dropna()
+    if len(v) < 2:
+        return float(v.mean()) if len(v) else float("nan"), float("nan")
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+@register_summary("text_frontier")
+def text_frontier(ctx: SummaryContext) -> list[Path]:
+    """Per dataset x protocol: every method's test metric (mean and 95 % interval over seeds) against its parameters
+    and, for item-text encoders, their encoding throughput; the distilled 6-layer student against the 12-layer
+    teacher (share of NDCG, of parameters, throughput ratio: goals >= 95 %, <= 61 %, >= 1.8x) and against the
+    random-init control; figures NDCG vs parameters and vs throughput."""
+    from metarec.report.plots import frontier
+
+    metric = ctx.meta.get("valid_metric") or "ndcg@10"
+    sel = ctx.selected_test[ctx.selected_test.metric == metric]
+    lines = [f"# Text encoders: {metric} against size and encoding speed (test; mean ± 95 % interval over seeds)\n"]
+    files: list[Path] = []
+    out: dict = {}
+    for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
+        runs = g.drop_duplicates("run")
+        rows = []
+        for method, m in g.groupby("method"):
+            mean, half = _ci(m.value)
+            r = runs[runs.method == method]
+            speed = r["encode_items_per_s"].mean() if "encode_items_per_s" in r else float("nan")
+            rows.append({"method": method, "mean": mean, "ci": half, "n": len(m), "parameters": r.num_parameters.mean(),
+                         "items_per_s": speed})
+        table = pd.DataFrame(rows).sort_values("parameters")
+        lines.append(f"\n## {ds} / {proto}\n")
+        lines.append(f"| method | {metric} | seeds | parameters | encoding items/s |")
+        lines.append("|---|---|---|---|---|")
+        for r in table.itertuples():
+            ci = "" if np.isnan(r.ci) else f" ± {r.ci:.4f}"
+            speed = "–" if np.isnan(r.items_per_s) else f"{r.items_per_s:.1f}"
+            lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {speed} |")
+        by = table.set_index("method")
+        if TEXT_TEACHER in by.index and TEXT_STUDENT in by.index:
+            t, st = by.loc[TEXT_TEACHER], by.loc[TEXT_STUDENT]
+            goal = {"ndcg_pct": 100.0 * st["mean"] / t["mean"] if t["mean"] else float("nan"),
+                    "params_pct": 100.0 * st.parameters / t.parameters,
+                    "speedup": st.items_per_s / t.items_per_s if t.items_per_s else float("nan")}
+            met = {"ndcg_pct": goal["ndcg_pct"] >= TEXT_GOALS["ndcg_pct"],
+                   "params_pct": goal["params_pct"] <= TEXT_GOALS["params_pct"],
+                   "speedup": goal["speedup"] >= TEXT_GOALS["speedup"]}
+            lines.append(f"\n{TEXT_STUDENT} vs {TEXT_TEACHER}: {goal['ndcg_pct']:.1f} % of its {metric} (goal >= "
+                         f"{TEXT_GOALS['ndcg_pct']:.0f} %), {goal['params_pct']:.1f} % of its parameters (goal <= "
+                         f"{TEXT_GOALS['params_pct']:.0f} %), {goal['speedup']:.2f}x its encoding throughput (goal >= "
+                         f"{TEXT_GOALS['speedup']}x): {sum(met.values())}/3 goals met.")
+            entry = {**goal, "met": met}
+            if TEXT_CONTROL in by.index:
+                d = st["mean"] - by.loc[TEXT_CONTROL]["mean"]
+                lines.append(f"Against the random-init control {TEXT_CONTROL}: Δ {d:+.4f} (means over seeds; the "
+                             f"seed-level test is in tables/significance.csv).")
+                entry["vs_control"] = d
+            out[f"{ds}/{proto}"] = entry
+        files += frontier(table, metric, ctx.folder / "figures", f"text_frontier_{ds}_{proto}")
+    files.append(ctx.write("tables/text_frontier.md", "\n".join(lines) + "\n"))
+    files.append(ctx.write("tables/text_frontier.json", json.dumps(out, indent=2, default=float) + "\n"))
+    return files
+
+
 # ---- distill_goals -----------------------------------------------------------------------------------------
 STUDENTS = ("distill:kd-soft", "distill:kd-rd", "distill:kd-rrd")
 #: student -> (its teacher, the same student trained alone)

@@ -351,3 +351,34 @@ def test_text_student_learns_to_reproduce_teacher_embeddings(seq_split, gen_spli
     assert m.num_parameters() == sum(p.numel() for p in mod.backbone.parameters()) + n_bert
     tt = build_method("distill:text-teacher", {**FAST, "dim": 16, "text_max_len": 16}).fit(split, seed=0)
     assert tt.num_parameters() > 22_000_000 > m.num_parameters()
+
+
+def test_item_table_text_only_keeps_ids_just_for_items_without_text():
+    from metarec.methods.distill.backbones import ItemTable
+
+    torch.manual_seed(0)
+    text = torch.randn(5, 3)
+    has = torch.tensor([True, False, True, True, False])
+    hybrid, only = ItemTable(5, 4, 3), ItemTable(5, 4, 3, ids=False)
+    only.load_state_dict(hybrid.state_dict())
+    t = hybrid.text_proj(text)
+    h, o = hybrid(text, has), only(text, has)
+    ids = hybrid.emb.weight[1:]
+    torch.testing.assert_close(h[1:][has], ids[has] + t[has])
+    torch.testing.assert_close(o[1:][has], t[has])                     # text only: the id embedding is not used
+    torch.testing.assert_close(o[1:][~has], ids[~has])                 # no text: the id embedding is all there is
+    torch.testing.assert_close(h[1:][~has], ids[~has])
+    assert torch.equal(o[0], hybrid.emb.weight[0])                     # padding row
+
+
+@pytest.mark.parametrize("protocol", ["sequential", "general"])
+def test_the_text_recommender_scores_with_a_named_frozen_encoder(seq_split, gen_split, home, protocol):
+    split = with_text(seq_split if protocol == "sequential" else gen_split)
+    m = build_method("distill:text-minilm-6", {**FAST, "text_ids": False, "dim": 16,
+                                      "n_layers": 1}).fit(split, seed=0)
+    assert m.text_info["encoder"] == "minilm-6" and m.text_info["items_with_text"] == split.n_items - 6
+    backbone = sum(p.numel() for p in m.module.backbone.parameters())
+    assert m.num_parameters() == backbone + m.text_info["parameters"] == backbone + 22_713_216
+    assert m.module.backbone.items.ids is False
+    s = m.score(torch.arange(3))
+    assert s.shape == (3, split.n_items) and torch.isfinite(s[:, 1:]).all()

@@ -89,10 +89,12 @@ def dense_rows(m: sp.csr_matrix, rows: torch.Tensor) -> torch.Tensor:
 # backbones
 # ---------------------------------------------------------------------------------------------------------------
 class ItemTable(nn.Module):
-    """Item representations [n_items + 1, dim] (row 0 = padding): id embedding + optional projected text."""
+    """Item representations [n_items + 1, dim] (row 0 = padding): id embedding + optional projected text.
+    ``ids=False`` (text only): an item with text is its projected text alone; one without keeps its id embedding."""
 
-    def __init__(self, n_items: int, dim: int, text_dim: int = 0):
+    def __init__(self, n_items: int, dim: int, text_dim: int = 0, ids: bool = True):
         super().__init__()
+        self.ids = ids
         self.emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
         nn.init.normal_(self.emb.weight, std=0.02)
         with torch.no_grad():
@@ -105,20 +107,21 @@ class ItemTable(nn.Module):
         if self.text_proj is None or text is None:
             return w
         t = self.text_proj(text)
-        if has_text is not None:
-            t = t * has_text.to(t.dtype).unsqueeze(1)
-        return torch.cat([w[:1], w[1:] + t], 0)
+        keep = torch.ones(len(t), dtype=t.dtype, device=t.device) if has_text is None else has_text.to(t.dtype)
+        t = t * keep.unsqueeze(1)
+        base = w[1:] if self.ids else w[1:] * (1.0 - keep).unsqueeze(1)
+        return torch.cat([w[:1], base + t], 0)
 
 
 class SeqEncoder(nn.Module):
     kind = "sequential"
 
     def __init__(self, n_items: int, dim: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
-                 dropout: float = 0.2, inner: int | None = None, text_dim: int = 0):
+                 dropout: float = 0.2, inner: int | None = None, text_dim: int = 0, text_ids: bool = True):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
-        self.items = ItemTable(n_items, dim, text_dim)
+        self.items = ItemTable(n_items, dim, text_dim, ids=text_ids)
         self.pos = nn.Embedding(max_len, dim)
         nn.init.normal_(self.pos.weight, std=0.02)
         self.norm_in = nn.LayerNorm(dim)
@@ -154,14 +157,14 @@ class BagTwoTower(nn.Module):
     kind = "general"
 
     def __init__(self, n_items: int, dim: int = 64, n_layers: int = 1, dropout: float = 0.5, text_dim: int = 0,
-                 **_ignored):
+                 text_ids: bool = True, **_ignored):
         super().__init__()
         self.user_in = nn.Linear(n_items, dim)
         layers = []
         for _ in range(max(0, n_layers - 1)):
             layers += [nn.Linear(dim, dim), nn.Tanh()]
         self.user_mlp = nn.Sequential(*layers)
-        self.items = ItemTable(n_items, dim, text_dim)
+        self.items = ItemTable(n_items, dim, text_dim, ids=text_ids)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
         self.drop = nn.Dropout(dropout)
 

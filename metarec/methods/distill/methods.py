@@ -36,7 +36,9 @@ from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interact
 from metarec.methods.distill.module import DistillDataModule, DistillModule, FrozenTeacher
 from metarec.methods.lightning import LightningMethod
 from metarec.methods.registry import build_method, register
+from metarec.methods.distill.encoders import ENCODERS
 from metarec.methods.space import loguniform, uniform
+from metarec.params import Domain
 
 STUDENT_SIZE = {"dim": 32, "n_layers": 1}
 TEACHER_SIZE = {"dim": 128, "n_layers": 2}
@@ -81,7 +83,8 @@ class DistillMethod(LightningMethod):
     search_space = {"lr": loguniform(3e-4, 1e-2), "dropout": uniform(0.0, 0.5), "input_dropout": uniform(0.0, 0.7),
                     "weight_decay": loguniform(1e-8, 1e-3)}
     kd: ClassVar[str | None] = None
-    #: None (id embeddings only), "fixed" (pre-computed MiniLM vectors) or "student" (DistilBERT student)
+    #: None (id embeddings only), "fixed" (pre-computed MiniLM vectors), "encoder" (frozen vectors of the
+    #: ``text_encoder`` parameter's encoder) or "student" (DistilBERT student)
     text_mode: ClassVar[str | None] = None
     uses_teacher: ClassVar[bool] = False
     cached_teacher: ClassVar[bool] = False   # the method IS a teacher: fit loads/saves the teacher cache
@@ -104,7 +107,13 @@ class DistillMethod(LightningMethod):
         p = self.params
         text_emb = has_text = student = ids = mask = None
         text_dim = 0
-        if self.text_mode:
+        if self.text_mode == "encoder":    # frozen vectors of a named encoder (encoders.py), a run-store artifact
+            from metarec.methods.distill.encoders import item_embeddings
+
+            text_emb, has_text, self.text_info = item_embeddings(split, p["text_encoder"], self.artifacts,
+                                                                 max_len=int(p["text_max_len"]))
+            text_dim = text_emb.shape[1]
+        elif self.text_mode:
             from metarec.methods.distill import text as T
 
             text_emb, has_text, self.text_info = T.teacher_item_embeddings(split, max_len=int(p["text_max_len"]),
@@ -121,7 +130,7 @@ class DistillMethod(LightningMethod):
         if split.protocol == "sequential":
             backbone = SeqEncoder(split.n_items, dim=int(p["dim"]), n_layers=int(p["n_layers"]),
                                   n_heads=int(p["n_heads"]), max_len=int(p["max_len"]), dropout=float(p["dropout"]),
-                                  text_dim=text_dim)
+                                  text_dim=text_dim, text_ids=bool(p.get("text_ids", True)))
             L = int(p["max_len"])
             inputs, targets, _ = training_chunks(user_sequences(split.train, split.n_users), L)
             self._train_tensors = (inputs, targets)
@@ -133,7 +142,8 @@ class DistillMethod(LightningMethod):
             train_matrix = None
         else:
             backbone = BagTwoTower(split.n_items, dim=int(p["dim"]), n_layers=int(p["n_layers"]),
-                                   dropout=float(p["input_dropout"]), text_dim=text_dim)
+                                   dropout=float(p["input_dropout"]), text_dim=text_dim,
+                                   text_ids=bool(p.get("text_ids", True)))
             train_matrix = interaction_matrix(split.train, split.n_users, split.n_items)
             active = torch.from_numpy((train_matrix.getnnz(axis=1) > 0).nonzero()[0])
             self._train_tensors = (active.repeat(int(p["bag_repeats"])),)   # several passes per "epoch"
@@ -208,6 +218,8 @@ class DistillMethod(LightningMethod):
             n += m.text_student.inference_parameters()
         if self.text_mode == "fixed":
             n += minilm_parameters()
+        if self.text_mode == "encoder":
+            n += int(self.text_info["parameters"])
         return n
 
 
@@ -282,6 +294,24 @@ class TextStudent(DistillMethod):
     defaults = {**COMMON, **STUDENT_SIZE, "emb_weight": 1.0, "text_dim": 128, "text_layers": 2, "text_heads": 2,
                 "text_batch": 256}
     text_mode = "student"
+
+
+class TextRecommender(DistillMethod):
+    """The teacher-size backbone over frozen item-text vectors of one encoder (``encoders.py``), with id embeddings
+    (hybrid; ``text_ids: false`` for text only); counts the encoder's parameters. One registered name per encoder,
+    so a table has one row per encoder: the family's frontier."""
+
+    defaults = {**_teacher_defaults(), "text_encoder": "mpnet-6", "text_ids": True}
+    domains = {"text_encoder": Domain("str", choices=ENCODERS)}
+    text_mode = "encoder"
+
+
+for _encoder in ENCODERS:
+    register(f"distill:text-{_encoder}")(type(
+        f"Text_{_encoder.replace('-', '_')}", (TextRecommender,),
+        {"__doc__": f"{TextRecommender.__doc__.splitlines()[0]} Encoder: {_encoder}.",
+         "defaults": {**TextRecommender.defaults, "text_encoder": _encoder},
+         "domains": {"text_encoder": Domain("str", choices=(_encoder,))}}))
 
 
 @register("distill:text-student-alone")
