@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from metarec.errors import ConfigError
 from metarec.methods import build_method, get_method, list_methods
 from metarec.methods.distill import losses
 from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interaction_matrix, last_window,
@@ -382,3 +383,27 @@ def test_the_text_recommender_scores_with_a_named_frozen_encoder(seq_split, gen_
     assert m.module.backbone.items.ids is False
     s = m.score(torch.arange(3))
     assert s.shape == (3, split.n_items) and torch.isfinite(s[:, 1:]).all()
+
+
+def test_a_tuned_mf_bpr_can_teach_a_general_protocol_student(gen_split, seq_split, home):
+    teacher_params = {"max_epochs": 3, "progress_bar": False, "dim": 8}
+    kd = build_method("distill:kd-soft", {**FAST, "teacher_method": "mf-bpr", "teacher_params": teacher_params})
+    kd.fit(gen_split, seed=0)
+    assert kd.teacher_meta["method"] == "mf-bpr" and not kd.teacher_meta["cached"]
+    # the student's soft targets are the teacher's own scores of the batch users
+    teacher = kd._frozen_teacher.method
+    users = torch.arange(4)
+    bag = torch.zeros(4, gen_split.n_items)
+    torch.testing.assert_close(kd._frozen_teacher.bag_logits(bag, users), teacher.score(users))
+    again = build_method("distill:kd-rd", {**FAST, "teacher_method": "mf-bpr", "teacher_params": teacher_params})
+    again.fit(gen_split, seed=0)
+    assert again.teacher_meta["cached"]                                 # trained once, loaded by the next student
+    torch.testing.assert_close(again._frozen_teacher.method.score(users), teacher.score(users))
+    with pytest.raises(ConfigError, match="teacher_method works under the general protocol only"):
+        build_method("distill:kd-soft", {**FAST, "teacher_method": "mf-bpr"}).fit(seq_split, seed=0)
+    with pytest.raises(ConfigError, match="teacher_params must be a mapping"):
+        build_method("distill:kd-soft", {"teacher_method": "mf-bpr", "teacher_params": 3})
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        build_method("distill:kd-soft", {"teacher_method": "mf-bpr", "teacher_params": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="must be a Lightning method"):
+        build_method("distill:kd-soft", {**FAST, "teacher_method": "pop"}).fit(gen_split, seed=0)

@@ -33,7 +33,7 @@ from metarec.errors import ConfigError
 from metarec.methods.base import STAGES, as_user_tensor
 from metarec.methods.distill.backbones import (BagTwoTower, SeqEncoder, interaction_matrix, last_window,
                                                training_chunks, user_sequences)
-from metarec.methods.distill.module import DistillDataModule, DistillModule, FrozenTeacher
+from metarec.methods.distill.module import DistillDataModule, DistillModule, FrozenTeacher, MethodTeacher
 from metarec.methods.lightning import LightningMethod
 from metarec.methods.registry import build_method, register
 from metarec.methods.distill.encoders import ENCODERS
@@ -91,8 +91,14 @@ class DistillMethod(LightningMethod):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._frozen_teacher: FrozenTeacher | None = None
+        self._frozen_teacher: FrozenTeacher | MethodTeacher | None = None
         self.text_info: dict = {}
+        tp = self.params.get("teacher_params")
+        if tp is not None and not isinstance(tp, dict):
+            raise ConfigError(f"method {self.name!r}: teacher_params must be a mapping of the teacher_method's "
+                              f"parameters, got {tp!r}")
+        if self.params.get("teacher_method"):
+            build_method(self.params["teacher_method"], dict(tp or {}))   # names and values checked now
 
     # ---- building -------------------------------------------------------------------------------------------------
     def _check(self, split) -> None:
@@ -195,8 +201,19 @@ class DistillMethod(LightningMethod):
             return self
         if self.uses_teacher:
             tseed = seed if self.params.get("teacher_seed") is None else int(self.params["teacher_seed"])
-            teacher, self.teacher_meta = load_or_train(self.teacher_method(), split, tseed, self.artifacts)
-            self._frozen_teacher = FrozenTeacher(teacher.module)
+            if self.params.get("teacher_method"):   # any Lightning method (e.g. a tuned mf-bpr), general only
+                from metarec.methods.distill.teachers import load_or_train_method
+
+                if split.protocol != "general":
+                    raise ConfigError(f"method {self.name!r}: teacher_method works under the general protocol only "
+                                      f"(sequence KD needs a teacher's logits at every training prefix)")
+                teacher, self.teacher_meta = load_or_train_method(
+                    build_method(self.params["teacher_method"], dict(self.params["teacher_params"] or {})), split,
+                    tseed, self.artifacts)
+                self._frozen_teacher = MethodTeacher(teacher)
+            else:
+                teacher, self.teacher_meta = load_or_train(self.teacher_method(), split, tseed, self.artifacts)
+                self._frozen_teacher = FrozenTeacher(teacher.module)
         return self.fit_fresh(split, seed=seed, workdir=workdir)   # seeds again: the student's init never
         # depends on whether the teacher was trained or loaded
 
@@ -229,7 +246,10 @@ def _teacher_defaults() -> dict:
 
 def _student_defaults(**extra) -> dict:
     t = _teacher_defaults()
-    return {**COMMON, **STUDENT_SIZE, **{f"teacher_{k}": t[k] for k in TEACHER_KEYS}, "teacher_seed": None, **extra}
+    # teacher_method / teacher_params: another registered (Lightning) method as the teacher, e.g. a tuned mf-bpr
+    # under the general protocol; None: the distill:teacher backbone described by the teacher_* parameters
+    return {**COMMON, **STUDENT_SIZE, **{f"teacher_{k}": t[k] for k in TEACHER_KEYS}, "teacher_seed": None,
+            "teacher_method": None, "teacher_params": None, **extra}
 
 
 @register("distill:teacher")

@@ -59,9 +59,38 @@ class FrozenTeacher:
         return out
 
     @torch.no_grad()
-    def bag_logits(self, bag: torch.Tensor) -> torch.Tensor:
+    def bag_logits(self, bag: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         m = self.module
         return m.backbone.score(bag, m.item_table())
+
+
+class MethodTeacher:
+    """Any fitted method as a general-protocol teacher: its ``score(users)`` over all items are the logits
+    (e.g. a tuned, converged mf-bpr). Sequence KD needs logits at every training prefix, which only a sequence
+    backbone gives: ``seq_logits`` refuses."""
+
+    def __init__(self, method):
+        self.method = method
+        if getattr(method, "module", None) is not None:
+            method.module.eval()
+            for p in method.module.parameters():
+                p.requires_grad_(False)
+
+    def to(self, device):
+        if getattr(self.method, "module", None) is not None:
+            self.method.module.to(device)
+        return self
+
+    @torch.no_grad()
+    def bag_logits(self, bag: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        self.method.set_stage("valid")   # train history only, as the student's training bag
+        return self.method.score(users).to(bag.device, bag.dtype)
+
+    def seq_logits(self, inputs, valid):
+        raise ValueError("a method teacher gives whole-catalogue user scores, not logits at sequence positions")
+
+    def seq_topk(self, *args, **kwargs):
+        raise ValueError("a method teacher gives whole-catalogue user scores, not logits at sequence positions")
 
 
 class DistillModule(FiniteLossGuard, pl.LightningModule):
@@ -202,7 +231,7 @@ class DistillModule(FiniteLossGuard, pl.LightningModule):
         else:
             logits = self.backbone.score(bag, table)
             hard = (-(bag * F.log_softmax(logits, -1)).sum(1) / bag.sum(1).clamp(min=1)).mean()
-            t_logits = self.teacher.bag_logits(bag) if self.kd else None
+            t_logits = self.teacher.bag_logits(bag, users) if self.kd else None
             exclude = None
         self._top = top
         return logits, hard, t_logits, exclude, (fresh_items, fresh)
