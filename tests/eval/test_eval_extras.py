@@ -210,6 +210,9 @@ class Heads:
         logits = np.zeros((len(i), 4), np.float32)
         logits[np.arange(len(i)), (i * 3) % 4] = 1.0
         out["category"] = torch.from_numpy(logits)
+        brands = np.zeros((len(i), 3), np.float32)
+        brands[np.arange(len(i)), (u + i) % 3] = 1.0
+        out["brand"] = torch.from_numpy(brands)
         return out
 
     def score(self, users):
@@ -329,6 +332,47 @@ def test_click_and_category_heads_on_impressions():
     assert task_metrics(Heads([Task("rating", "regression")]), split, "test", Evaluator(split, ["auc"])) is None
     ranking = random_split(n_users=10, n_items=20)
     assert task_metrics(Heads([Task("click", "binary")]), ranking, "test", Evaluator(ranking, ["ndcg@5"])) is None
+
+
+def test_item_label_heads_under_a_ranking_protocol_are_scored_per_user():
+    split = random_split(n_users=30, n_items=40, seed=2)
+    n = split.n_items
+    split.item_features = pd.DataFrame({"category": [f"c{i % 4}" for i in range(n)],
+                                        "brand": [["b0", "b1", "b2"][i % 3] if i % 5 else "" for i in range(n)]})
+    m = Heads([Task("interaction", "ranking"), Task("category", "multiclass", 4),
+               Task("brand", "multiclass", 3)])
+    res = task_metrics(m, split, "test", Evaluator(split, ["ndcg@5"]))
+    test = split.test
+    u, items = test.user.to_numpy(), test.item.to_numpy()
+    assert res.unit == "user" and res.per_user.index.name == "user"
+    # category: every item labelled; the guess is (item * 3) % 4, the truth item % 4
+    right = ((items * 3) % 4 == items % 4).astype(float)
+    assert res.means["category/accuracy"] == pytest.approx(right.mean(), abs=1e-12)
+    per_user = pd.Series(right).groupby(u).mean()
+    np.testing.assert_allclose(res.per_user["category/user_accuracy"].dropna().sort_index().to_numpy(),
+                               per_user.to_numpy(), atol=1e-12)
+    assert res.means["category/user_accuracy"] == pytest.approx(per_user.mean(), abs=1e-12)
+    train_major = np.bincount(split.train.item.to_numpy() % 4).argmax()
+    assert res.means["category/majority_accuracy"] == pytest.approx(np.mean(items % 4 == train_major), abs=1e-12)
+    # brand: items divisible by 5 are unlabelled and left out; the guess is (user + item) % 3
+    known = items % 5 != 0
+    b_right = (((u + items) % 3) == (items % 3))[known].astype(float)
+    assert 0 < known.sum() < len(known)
+    assert res.means["brand/accuracy"] == pytest.approx(b_right.mean(), abs=1e-12)
+    b_user = pd.Series(b_right).groupby(u[known]).mean()
+    np.testing.assert_allclose(res.per_user["brand/user_accuracy"].dropna().sort_index().to_numpy(),
+                               b_user.to_numpy(), atol=1e-12)
+    train_items = split.train.item.to_numpy()
+    b_major = np.bincount((train_items % 3)[train_items % 5 != 0]).argmax()
+    assert res.means["brand/majority_accuracy"] == pytest.approx(np.mean((items % 3)[known] == b_major), abs=1e-12)
+    assert res.notes == [f"category: {len(items)} of {len(items)} test pairs have a known category (100.0%); the rest "
+                         f"are not scored", f"brand: {known.sum()} of {len(known)} test pairs have a known brand "
+                         f"({known.mean():.1%}); the rest are not scored"]
+    assert m.calls == 1                                       # one prediction pass serves every head
+    split.item_features = pd.DataFrame({"category": [f"c{i % 4}" for i in range(n)], "brand": [""] * n})
+    res = task_metrics(m, split, "test", Evaluator(split, ["ndcg@5"]))
+    assert "brand metrics skipped: no test pair has a known brand" in res.notes
+    assert not any(k.startswith("brand/") for k in res.means)
 
 
 def test_domain_heads_report_the_ranking_metrics_of_each_domain_s_users():
