@@ -201,10 +201,15 @@ def cmd_report(args) -> int:
 
     grid = load_grid(args.grid)
     store = RunStore(grid.name)
+    out = Path(args.out) if args.out else report.RESULTS / grid.name
+    if args.studies_only:   # a long tuning run's progress, committable mid-run: the studies alone
+        saved = report.save_studies(store, out)
+        for line in saved:
+            print(line)
+        return 0
     table = store.root / "results.parquet"
     if not table.is_file():
         raise ConfigError(f"no results for grid {grid.name!r} in {store.root}: run `metarec bench {args.grid}` first")
-    out = Path(args.out) if args.out else report.RESULTS / grid.name
     tidy = read_parquet(table, f"rerun `metarec bench {args.grid}` to rewrite it from the finished runs",
                         TIDY_COLUMNS)
     report.export(grid, tidy, store, out)
@@ -315,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="tables (Markdown, LaTeX) and figures for a grid's results")
     s.add_argument("grid", help="the grid YAML that was run with `metarec bench`")
     s.add_argument("--out", help="output folder (default results/<grid name>)")
+    s.add_argument("--studies-only", action="store_true",
+                   help="only copy the grid's tuning studies (tuning.db, a consistent copy even while `metarec bench` "
+                        "runs, and trials_so_far.csv) into the output folder: commit them and a new machine's bench "
+                        "continues the studies instead of starting them again")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("paper", help="regenerate every table and figure from results/, build the PDF if LaTeX exists")

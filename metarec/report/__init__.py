@@ -143,6 +143,38 @@ def build(folder: Path, figures: bool = True) -> dict:
     return {"markdown": folder / "tables" / "results.md", "latex": tex, "figures": figs}
 
 
+def save_studies(store: RunStore, out: Path) -> list[str]:
+    """Copy a grid's live tuning database into ``out`` (``tuning.db``) with ``trials_so_far.csv`` (every trial of
+    every study: state, value, parameters, run time); returns one summary line per study. ``metarec bench`` on a
+    machine without the run store adopts ``out/tuning.db`` (``bench.tune.adopt_committed_studies``)."""
+    import optuna
+
+    from metarec.errors import ConfigError
+
+    db = store.root / "tuning.db"
+    if not db.is_file():
+        raise ConfigError(f"no tuning studies in {store.root}: is it a tuned grid, and has `metarec bench` run it?")
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_sqlite(db, out / "tuning.db")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{(out / 'tuning.db').resolve()}"
+    rows, lines = [], []
+    for summary in sorted(optuna.get_all_study_summaries(storage), key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        for t in trials:
+            rows.append({"study": summary.study_name, "number": t.number, "state": t.state.name,
+                         "value": t.value, "params": json.dumps(t.params, sort_keys=True, default=str),
+                         "wall_s": t.user_attrs.get("wall_s"), "cpu_s": t.user_attrs.get("cpu_s")})
+        states = pd.Series([t.state.name for t in trials], dtype=object).value_counts().to_dict()
+        done = any(t.state.name == "COMPLETE" for t in trials)
+        lines.append(f"{summary.study_name}: {len(trials)} trials {states}"
+                     + (f", best {study.best_value:.4f} (trial {study.best_trial.number})" if done else ""))
+    pd.DataFrame(rows, columns=["study", "number", "state", "value", "params", "wall_s", "cpu_s"]).to_csv(
+        out / "trials_so_far.csv", index=False)
+    return lines
+
+
 def _copy_sqlite(src: Path, dst: Path) -> None:
     """A consistent copy of a live SQLite database (its backup API), written under a temporary name first."""
     import os

@@ -432,3 +432,25 @@ def test_budget_clock_must_be_known():
     g["tune"]["budget_clock"] = "gpu"
     with pytest.raises(ConfigError, match=r"tune\.budget_clock: must be one of wall, cpu"):
         parse_grid(g)
+
+
+def test_studies_only_saves_a_resumable_copy_of_the_studies(tuned_reference, tmp_path, monkeypatch):
+    from metarec.bench.store import RunStore
+    from metarec.errors import ConfigError
+    from metarec.report import save_studies
+
+    root, out = tuned_reference
+    lines = save_studies(RunStore("tuned", root), tmp_path / "saved")
+    assert len(lines) == 1 and lines[0].startswith("ml-100k/general/mf-bpr/") and "3 trials" in lines[0]
+    saved = pd.read_csv(tmp_path / "saved" / "trials_so_far.csv")
+    assert saved.number.tolist() == [0, 1, 2] and set(saved.state) <= {"COMPLETE", "PRUNED"}
+    best = out["trials"][out["trials"].selected].value.iloc[0]
+    assert f"best {best:.4f}" in lines[0]
+    # a fresh store adopts the saved studies: the rerun adds no trial and trains nothing again for them
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "tuned").mkdir(parents=True)
+    (tmp_path / "saved" / "tuning.db").rename(tmp_path / "results" / "tuned" / "tuning.db")
+    again = run_grid(parse_grid(TUNED), root=tmp_path / "fresh", progress=False)
+    assert len(again["trials"]) == 3 and again["counts"]["trials_failed"] == 0
+    with pytest.raises(ConfigError, match="no tuning studies in"):
+        save_studies(RunStore("untuned", tmp_path), tmp_path / "x")
