@@ -40,16 +40,16 @@ def _readable(folder: Path) -> bool:
         return False
 
 
-def load_or_train(method, split, seed: int, artifacts=None):
-    """Make ``method`` (an unfitted distillation method) the teacher for ``split``: load its artifact when one exists,
-    else fit it and store it. Returns (method ready to score, meta dict incl. 'cached')."""
+def _teacher_artifact(method, split, seed: int, artifacts, fit, rebuild):
+    """The shared part of both loaders: ``fit(folder)`` trains ``method`` when no artifact exists (then its
+    weights are stored), ``rebuild()`` gives a loaded one its module before the weights go in. Returns meta."""
     from metarec.bench.artifacts import Artifacts
 
     store = artifacts or Artifacts()
 
     def build(folder: Path) -> dict:
         t0 = time.perf_counter()
-        method.fit_fresh(split, seed=seed, workdir=folder / "train")
+        fit(folder)
         meta = {"method": method.name, "params": {k: v for k, v in method.params.items() if k not in _IGNORED},
                 "seed": int(seed), "split_fingerprint": split.fingerprint, "fit_s": time.perf_counter() - t0,
                 "best_epoch": getattr(method, "best_epoch", None), "best_valid": getattr(method, "best_valid", None),
@@ -61,43 +61,37 @@ def load_or_train(method, split, seed: int, artifacts=None):
                                               build, valid=_readable)
     if cached:
         blob = torch.load(folder / "teacher.pt", map_location="cpu", weights_only=False)
-        method.prepare(split, seed)
+        rebuild()
         method.module.load_state_dict(blob["state_dict"])
         method.module.eval()
         for attr in ("best_epoch", "best_valid", "epochs_trained"):
             if meta.get(attr) is not None:
                 setattr(method, attr, meta[attr])
-    method.teacher_meta = dict(meta, cached=cached)
+    return dict(meta, cached=cached)
+
+
+def load_or_train(method, split, seed: int, artifacts=None):
+    """Make ``method`` (an unfitted distillation method) the teacher for ``split``: load its artifact when one exists,
+    else fit it and store it. Returns (method ready to score, meta dict incl. 'cached')."""
+    method.teacher_meta = _teacher_artifact(
+        method, split, seed, artifacts, fit=lambda folder: method.fit_fresh(split, seed=seed, workdir=folder / "train"),
+        rebuild=lambda: method.prepare(split, seed))
     return method, method.teacher_meta
 
 
 def load_or_train_method(method, split, seed: int, artifacts=None):
     """A teacher that is any Lightning method (``teacher_method``, e.g. mf-bpr): fitted once per (split, method,
     parameters, seed) and kept as a ``teacher`` artifact (its module's weights), loaded by every later student."""
-    from metarec.bench.artifacts import Artifacts
     from metarec.errors import ConfigError
 
     if not hasattr(method, "build_module"):
         raise ConfigError(f"teacher_method {method.name!r}: a teacher must be a Lightning method (its weights are "
                           f"kept as an artifact), e.g. mf-bpr")
-    store = artifacts or Artifacts()
 
-    def build(folder: Path) -> dict:
-        t0 = time.perf_counter()
-        method.fit(split, seed=seed, workdir=folder / "train")
-        meta = {"method": method.name, "params": {k: v for k, v in method.params.items() if k not in _IGNORED},
-                "seed": int(seed), "split_fingerprint": split.fingerprint, "fit_s": time.perf_counter() - t0,
-                "best_epoch": getattr(method, "best_epoch", None), "best_valid": getattr(method, "best_valid", None),
-                "epochs_trained": getattr(method, "epochs_trained", None)}
-        torch.save({"state_dict": method.module.state_dict(), "meta": meta}, folder / "teacher.pt")
-        return meta
-
-    folder, meta, cached = store.get_or_build("teacher", teacher_identity(split, method.name, method.params, seed),
-                                              build, valid=_readable)
-    if cached:
-        blob = torch.load(folder / "teacher.pt", map_location="cpu", weights_only=False)
+    def rebuild():
         method.n_users, method.n_items = split.n_users, split.n_items
         method.module = method.build_module(split)
-        method.module.load_state_dict(blob["state_dict"])
-        method.module.eval()
-    return method, dict(meta, cached=cached)
+
+    meta = _teacher_artifact(method, split, seed, artifacts,
+                             fit=lambda folder: method.fit(split, seed=seed, workdir=folder / "train"), rebuild=rebuild)
+    return method, meta
