@@ -178,10 +178,37 @@ def test_reptile_moves_the_initialisation_toward_the_adapted_vectors(cold):
     support, query = m.episodes(users.tolist(), np.random.default_rng(0))
     q, b = m.net.items()
     p0 = m.net.init_users(users).detach()
-    phi = sgd_adapt(p0, q, b, support | query, m.inner_steps, m.inner_lr)
+    both = support | query
+    phi = sgd_adapt(p0, q, b, both, m.inner_steps, m.inner_lr, m.outside(both))
     m.zero_grad()
     m._reptile(users, support, query)
     torch.testing.assert_close(m.net.w0.grad, (p0 - phi).mean(0), rtol=1e-5, atol=1e-7)
+
+
+def test_items_without_train_interactions_are_features_only_and_never_training_negatives(cold):
+    m = fitted("meta:fomaml", cold, max_epochs=0)
+    net, module = m.module.net, m.module
+    seen = np.zeros(cold.n_items, dtype=bool)
+    seen[cold.train.item.to_numpy()] = True
+    assert torch.equal(net.seen, torch.from_numpy(seen)) and (~seen).sum() > 0   # the subset leaves some items out
+    q, b = net.items()
+    new = torch.from_numpy(~seen)
+    torch.testing.assert_close(q[new], net.item_feats(net.all_items)[new])     # no id part, features only
+    assert torch.equal(b[new], torch.zeros(int(new.sum())))
+    # a training step: the new items' id embeddings and biases receive no gradient at all
+    module.manual_backward = lambda loss: loss.backward()
+    users = torch.as_tensor(module.histories.users[:8])
+    support, query = module.episodes(users.tolist(), np.random.default_rng(0))
+    module.zero_grad()
+    module._maml(users, support, query)
+    assert torch.equal(net.item.weight.grad[new], torch.zeros_like(net.item.weight.grad[new]))
+    assert net.item.weight.grad[~new].abs().sum() > 0
+    # and they are left out of a softmax unless they are a target
+    targets = torch.zeros((1, cold.n_items), dtype=torch.bool)
+    first_new = int(np.nonzero(~seen)[0][0])
+    targets[0, first_new] = True
+    out = module.outside(targets)[0]
+    assert not out[first_new] and out[torch.from_numpy(~seen)].sum() == (~seen).sum() - 1 and not out[seen].any()
 
 
 def test_adaptation_changes_only_support_users_and_global_ignores_it(cold):

@@ -24,7 +24,10 @@ Adaptation (every method but meta:global) changes only the user's vector: ``inne
 ``inner_lr`` on the support items' likelihood, all users of a batch at once (the objective is a sum of per-user
 terms, so one gradient holds every user's own step). Meta-training draws episodes from warm users: a support of
 ``train_support`` (default: the protocol's k_shot) and a query of ``train_query`` of the user's items at random; the
-query's softmax leaves the support items out, as the evaluator masks them at test time. The meta-learned parameters
+query's softmax leaves the support items out, as the evaluator masks them at test time. Items without any train
+interaction (the new items of the new-item protocol) have no id embedding or bias, only their features, and every
+training and adaptation softmax leaves them out (unless one is the target): there they could only be negatives, and
+a model taught that new items are never chosen cannot rank them. The meta-learned parameters
 are everything global (item factors and biases, w0, feature embeddings); the global model additionally learns an own
 vector per warm user (``p0(u) + e_u``), which a cold user does not have.
 """
@@ -81,8 +84,12 @@ class ColdRankNet(nn.Module):
     own vector per warm user."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, user_fields: dict, item_fields: dict,
-                 own_users: bool):
+                 own_users: bool, seen: np.ndarray | None = None):
         super().__init__()
+        # items with a train interaction: the others (new items) keep no id embedding or bias, only their features,
+        # and are left out of every training softmax, where they could only ever be negatives
+        seen = np.ones(n_items, dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
+        self.register_buffer("seen", torch.from_numpy(seen), persistent=False)
         self.item = nn.Embedding(n_items, dim)
         nn.init.xavier_normal_(self.item.weight)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
@@ -96,10 +103,11 @@ class ColdRankNet(nn.Module):
         self.register_buffer("all_items", torch.arange(n_items), persistent=False)
 
     def items(self) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.item.weight
+        seen = self.seen.to(self.item.weight.dtype)
+        q = self.item.weight * seen[:, None]
         if self.item_feats is not None:
             q = q + self.item_feats(self.all_items)
-        return q, self.item_bias
+        return q, self.item_bias * seen
 
     def init_users(self, users: torch.Tensor) -> torch.Tensor:
         """The shared starting vector of each user ([B, dim]): w0 + the user's feature embeddings."""
@@ -132,22 +140,22 @@ def support_loss(logits: torch.Tensor, targets: torch.Tensor, exclude: torch.Ten
 
 
 def sgd_adapt(P: torch.Tensor, q: torch.Tensor, b: torch.Tensor, targets: torch.Tensor, steps: int,
-              lr: float) -> torch.Tensor:
+              lr: float, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """``steps`` plain SGD steps on each user's own support likelihood (no graph kept): the evaluation-time
-    adaptation of every adapting method, batched."""
+    adaptation of every adapting method, batched (``exclude``: items left out of the softmax)."""
     P = P.detach().clone()
     q, b = q.detach(), b.detach()
     for _ in range(steps):
         P.requires_grad_(True)
         with torch.enable_grad():
-            loss = support_loss(P @ q.T + b, targets).sum()
+            loss = support_loss(P @ q.T + b, targets, exclude).sum()
             (g,) = torch.autograd.grad(loss, [P])
         P = (P - lr * g).detach()
     return P
 
 
 def foldin(P0: torch.Tensor, q: torch.Tensor, b: torch.Tensor, targets: torch.Tensor, reg: float,
-           max_iter: int) -> torch.Tensor:
+           max_iter: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """argmin_P sum_u [support NLL_u(P_u) + reg/2 ||P_u - P0_u||^2] with the items fixed: strictly convex, separable
     per user, solved by L-BFGS (strong Wolfe line search) on all users at once."""
     q, b, P0 = q.detach(), b.detach(), P0.detach()
@@ -157,7 +165,7 @@ def foldin(P0: torch.Tensor, q: torch.Tensor, b: torch.Tensor, targets: torch.Te
 
     def closure():
         opt.zero_grad()
-        loss = support_loss(P @ q.T + b, targets).sum() + 0.5 * reg * ((P - P0) ** 2).sum()
+        loss = support_loss(P @ q.T + b, targets, exclude).sum() + 0.5 * reg * ((P - P0) ** 2).sum()
         loss.backward()
         return loss
 
@@ -215,6 +223,10 @@ class ColdRankModule(FiniteLossGuard, pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    def outside(self, targets: torch.Tensor) -> torch.Tensor:
+        """[B, n]: the items a softmax over ``targets``' rows leaves out: new items, unless they are a target."""
+        return ~self.net.seen[None, :] & ~targets
+
     # ---- training --------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
@@ -246,7 +258,8 @@ class ColdRankModule(FiniteLossGuard, pl.LightningModule):
     def _global(self, users: torch.Tensor) -> torch.Tensor:
         q, b = self.net.items()
         P = self.net.init_users(users) + self.net.own(users)
-        loss = support_loss(P @ q.T + b, self.histories.multi_hot(users.tolist())).mean()
+        targets = self.histories.multi_hot(users.tolist())
+        loss = support_loss(P @ q.T + b, targets, self.outside(targets)).mean()
         self.manual_backward(loss)
         return loss.detach()
 
@@ -260,8 +273,8 @@ class ColdRankModule(FiniteLossGuard, pl.LightningModule):
         maml = MAML(local, lr=self.inner_lr, first_order=self.algorithm == "fomaml")
         learner = maml.clone()
         for _ in range(self.inner_steps):
-            learner.adapt(support_loss(learner(q, b), support).sum())
-        loss = support_loss(learner(q, b), query, exclude=support).mean()
+            learner.adapt(support_loss(learner(q, b), support, self.outside(support)).sum())
+        loss = support_loss(learner(q, b), query, exclude=support | self.outside(query)).mean()
         self.manual_backward(loss)
         # dL/dp0 = dL/dP (the clone starts at P = p0): continue the backward pass into w0 and the feature tables
         if local.P.grad is not None and p0.requires_grad:
@@ -277,10 +290,11 @@ class ColdRankModule(FiniteLossGuard, pl.LightningModule):
         both = support | query
         clone = l2l.clone_module(UserVectors(p0.detach().clone()))
         for _ in range(self.inner_steps):
-            (g,) = torch.autograd.grad(support_loss(clone(q.detach(), b.detach()), both).sum(), [clone.P])
+            (g,) = torch.autograd.grad(support_loss(clone(q.detach(), b.detach()), both, self.outside(both)).sum(),
+                                       [clone.P])
             clone = l2l.update_module(clone, updates=[-self.inner_lr * g])
         phi = clone.P.detach()
-        loss = support_loss(phi @ q.T + b, query, exclude=support).mean()
+        loss = support_loss(phi @ q.T + b, query, exclude=support | self.outside(query)).mean()
         self.manual_backward(loss)
         if p0.requires_grad:
             p0.backward((p0.detach() - phi) / len(users))
@@ -323,8 +337,10 @@ class ColdRankMethod(LightningMethod):
         items = feature_codes(split.item_features, split.n_items, ITEM_COLUMNS, "id") if use else {}
         users.pop("shared", None)
         items.pop("id", None)
+        seen = np.zeros(split.n_items, dtype=bool)
+        seen[split.train[ITEM].to_numpy(np.int64)] = True
         net = ColdRankNet(split.n_users, split.n_items, int(p["dim"]), users, items,
-                          own_users=self.algorithm not in META)
+                          own_users=self.algorithm not in META, seen=seen)
         self.histories = Histories(split.train, split.n_items)
         counts = self.histories.count
         self.train_users = self.histories.users[counts >= 2] if self.algorithm in META else self.histories.users
@@ -359,10 +375,11 @@ class ColdRankMethod(LightningMethod):
         with torch.no_grad():
             q, b = m.net.items()
             P0 = m.net.init_users(torch.from_numpy(users))
+        outside = m.outside(targets)
         if self.algorithm == "foldin":
-            P = foldin(P0, q, b, targets, float(self.params["foldin_reg"]), int(self.params["foldin_iter"]))
+            P = foldin(P0, q, b, targets, float(self.params["foldin_reg"]), int(self.params["foldin_iter"]), outside)
         else:
-            P = sgd_adapt(P0, q, b, targets, int(self.params["inner_steps"]), float(self.params["inner_lr"]))
+            P = sgd_adapt(P0, q, b, targets, int(self.params["inner_steps"]), float(self.params["inner_lr"]), outside)
         self.adapted = {int(u): P[k] for k, u in enumerate(users)}
         return None
 
