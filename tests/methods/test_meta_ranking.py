@@ -233,3 +233,14 @@ def test_end_to_end_every_method_ranks_the_catalogue(cold):
         assert set(r["per_user"]["test"].index) == set(cold.test.user), name
     with pytest.raises(ConfigError, match="cold_start"):
         fitted("meta:maml", get_protocol("general")(toy_dataset(n_users=20, n_items=30), seed=0))
+
+
+def test_repeated_interactions_never_put_one_item_in_both_support_and_query():
+    import pandas as pd
+
+    from metarec.methods.meta.ranking import Histories
+
+    frame = pd.DataFrame({"user": [0, 0, 0, 0, 1, 1], "item": [3, 3, 5, 3, 2, 2]})
+    h = Histories(frame, n_items=6)
+    assert h.of(0).tolist() == [3, 5] and h.of(1).tolist() == [2]
+    assert h.multi_hot([0, 1]).sum(1).tolist() == [2, 1]

@@ -178,9 +178,9 @@ class Histories:
     """Warm users' train items as CSR (for episodes and the global model's multi-hot targets)."""
 
     def __init__(self, frame, n_items: int):
-        order = np.argsort(frame[USER].to_numpy(), kind="stable")
-        u = frame[USER].to_numpy()[order].astype(np.int64)
-        self.items = frame[ITEM].to_numpy()[order].astype(np.int64)
+        # binary: a repeated (user, item) counts once, so an episode's support and query never share an item
+        pairs = np.unique(frame[[USER, ITEM]].to_numpy(np.int64), axis=0)
+        u, self.items = pairs[:, 0], pairs[:, 1]
         self.users, self.start, self.count = np.unique(u, return_index=True, return_counts=True)
         self.row = {int(x): r for r, x in enumerate(self.users)}
         self.n_items = n_items
