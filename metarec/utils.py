@@ -91,6 +91,45 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine() -> dict:
+    """What ran a run: CPU model, logical cores, platform (for a result's reproducibility card)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "platform": platform.platform()}
+
+
+def reset_peak_memory() -> bool:
+    """Start a new peak-RSS window for this process (Linux: ``/proc/self/clear_refs`` 5 resets VmHWM); False where
+    the platform cannot, and :func:`peak_memory_mb` then reports the process's lifetime peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb(window: bool) -> dict:
+    """Peak resident memory in MiB since :func:`reset_peak_memory` (``window`` True) or of the whole process."""
+    if window:
+        try:
+            with open("/proc/self/status") as f:
+                kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            return {"peak_rss_mb": kb / 1024, "peak_rss_scope": "run"}
+        except (OSError, StopIteration, ValueError):
+            pass
+    import resource
+
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss_scope": "process"}
+
+
 def git_revision() -> str | None:
     import subprocess
 

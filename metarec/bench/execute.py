@@ -18,7 +18,7 @@ from typing import Any
 from metarec.bench.artifacts import Artifacts
 from metarec.bench.grid import RunSpec
 from metarec.bench.store import RunStore, write_run
-from metarec.utils import git_revision, versions
+from metarec.utils import git_revision, machine, peak_memory_mb, reset_peak_memory, versions
 
 
 def trial_reporter(trial: dict | None, method_valid_metric: str | None):
@@ -75,6 +75,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     root_logger.addHandler(handler)
     logging.captureWarnings(True)
     t0, c0 = time.time(), time.process_time()
+    window = reset_peak_memory()
     try:
         split = get_split(spec.dataset, spec.protocol, spec.protocol_params, spec.split_seed, spec.preprocess,
                           root=Path(root))
@@ -103,7 +104,10 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
               "split_seed": spec.split_seed, "preprocess": spec.preprocess, "versions": versions(),
               "git_revision": git_revision(), "wall_s": time.time() - t0,
               # CPU seconds of this process (all its threads): what the run cost, whatever else the machine did
-              "cpu_s": time.process_time() - c0}
+              "cpu_s": time.process_time() - c0,
+              # the reproducibility card's machine lines: CPU model, cores, torch threads; peak resident memory
+              # of the process during the run (scope "process" where the platform cannot reset the peak)
+              "machine": {**machine(), "threads": spec.threads}, **peak_memory_mb(window)}
     if trial:
         result["trial"] = {k: trial[k] for k in ("study", "number")}
     config = {**spec.identity(res["split_fingerprint"]), "resolved_params": res["params"], "threads": spec.threads}

@@ -43,6 +43,26 @@ def test_same_seed_same_metrics(reference, tmp_path):
     assert not (a == b).all()
 
 
+def test_every_run_records_its_machine_memory_and_code(reference):
+    from metarec.utils import peak_memory_mb, reset_peak_memory
+
+    _, ref = reference
+    for path in ref["store"].runs.glob("*/result.json"):
+        r = json.loads(path.read_text())
+        assert r["machine"]["threads"] == 1 and r["machine"]["cores"] >= 1 and r["machine"]["cpu"]
+        assert r["peak_rss_mb"] > 50 and r["peak_rss_scope"] in ("run", "process")
+        assert r["versions"]["torch"] and r["wall_s"] > 0 and r["cpu_s"] > 0
+    # the peak is the run's own: a window opened after a big allocation does not see it
+    import numpy as np
+
+    big = np.ones(60_000_000 // 8)                  # ~60 MB, touched
+    whole = peak_memory_mb(False)["peak_rss_mb"]
+    del big
+    if reset_peak_memory():
+        after = peak_memory_mb(True)
+        assert after["peak_rss_scope"] == "run" and after["peak_rss_mb"] < whole
+
+
 def test_resume_finished_runs_not_recomputed(reference):
     root, ref = reference
     store = ref["store"]
