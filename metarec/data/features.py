@@ -37,11 +37,6 @@ def item_labels(split, column: str) -> tuple[np.ndarray, list[str]]:
     return np.array([index.get(c, -1) for c in raw], dtype=np.int64), classes
 
 
-def item_categories(split) -> tuple[np.ndarray, list[str]]:
-    """Per-item category index (-1 where unknown) and the class names (``item_labels(split, 'category')``)."""
-    return item_labels(split, "category")
-
-
 def item_domains(split) -> tuple[np.ndarray, list[str]] | None:
     """Per-item domain index and names for a combined multi-domain split (item_features['domain']); else None."""
     feats = split.item_features

@@ -1,7 +1,8 @@
 """Non-personalised baselines: most-popular (optionally in a recent window), most-recent, and random.
 
-They are the floor every learned model must clear, and on news (MIND) they are hard to clear: what is clicked is
-what is new, so popularity over all time and recency disagree. Each item gets one score and every user the same list.
+They are the floor every learned model must clear; on news (the MIND sample) popularity over all time, popularity in
+a recent window and recency can rank quite differently, so a table needs all of them. ``pop`` and ``recency`` give
+every user the same list; ``random`` a fresh ordering per user.
 """
 from __future__ import annotations
 
