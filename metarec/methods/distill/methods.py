@@ -11,7 +11,12 @@ backbone is chosen from ``split.protocol``: SASRec-style ``SeqEncoder`` or ``Bag
                            to reproduce the MiniLM vectors (``emb_weight``; 0 = text student alone) jointly with
                            the recommendation loss; at inference only the DistilBERT student encodes items
     distill:text-student-alone   the same text student without embedding distillation (emb_weight = 0)
+    distill:text-<encoder>       the teacher-size backbone over frozen item-text vectors of one named encoder
+                                 (``encoders.py``: mpnet-12, mpnet-6, mpnet-3, mpnet-6-random, minilm-6), with or
+                                 without item ids; counts the encoder's parameters
 
+A KD student may instead learn from any fitted Lightning method under the general protocol (``teacher_method``,
+``teacher_params``; e.g. a tuned, converged mf-bpr), kept as a teacher artifact like the backbone teacher.
 Students name their teacher with ``teacher_*`` parameters (``teacher_dim``, ``teacher_n_layers``, ...; the shared
 ``max_len``/``batch_size``/``weight_decay``/``valid_metric``/``accelerator`` are copied); the teacher is looked up
 in the run store's artifacts (``metarec.methods.distill.teachers``) and trained only when absent, with the run's seed
