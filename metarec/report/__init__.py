@@ -35,6 +35,7 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         db = store.root / "tuning.db"
         if db.is_file():
             _copy_sqlite(db, out / "tuning.db")
+    write_cards(sel, store, out)
     failures = _failures(store)
     if not failures.empty or (out / "failures.csv").is_file():
         atomic_write_text(out / "failures.csv", failures.to_csv(index=False))
@@ -44,6 +45,58 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
                                           "methods": list(grid.methods),
                                           "grid_file": str(grid.path) if grid.path else None})
     return out
+
+
+def card(result: dict, trials: pd.DataFrame | None = None) -> str:
+    """A run's reproducibility card (Markdown): what was split and how, what ran with which parameters and how they
+    were chosen, on which code, libraries and machine, at what cost."""
+    t = result.get("timings", {})
+    m = result.get("machine", {})
+    lines = [f"# Run {result.get('key', '?')}: {result['method']} on {result['dataset']} / {result['protocol']}, "
+             f"seed {result['seed']}\n",
+             "| | |", "|---|---|",
+             f"| split | {result['protocol']} {json.dumps(result['protocol_params'], sort_keys=True)}, split seed "
+             f"{result.get('split_seed', result['seed'])}, fingerprint `{result.get('split_fingerprint', '?')}` |",
+             f"| parameters (resolved) | `{json.dumps(result.get('params', result['config_params']), sort_keys=True)}` |",
+             f"| code | git `{result.get('git_revision') or 'unknown'}` |",
+             f"| libraries | {', '.join(f'{k} {v}' for k, v in sorted(result.get('versions', {}).items()))} |",
+             f"| machine | {m.get('cpu', 'not recorded')}, {m.get('cores', '?')} cores, {m.get('threads', '?')} "
+             f"torch threads |",
+             f"| cost | fit {t.get('fit_s', float('nan')):.1f} s, run wall {result.get('wall_s', float('nan')):.1f} s, "
+             f"CPU {result.get('cpu_s', float('nan')):.1f} s, peak memory "
+             + (f"{result['peak_rss_mb']:.0f} MiB ({result.get('peak_rss_scope', '?')})" if "peak_rss_mb" in result
+                else "not recorded") + " |",
+             f"| test users | {result.get('test_users', '?')}; best epoch {result.get('best_epoch', '–')} of "
+             f"{result.get('epochs_trained', '–')} |"]
+    if trials is not None and not trials.empty:
+        chosen = trials[trials.selected]
+        lines.append(f"| tuning | study `{trials.study.iloc[0]}`: {len(trials)} trials "
+                     f"({int((trials.state == 'PRUNED').sum())} pruned, {int((trials.state == 'FAIL').sum())} failed), "
+                     f"{trials.cpu_s.fillna(trials.wall_s).sum():.0f} s of trial run time; selected trial "
+                     + (f"{int(chosen.number.iloc[0])} (valid {chosen.metric.iloc[0]} {chosen.value.iloc[0]:.4f})"
+                        if len(chosen) else "none") + " |")
+    else:
+        lines.append("| tuning | none: the grid ran this configuration as given |")
+    test = result.get("metrics", {}).get("test", {})
+    lines += ["", "Test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()
+                                               if isinstance(v, (int, float))), ""]
+    return "\n".join(lines)
+
+
+def write_cards(selected: pd.DataFrame, store: RunStore, out: Path) -> None:
+    """``cards/<run key>.md`` for every run a table shows (the selected test runs)."""
+    trials = read_parquet(store.root / "trials.parquet", "rerun `metarec bench` to rewrite it") \
+        if (store.root / "trials.parquet").is_file() else None
+    folder = out / "cards"
+    for r in selected.itertuples():
+        result = store.load_result(r.run)
+        mine = None
+        if trials is not None:
+            mine = trials[(trials.dataset == r.dataset) & (trials.protocol == r.protocol)
+                          & (trials.method == r.method)]
+            if "protocol_params" in mine.columns and r.protocol_params in set(mine.protocol_params):
+                mine = mine[mine.protocol_params == r.protocol_params]
+        atomic_write_text(folder / f"{r.run}.md", card(result, mine))
 
 
 def _failures(store: RunStore) -> pd.DataFrame:

@@ -277,6 +277,18 @@ def test_report_shows_what_the_budget_bought(tuned_reference, tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| mf-bpr |"))
     assert f"lr={lr:.3g}" in row and f"| {best.value:.4f} | 3 | 0 | 0 |" in row
     assert "pop" not in md  # untuned methods have no study
+    # a reproducibility card per run in the tables: its split, parameters, code, machine, cost and tuning
+    sel = ref["tidy"][ref["tidy"].selected & (ref["tidy"].stage == "test")].drop_duplicates("run")
+    assert sorted(p.stem for p in (out / "cards").glob("*.md")) == sorted(sel.run)
+    mf = sel[sel.method == "mf-bpr"].iloc[0]
+    text = (out / "cards" / f"{mf.run}.md").read_text()
+    result = ref["store"].load_result(mf.run)
+    assert f"fingerprint `{result['split_fingerprint']}`" in text and f"git `{result['git_revision']}`" in text
+    assert f"study `{best.study}`: 3 trials" in text and f"selected trial {best.number} (valid ndcg@10 " \
+        f"{best.value:.4f})" in text
+    assert f"torch {result['versions']['torch']}" in text and "torch threads" in text and "MiB (run)" in text
+    pop = (out / "cards" / f"{sel[sel.method == 'pop'].run.iloc[0]}.md").read_text()
+    assert "| tuning | none: the grid ran this configuration as given |" in pop
 
 
 def test_best_so_far_follows_the_direction_and_skips_unfinished_trials():
