@@ -29,13 +29,14 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
                                 method=r.method, seed=r.seed))
     if frames:
         pd.concat(frames, ignore_index=True).to_parquet(out / "per_user.parquet", index=False)
-    trials = store.root / "trials.parquet"
-    if trials.is_file():  # a tuned grid: its trials table and the studies' database (resumable, inspectable)
-        write_table(pd.read_parquet(trials), out, stem="trials")
+    trials = (read_parquet(store.root / "trials.parquet", "rerun `metarec bench` to rewrite it")
+              if (store.root / "trials.parquet").is_file() else None)
+    if trials is not None:  # a tuned grid: its trials table and the studies' database (resumable, inspectable)
+        write_table(trials, out, stem="trials")
         db = store.root / "tuning.db"
         if db.is_file():
             _copy_sqlite(db, out / "tuning.db")
-    write_cards(sel, store, out)
+    write_cards(sel, store, out, trials)
     failures = _failures(store)
     if not failures.empty or (out / "failures.csv").is_file():
         atomic_write_text(out / "failures.csv", failures.to_csv(index=False))
@@ -83,10 +84,9 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_cards(selected: pd.DataFrame, store: RunStore, out: Path) -> None:
-    """``cards/<run key>.md`` for every run a table shows (the selected test runs)."""
-    trials = read_parquet(store.root / "trials.parquet", "rerun `metarec bench` to rewrite it") \
-        if (store.root / "trials.parquet").is_file() else None
+def write_cards(selected: pd.DataFrame, store: RunStore, out: Path, trials: pd.DataFrame | None) -> None:
+    """``cards/<run key>.md`` for every run a table shows (the selected test runs); ``trials``: the grid's trials
+    table, or None for an untuned grid."""
     folder = out / "cards"
     for r in selected.itertuples():
         result = store.load_result(r.run)

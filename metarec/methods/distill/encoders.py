@@ -16,7 +16,6 @@ the item embeddings of every (encoder, dataset, texts) (``text_emb``), with the 
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -25,38 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from metarec.errors import ConfigError
+from metarec.methods.distill.text import encode, pooled, text_hash
 
 ENCODERS = ("mpnet-12", "mpnet-6", "mpnet-3", "mpnet-6-random", "minilm-6")
 STUDENTS = {"mpnet-6": (6, "teacher"), "mpnet-3": (3, "teacher"), "mpnet-6-random": (6, "random")}
 #: student distillation settings (the defaults every table uses)
 DISTILL = {"epochs": 3, "lr": 5e-5, "batch_size": 32, "max_len": 64, "seed": 0}
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-
-def pooled(model, tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
-    """L2-normalised mean-pooled sentence vectors of ``texts`` (gradients flow when enabled)."""
-    b = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-    h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-    return F.normalize(mean_pool(h, b["attention_mask"]), dim=-1)
-
-
-@torch.no_grad()
-def encode(model, tokenizer, texts: list[str], max_len: int = 64, batch_size: int = 64) -> np.ndarray:
-    """[len(texts), dim] normalised vectors, texts sorted by length for tight batches."""
-    model.eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = None
-    for lo in range(0, len(texts), batch_size):
-        idx = order[lo:lo + batch_size]
-        v = pooled(model, tokenizer, [texts[i] for i in idx], max_len).numpy()
-        if out is None:
-            out = np.zeros((len(texts), v.shape[1]), dtype=np.float32)
-        out[idx] = v
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def distillation_loss(student_vec: torch.Tensor, teacher_vec: torch.Tensor) -> torch.Tensor:
@@ -94,14 +67,6 @@ def distill_student(teacher, tokenizer, n_layers: int, init: str, texts: list[st
     return student.eval(), history
 
 
-def texts_hash(texts: list[str]) -> str:
-    h = hashlib.sha256(f"n={len(texts)}".encode())
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
-
-
 def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict):
     """(tokenizer, model in eval mode, parameter count) of a named encoder; students come from their artifact."""
     from metarec.methods.distill import mpnet
@@ -118,7 +83,7 @@ def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dic
         return tok, teacher, sum(p.numel() for p in teacher.parameters())
     n_layers, init = STUDENTS[encoder]
     identity = {"teacher": "all-mpnet-base-v2", "weights": mpnet.WEIGHTS_SHA256, "layers": n_layers, "init": init,
-                "dataset": dataset, "texts": texts_hash(texts), **settings}
+                "dataset": dataset, "texts": text_hash(texts, settings["max_len"], "all-mpnet-base-v2"), **settings}
 
     def build(folder: Path) -> dict:
         student, history = distill_student(teacher, tok, n_layers, init, texts, **settings)
@@ -144,7 +109,7 @@ def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, sett
     texts = item_texts(split)
     has = np.array([bool(t) for t in texts])
     known = [t for t in texts if t]
-    identity = {"encoder": encoder, "max_len": int(max_len), "dataset": split.dataset, "texts": texts_hash(texts),
+    identity = {"encoder": encoder, "max_len": int(max_len), "dataset": split.dataset, "texts": text_hash(texts, max_len, encoder),
                 **({"distill": settings} if encoder in STUDENTS else {})}
 
     def build(folder: Path) -> dict:

@@ -94,23 +94,37 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
+def pooled(model, tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
+    """L2-normalised mean-pooled sentence vectors of ``texts`` (gradients flow when enabled)."""
+    b = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+    h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    return F.normalize(mean_pool(h, b["attention_mask"]), dim=-1)
+
+
 @torch.no_grad()
-def encode_with_teacher(texts: list[str], tokenizer, model, max_len: int = 64, batch_size: int = 64
-                        ) -> np.ndarray:
-    """[len(texts), 384] L2-normalised mean-pooled MiniLM vectors (texts sorted by length for tight batches)."""
+def encode(model, tokenizer, texts: list[str], max_len: int = 64, batch_size: int = 64) -> np.ndarray:
+    """[len(texts), dim] normalised vectors of any encoder, texts sorted by length for tight batches."""
+    model.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), TEACHER_DIM), dtype=np.float32)
+    out = None
     for lo in range(0, len(texts), batch_size):
         idx = order[lo:lo + batch_size]
-        b = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_len,
-                      return_tensors="pt")
-        h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-        out[idx] = F.normalize(mean_pool(h, b["attention_mask"]), dim=-1).numpy()
-    return out
+        v = pooled(model, tokenizer, [texts[i] for i in idx], max_len).numpy()
+        if out is None:
+            out = np.zeros((len(texts), v.shape[1]), dtype=np.float32)
+        out[idx] = v
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def text_hash(texts: list[str], max_len: int) -> str:
-    h = hashlib.sha256(f"{TEACHER_ID}|max_len={max_len}|n={len(texts)}".encode())
+def encode_with_teacher(texts: list[str], tokenizer, model, max_len: int = 64, batch_size: int = 64
+                        ) -> np.ndarray:
+    """[len(texts), 384] L2-normalised mean-pooled MiniLM vectors."""
+    return encode(model, tokenizer, texts, max_len, batch_size) if texts \
+        else np.zeros((0, TEACHER_DIM), dtype=np.float32)
+
+
+def text_hash(texts: list[str], max_len: int, model: str = TEACHER_ID) -> str:
+    h = hashlib.sha256(f"{model}|max_len={max_len}|n={len(texts)}".encode())
     for t in texts:
         h.update(t.encode())
         h.update(b"\x1f")
