@@ -55,7 +55,8 @@ from metarec.params import is_seed
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "also_eval", "datasets", "methods", "split_seed", "threads",
             "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
 TRACKING = ("none", "tensorboard")
-TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel", "share"}
+TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel", "share",
+             "reuse"}
 PRUNERS = ("median", "none")
 CLOCKS = ("wall", "cpu")
 
@@ -76,6 +77,9 @@ class TuneSpec:
     #: protocol parameters a study is shared across, with the setting it tunes on (e.g. {"k_shot": 5}): settings of a
     #: protocol that differ only in these keys get one study, tuned on this setting and confirmed on every one
     share: dict = field(default_factory=dict)
+    #: other grids (YAML paths) whose finished studies this grid adopts when a study is the same (same name: the
+    #: same data, protocol, method, fixed parameters, space, tuning seeds and metric) and the budgets are equal
+    reuse: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -495,5 +499,9 @@ def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> T
     if not isinstance(share, dict) or not all(isinstance(k, str) for k in share):
         raise _err(f"{where}.share", f"must map protocol parameters to the setting tuned on, e.g. {{k_shot: 5}}, "
                                      f"got {share!r}")
+    reuse = raw.get("reuse", [])
+    if not isinstance(reuse, list) or not all(isinstance(r, str) and r for r in reuse):
+        raise _err(f"{where}.reuse", f"must be a list of grid YAML paths, got {reuse!r}")
     return TuneSpec(clock=clock, trials=trials, budget_s=budget, seeds=tuple(tseeds), metric=metric, pruner=pruner,
-                    sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel, share=dict(share))
+                    sampler_seed=sampler_seed, startup_trials=startup, parallel=parallel, share=dict(share),
+                    reuse=tuple(reuse))

@@ -137,6 +137,8 @@ class Tuner:
         self.confirm_keys: list[str] = []
         cells = grid.cells()
         by_name: dict[str, StudyRun] = {}
+        self.adopted: dict[str, str] = {}   # study name -> the grid it was adopted from (tune.reuse)
+        sources = self._reuse_sources()
         for d, proto, mname in cells:
             if grid.is_tuned(mname):
                 m = grid.methods[mname]
@@ -145,6 +147,8 @@ class Tuner:
                 if name in by_name:   # a setting that shares its study (tune.share): confirmed there too
                     by_name[name].confirm_protocols.append(proto)
                     continue
+                if sources:
+                    self._adopt(name, sources, m["space"])
                 study = optuna.create_study(study_name=name, storage=self.storage, direction=self.direction,
                                             load_if_exists=True,
                                             pruner=_pruner(self.spec_t.pruner, self.spec_t.startup_trials))
@@ -152,6 +156,59 @@ class Tuner:
                 by_name[name] = StudyRun(name, d, tune_on, mname, m["fixed"], m["space"], study,
                                          confirm_protocols=[proto])
                 self.studies.append(by_name[name])
+
+    def _reuse_sources(self) -> list[tuple[str, str]]:
+        """(grid name, storage URL) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
+        from metarec.bench.grid import load_grid
+        from metarec.errors import ConfigError
+
+        out = []
+        here = self.grid.path.parent if self.grid.path is not None else Path(".")
+        for ref in self.spec_t.reuse:
+            path = Path(ref) if Path(ref).is_absolute() else here / ref
+            other = load_grid(path)
+            mine, theirs = self.spec_t, other.tune
+            budget = ("trials", "budget_s", "clock", "pruner", "startup_trials", "parallel")
+            if theirs is None or any(getattr(mine, k) != getattr(theirs, k) for k in budget):
+                got = "no tune: block" if theirs is None else ", ".join(
+                    f"{k} {getattr(theirs, k)!r} (here {getattr(mine, k)!r})" for k in budget
+                    if getattr(mine, k) != getattr(theirs, k))
+                raise ConfigError(f"{self.grid.path}: tune.reuse {ref}: its studies ran under another budget ({got}); "
+                                  "a reused study must have had the same chance as this grid's")
+            db = self.store.root.parent / other.name / DB_NAME
+            committed = Path("results") / other.name / DB_NAME
+            for candidate in (db, committed):
+                if candidate.is_file():
+                    out.append((other.name, f"sqlite:///{candidate.resolve()}"))
+                    break
+        return out
+
+    def _adopt(self, name: str, sources: list[tuple[str, str]], space: dict) -> None:
+        """Copy study ``name`` from a reused grid when this grid has no trial of it and the other grid finished it
+        (no trial running, budget spent): the same study, so its trials need not run again. A study still running
+        there is left alone (it would fork): run that grid first."""
+        import optuna
+        from optuna.trial import TrialState
+
+        mine = [s for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)
+                if s.study_name == name]
+        if mine and mine[0].n_trials:
+            return
+        for grid_name, url in sources:
+            try:
+                theirs = optuna.load_study(study_name=name, storage=_storage(url))
+            except KeyError:
+                continue
+            trials = theirs.get_trials(deepcopy=False)
+            probe = StudyRun(name, {}, {}, "", {}, space, theirs)
+            if any(t.state == TrialState.RUNNING for t in trials) or self.budget_left(probe):
+                continue
+            if mine:
+                optuna.delete_study(study_name=name, storage=self.storage)
+            optuna.copy_study(from_study_name=name, from_storage=_storage(url), to_storage=self.storage)
+            optuna.load_study(study_name=name, storage=self.storage).set_user_attr("adopted_from", grid_name)
+            self.adopted[name] = grid_name
+            return
 
     def tuning_protocol(self, d: dict, proto: dict, method: str, cells) -> dict:
         """The protocol setting a cell's study tunes on: its own, or with ``tune.share`` the grid's setting of the
@@ -369,8 +426,10 @@ class Tuner:
                              "wall_s": float(t.user_attrs.get("wall_s", float("nan"))),
                              "cpu_s": float(t.user_attrs.get("cpu_s", float("nan"))),
                              "selected": t.number == best_number, "metric": self.spec_t.metric,
+                             "adopted_from": s.study.user_attrs.get("adopted_from", ""),
                              "direction": self.direction, "reason": t.user_attrs.get("reason", ""),
                              "space": json.dumps({k: v.describe() for k, v in s.space.items()}, sort_keys=True)})
         cols = ["study", "dataset", "protocol", "protocol_params", "method", "number", "state", "value", "params",
-                "searched", "wall_s", "cpu_s", "selected", "metric", "direction", "reason", "space"]
+                "searched", "wall_s", "cpu_s", "selected", "metric", "adopted_from", "direction", "reason",
+                "space"]
         return pd.DataFrame(rows, columns=cols)

@@ -466,3 +466,38 @@ def test_studies_only_saves_a_resumable_copy_of_the_studies(tuned_reference, tmp
     assert len(again["trials"]) == 3 and again["counts"]["trials_failed"] == 0
     with pytest.raises(ConfigError, match="no tuning studies in"):
         save_studies(RunStore("untuned", tmp_path), tmp_path / "x")
+
+
+def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp_path):
+    """tune.reuse: a grid with other metrics (so other confirm runs) adopts the same study from a grid that finished
+    it under the same budget: no trial runs again; another budget is refused; an unfinished study is not adopted."""
+    import shutil
+
+    from metarec.bench import load_grid
+
+    root, ref = tuned_reference
+    shutil.copytree(root, tmp_path / "home")
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(TUNED))
+    wide = copy.deepcopy(TUNED)
+    wide.update(name="wide", metrics=["ndcg@10", "mrr@10"])
+    wide["tune"]["reuse"] = ["tuned.yaml"]
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
+    out = run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "home", progress=False)
+    assert out["counts"]["done"] == 2 + 2          # pop's and the confirm runs (other metrics: other keys) only
+    pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
+    assert set(out["trials"].adopted_from) == {"tuned"}
+    assert set(out["tidy"][out["tidy"].method == "mf-bpr"].params) == set(ref["trials"][ref["trials"].selected].params)
+
+    wide["tune"]["trials"] = 4                     # another budget: the adopted trials had another chance
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
+    with pytest.raises(ConfigError, match=r"tune.reuse tuned.yaml: .*trials 3 \(here 4\)"):
+        run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "fresh", progress=False)
+
+    # the other grid's study stopped short of its budget (2 of 3 trials): it is still running there, not adopted
+    short = copy.deepcopy(TUNED)
+    short["tune"]["trials"] = 2
+    run_grid(parse_grid(short), root=tmp_path / "short", progress=False)
+    wide["tune"]["trials"] = 3
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
+    again = run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "short", progress=False)
+    assert len(again["trials"]) == 3 and set(again["trials"].adopted_from) == {""}
