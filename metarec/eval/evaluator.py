@@ -89,6 +89,8 @@ class _Batch:
     known: torch.Tensor       # flat positions row * n_items + item (row within the batch) to mask
     target: torch.Tensor      # flat positions of the positives
     n_pos: torch.Tensor       # [B] number of distinct targets
+    known_rows: tuple         # (indptr [B+1], items): the same as CSR over the batch's rows (the fused CPU path)
+    target_rows: tuple
 
 
 @dataclass
@@ -185,9 +187,7 @@ class Evaluator:
             if scores.dim() != 2 or scores.shape[1] != self.split.n_items or scores.shape[0] < self.split.n_users:
                 raise ValueError(f"score matrix must be [n_users={self.split.n_users}, n_items={self.split.n_items}],"
                                  f" got {tuple(scores.shape)}")
-            mat = scores
-            fn = lambda u: torch.index_select(mat, 0, u.to(mat.device))  # noqa: E731  (a copy: safe to mask)
-            fresh = True
+            fn, fresh = _MatrixRows(scores), True
         elif callable(scores):
             fn, fresh = scores, False
         else:
@@ -224,9 +224,10 @@ class Evaluator:
         batches = []
         for lo in range(0, len(users), self.batch_size):
             ub = users[lo:lo + self.batch_size]
-            batches.append(_Batch(users=torch.from_numpy(ub.astype(np.int64)),
-                                  known=_flat(k_ptr, k_idx, ub, n_i), target=_flat(t_ptr, t_idx, ub, n_i),
-                                  n_pos=torch.from_numpy(n_t[ub].astype(np.int64))))
+            known_rows, target_rows = _rows_csr(k_ptr, k_idx, ub), _rows_csr(t_ptr, t_idx, ub)
+            batches.append(_Batch(users=torch.from_numpy(ub.astype(np.int64)), known=_flat(known_rows, n_i),
+                                  target=_flat(target_rows, n_i), n_pos=torch.from_numpy(n_t[ub].astype(np.int64)),
+                                  known_rows=known_rows, target_rows=target_rows))
         st = self._cache[key] = _RankingStage(batches=batches)
         return st
 
@@ -305,11 +306,15 @@ class Evaluator:
         acc = [(s.base, s.k) for s in active if s.base in M.TOPK_FUNCTIONS]
         clock = [0.0]
         batches = st.batches if st is not None else []
-        for b, s, target, valid in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock):
-            dev = s.device
+        for b, s, target, valid, fused in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock,
+                                                       fast_k=self._fused_k(want_auc)):
+            dev = s.device if fused is None else torch.device("cpu")
             n_pos = b.n_pos.to(dev)
             tie, listed = None, None
-            if self.kmax:
+            if fused is not None:   # every list strict and full: the plain hits are the expectation
+                top, hits = fused
+                n_pos = n_pos.to(torch.float64)
+            elif self.kmax:
                 if self.ties == "expected":   # one more position: does the tie at the cut-off go on past it?
                     top = _topk(s, min(self.kmax + 1, n_items), stage)
                     top_s = torch.gather(s, 1, top)
@@ -415,14 +420,41 @@ class Evaluator:
         return EvalResult(stage=stage, mode=self.mode_label, means=means, per_user=per_user, n_users=len(users),
                           timings=timings, unit="user", notes=notes)
 
-    def _masked(self, score_fn, batches, stage, fresh, want_valid, gen, clock):
-        """Yield (batch, masked scores, target bool [B, n], valid bool [B, n] or None) per batch of users."""
+    def _fused_k(self, want_auc: bool) -> int:
+        """The list length the fused CPU path selects (0: not used). Full ranking only, and not with AUC, which
+        needs every masked score."""
+        if self.mode != "full" or want_auc or not self.kmax:
+            return 0
+        return min(self.kmax + 1, self.split.n_items) if self.ties == "expected" else self.kmax
+
+    def _masked(self, score_fn, batches, stage, fresh, want_valid, gen, clock, fast_k: int = 0):
+        """Yield (batch, masked scores, target bool [B, n], valid bool [B, n] or None, None) per batch of users.
+
+        ``fast_k`` > 0 (full ranking on the CPU): the fused kernel (``_topk_kernel.masked_topk_hits``) selects each
+        row's top ``fast_k`` with the known items masked in a private row copy and looks its hits up, reading the
+        scores where they are (a score matrix is not even copied); a batch whose lists are all strict (no equal
+        scores among the ``fast_k``) and full yields (batch, None, None, None, (top [B, kmax], hits [B, kmax])).
+        Any other batch (ties to take the expectation over, short lists, NaN) takes the general path."""
         n_items = self.split.n_items
         for b in batches:
             t = time.perf_counter()
-            s = score_fn(b.users)
+            if fast_k and fresh and getattr(score_fn, "matrix", None) is not None:
+                mat, rows = score_fn.matrix, b.users.numpy()   # rows of a whole score matrix, read in place
+            else:
+                mat, rows = score_fn(b.users), None
             clock[0] += time.perf_counter() - t
+            if rows is not None and (mat.dtype in (torch.float32, torch.float64) and mat.is_contiguous()):
+                out = self._fused(mat.detach().numpy(), rows, b, fast_k)
+                if out is not None:
+                    yield b, None, None, None, out
+                    continue
+            s = score_fn(b.users) if rows is not None else mat
             s = _check_scores(s, len(b.users), n_items, stage)
+            if fast_k and rows is None and s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64):
+                out = self._fused(s.detach().contiguous().numpy(), np.arange(len(b.users), dtype=np.int64), b, fast_k)
+                if out is not None:
+                    yield b, None, None, None, out
+                    continue
             if not fresh:
                 s = s.clone()  # never write into a tensor the method may keep (e.g. an expanded popularity row)
             dev = s.device
@@ -444,7 +476,16 @@ class Evaluator:
                 if want_valid:
                     valid = torch.ones((B, n_items), dtype=torch.bool, device=dev)
                     valid.view(-1)[kf] = False
-            yield b, s, target, valid
+            yield b, s, target, valid, None
+
+    def _fused(self, scores: np.ndarray, rows: np.ndarray, b: _Batch, k: int):
+        """(top [B, kmax], hits [B, kmax]) from the fused kernel, or None when a row needs the general path."""
+        from metarec.eval._topk_kernel import masked_topk_hits
+
+        top, hits, flags = masked_topk_hits(scores, rows, b.known_rows, b.target_rows, k, M.TOPK_BLOCK)
+        if flags.any():
+            return None
+        return torch.from_numpy(top[:, :self.kmax]), torch.from_numpy(hits[:, :self.kmax])
 
     def top_k(self, scores: ScoreSource, stage: str = "test", k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ranked lists the evaluator scores: (users [U], items [U, k]) for the stage's evaluated users, after
@@ -461,7 +502,8 @@ class Evaluator:
         gen = torch.Generator().manual_seed(int(self.seed)) if self.mode != "full" else None
         users, items = [], []
         with torch.no_grad():
-            for b, s, _, _ in self._masked(fn, self._ranking_stage(stage).batches, stage, fresh, False, gen, [0.0]):
+            for b, s, _, _, _ in self._masked(fn, self._ranking_stage(stage).batches, stage, fresh, False, gen,
+                                              [0.0]):
                 users.append(b.users.numpy())
                 items.append(_topk(s, k, stage).cpu().numpy())
         if not users:
@@ -533,6 +575,18 @@ class Evaluator:
 
 # ---- helpers --------------------------------------------------------------------------------------------------------
 _AUC_CHUNK = 2 ** 22  # entries per AUC ranking chunk
+
+
+class _MatrixRows:
+    """A score matrix as the evaluator's score function: rows as a copy (safe to mask), and the matrix itself for
+    the fused CPU path, which only reads it."""
+
+    def __init__(self, mat: torch.Tensor):
+        self.matrix = mat if mat.device.type == "cpu" else None
+        self._mat = mat
+
+    def __call__(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(self._mat, 0, users.to(self._mat.device))
 
 
 def _short_lists_exact(values: torch.Tensor, listed: torch.Tensor | None, k: int, exact) -> torch.Tensor:
@@ -692,15 +746,21 @@ def _csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, what:
     return indptr, i
 
 
-def _flat(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: int) -> torch.Tensor:
-    """Flat positions (row within batch * n_items + item) of the CSR entries of ``users``, vectorised."""
+def _rows_csr(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR entries of ``users`` as a CSR over their positions in ``users`` (indptr [len(users)+1], items)."""
     starts = indptr[users]
     lens = indptr[users + 1] - starts
-    total = int(lens.sum())
-    rows = np.repeat(np.arange(len(users), dtype=np.int64), lens)
-    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-    cols = indices[np.repeat(starts, lens) + offs]
-    return torch.from_numpy(rows * n_items + cols.astype(np.int64))
+    ptr = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    offs = np.arange(int(ptr[-1]), dtype=np.int64) - np.repeat(ptr[:-1], lens)
+    return ptr, indices[np.repeat(starts, lens) + offs].astype(np.int64)
+
+
+def _flat(rows_csr: tuple[np.ndarray, np.ndarray], n_items: int) -> torch.Tensor:
+    """Flat positions (row within batch * n_items + item) of a CSR over the batch's rows."""
+    ptr, cols = rows_csr
+    rows = np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr))
+    return torch.from_numpy(rows * n_items + cols)
 
 
 def _check_scores(s, B: int, n_items: int, stage: str) -> torch.Tensor:

@@ -125,7 +125,7 @@ def parse_metrics(names, kind: str | None = None) -> list[MetricSpec]:
 
 
 # ---- top-K selection ------------------------------------------------------------------------------------------------
-_BLOCK = 32
+TOPK_BLOCK = 32
 
 
 def topk_items(scores: torch.Tensor, k: int, compiled: bool | None = None) -> torch.Tensor:
@@ -152,13 +152,13 @@ def topk_items(scores: torch.Tensor, k: int, compiled: bool | None = None) -> to
             raise ValueError(f"scores contain NaN in {int(np.isnan(a).any(1).sum())} row(s)")
         from metarec.eval._topk_kernel import topk_by_blocks
 
-        return torch.from_numpy(topk_by_blocks(a, k, _BLOCK))
-    nb = n // _BLOCK
+        return torch.from_numpy(topk_by_blocks(a, k, TOPK_BLOCK))
+    nb = n // TOPK_BLOCK
     if nb < 2 * k:  # small catalogues: sorting everything is cheap
         return _stable_sort_topk(s, k)
-    bm = s[:, :nb * _BLOCK].view(B, nb, _BLOCK).amax(2)  # amax propagates NaN
-    if nb * _BLOCK < n:
-        bm = torch.cat([bm, s[:, nb * _BLOCK:].amax(1, keepdim=True)], 1)
+    bm = s[:, :nb * TOPK_BLOCK].view(B, nb, TOPK_BLOCK).amax(2)  # amax propagates NaN
+    if nb * TOPK_BLOCK < n:
+        bm = torch.cat([bm, s[:, nb * TOPK_BLOCK:].amax(1, keepdim=True)], 1)
     if torch.isnan(bm).any():
         raise ValueError(f"scores contain NaN in {int(torch.isnan(bm).any(1).sum())} row(s)")
     return _topk_candidates_torch(s, bm, k)

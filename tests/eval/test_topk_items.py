@@ -30,8 +30,8 @@ def test_double_precision_scores_are_ranked_in_double_precision():
 
 
 def test_a_catalogue_of_whole_blocks_on_the_torch_path():
-    # n = 8 blocks of _BLOCK items exactly (no partial last block), enough blocks for the block-maximum path (>= 2k)
-    n, k = 8 * M._BLOCK, 3
+    # n = 8 blocks of TOPK_BLOCK items exactly (no partial last block), enough blocks for the block-maximum path (>= 2k)
+    n, k = 8 * M.TOPK_BLOCK, 3
     g = torch.Generator().manual_seed(1)
     ints = torch.randint(0, 4, (5, n), generator=g)          # integer scores (counts) are ranked as floats
     for s in (torch.rand(5, n, generator=g), ints, ints.float()):

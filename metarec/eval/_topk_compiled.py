@@ -1,0 +1,143 @@
+"""The compiled kernels of ``_topk_kernel`` (imported lazily by it: importing numba costs ~0.3 s). Module-level
+functions, so that ``cache=True`` can keep their machine code between processes (closures calling closures cannot
+be cached)."""
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def select_row(row, k, block, bm, heap, cand, vals, idx):  # pragma: no cover  (compiled; covered through its callers)
+    """Steps 1-4 for one row: vals/idx [k] get its k best scores and their items, best first."""
+    n = row.shape[0]
+    nb = (n + block - 1) // block
+    # 1. block maxima, while the row is in cache; four accumulators break the compare-select chain
+    for b in range(nb):
+        lo = b * block
+        hi = min(lo + block, n)
+        m0, m1, m2, m3 = row[lo], row[min(lo + 1, hi - 1)], row[min(lo + 2, hi - 1)], row[min(lo + 3, hi - 1)]
+        j = lo + 4
+        while j + 4 <= hi:
+            v0, v1, v2, v3 = row[j], row[j + 1], row[j + 2], row[j + 3]
+            m0 = v0 if v0 > m0 else m0
+            m1 = v1 if v1 > m1 else m1
+            m2 = v2 if v2 > m2 else m2
+            m3 = v3 if v3 > m3 else m3
+            j += 4
+        while j < hi:
+            v0 = row[j]
+            m0 = v0 if v0 > m0 else m0
+            j += 1
+        m0 = m1 if m1 > m0 else m0
+        m2 = m3 if m3 > m2 else m2
+        bm[b] = m2 if m2 > m0 else m0
+    # 2. th: the k-th largest block maximum (the root of a min-heap of the k largest maxima)
+    if nb >= k:
+        for j in range(k):
+            heap[j] = bm[j]
+        for j in range(k // 2 - 1, -1, -1):
+            sift_down(heap, j, k)
+        for j in range(k, nb):
+            if bm[j] > heap[0]:
+                heap[0] = bm[j]
+                sift_down(heap, 0, k)
+        th = heap[0]
+    else:
+        th = -np.inf
+    # 3. the candidates, in item order, without a branch per item
+    c = 0
+    for b in range(nb):
+        if bm[b] < th:
+            continue
+        for j in range(b * block, min(b * block + block, n)):
+            cand[c] = j
+            c += row[j] >= th
+    # 4. insertion top-k over them (strict > past the first k keeps ties in index order)
+    m = 0
+    for t in range(c):
+        j = cand[t]
+        v = row[j]
+        if m < k:
+            p = m
+            m += 1
+        elif v > vals[k - 1]:
+            p = k - 1
+        else:
+            continue
+        while p > 0 and vals[p - 1] < v:
+            vals[p] = vals[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        vals[p] = v
+        idx[p] = j
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def sift_down(h, i, k):  # pragma: no cover  (compiled)
+    v = h[i]
+    while True:
+        c = 2 * i + 1
+        if c >= k:
+            break
+        if c + 1 < k and h[c + 1] < h[c]:
+            c += 1
+        if h[c] < v:
+            h[i] = h[c]
+            i = c
+        else:
+            break
+    h[i] = v
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def topk_rows(a, k, block, out):  # pragma: no cover  (compiled; covered through topk_by_blocks)
+    B, n = a.shape
+    bm = np.empty((n + block - 1) // block, a.dtype)
+    heap, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
+    vals = np.empty(k, a.dtype)
+    idx = np.empty(k, np.int64)
+    for r in range(B):
+        select_row(a[r], k, block, bm, heap, cand, vals, idx)
+        for j in range(k):
+            out[r, j] = idx[j]
+    return 0
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, flags
+                     ):  # pragma: no cover  (compiled; covered through masked_topk_hits)
+    n = a.shape[1]
+    buf = np.empty(n, a.dtype)
+    bm = np.empty((n + block - 1) // block, a.dtype)
+    heap, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
+    vals = np.empty(k, a.dtype)
+    idx = np.empty(k, np.int64)
+    mark = np.zeros(n, np.bool_)
+    for r in range(rows.shape[0]):
+        src = a[rows[r]]
+        nan = False
+        for j in range(n):   # the row, in cache, with the user's known items masked: the caller's scores stay
+            v = src[j]
+            nan |= v != v
+            buf[j] = v
+        for t in range(k_ptr[r], k_ptr[r + 1]):
+            buf[k_idx[t]] = -np.inf
+        if nan:   # a NaN that masking did not cover?
+            nan = False
+            for j in range(n):
+                nan |= buf[j] != buf[j]
+        if nan:   # the selection assumes a total order: the caller handles (and reports) this row
+            flags[r] = 1
+            continue
+        select_row(buf, k, block, bm, heap, cand, vals, idx)
+        f = 0
+        for j in range(1, k):
+            if vals[j] == vals[j - 1]:
+                f = 2
+        if vals[k - 1] == -np.inf:
+            f |= 4
+        flags[r] = f
+        for t in range(t_ptr[r], t_ptr[r + 1]):
+            mark[t_idx[t]] = True
+        for j in range(k):
+            top[r, j] = idx[j]
+            hits[r, j] = 1.0 if mark[idx[j]] else 0.0
+        for t in range(t_ptr[r], t_ptr[r + 1]):
+            mark[t_idx[t]] = False
+    return 0
