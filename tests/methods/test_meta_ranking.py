@@ -212,7 +212,8 @@ def test_items_without_train_interactions_are_features_only_and_never_training_n
 
 
 def test_adaptation_changes_only_support_users_and_global_ignores_it(cold):
-    ft, gl = fitted("meta:finetune", cold), fitted("meta:global", cold)
+    same = {"lr": 5e-3, "weight_decay": 1e-6}   # their tuned defaults differ: train both alike
+    ft, gl = fitted("meta:finetune", cold, **same), fitted("meta:global", cold, **same)
     sup = cold.support("test")
     users = torch.as_tensor(np.unique(cold.test.user))
     ft.adapt(sup)

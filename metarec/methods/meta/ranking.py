@@ -401,24 +401,32 @@ class ColdRankMethod(LightningMethod):
 class RankMAML(ColdRankMethod):
     """MAML (second order) of the cold user's vector, full-catalogue softmax ranking."""
     algorithm = "maml"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "inner_lr": 2.58, "inner_steps": 4, "lr": 1.25e-3, "weight_decay": 3.77e-6}
 
 
 @register("meta:fomaml")
 class RankFOMAML(ColdRankMethod):
     """First-order MAML of the cold user's vector."""
     algorithm = "fomaml"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "inner_lr": 19.3, "inner_steps": 1, "lr": 6.11e-3, "weight_decay": 4.57e-8}
 
 
 @register("meta:reptile")
 class RankReptile(ColdRankMethod):
     """Reptile of the cold user's vector."""
     algorithm = "reptile"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "inner_lr": 10.6, "inner_steps": 5, "lr": 1.15e-3, "weight_decay": 2.04e-9}
 
 
 @register("meta:finetune")
 class RankFinetune(ColdRankMethod):
     """The global model, fine-tuned per cold user: ``inner_steps`` SGD steps at ``inner_lr`` on the support."""
     algorithm = "finetune"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "inner_lr": 0.736, "inner_steps": 3, "lr": 5.32e-3, "weight_decay": 1.69e-6}
     family = "baseline"
 
 
@@ -426,6 +434,8 @@ class RankFinetune(ColdRankMethod):
 class RankFoldin(ColdRankMethod):
     """The global model's items fixed; the cold user's vector fitted on the support to convergence (MF fold-in)."""
     algorithm = "foldin"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "foldin_reg": 0.0285, "lr": 1.26e-3, "weight_decay": 3.47e-6}
     family = "baseline"
     search_space = {"lr": loguniform(1e-4, 1e-2), "weight_decay": loguniform(1e-9, 1e-4),
                     "foldin_reg": loguniform(1e-3, 1e2)}
@@ -435,5 +445,7 @@ class RankFoldin(ColdRankMethod):
 class RankGlobal(ColdRankMethod):
     """The global model without adaptation: every cold user gets the shared initial vector."""
     algorithm = "global"
+    # tuned on ml-100k cold start, K = 5 (results/meta/tables/tuning.md; 3 significant digits)
+    defaults = {**ColdRankMethod.defaults, "lr": 6.91e-3, "weight_decay": 8.85e-5}
     family = "baseline"
     search_space = {"lr": loguniform(1e-4, 1e-2), "weight_decay": loguniform(1e-9, 1e-4)}
