@@ -6,7 +6,7 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def select_row(row, k, block, bm, heap, cand, vals, idx):  # pragma: no cover  (compiled; covered through its callers)
+def select_row(row, k, block, bm, best, cand, vals, idx):  # pragma: no cover  (compiled; covered through its callers)
     """Steps 1-4 for one row: vals/idx [k] get its k best scores and their items, best first."""
     n = row.shape[0]
     nb = (n + block - 1) // block
@@ -30,17 +30,24 @@ def select_row(row, k, block, bm, heap, cand, vals, idx):  # pragma: no cover  (
         m0 = m1 if m1 > m0 else m0
         m2 = m3 if m3 > m2 else m2
         bm[b] = m2 if m2 > m0 else m0
-    # 2. th: the k-th largest block maximum (the root of a min-heap of the k largest maxima)
+    # 2. th: the k-th largest block maximum, by an insertion top-k over the nb maxima (in ``best``)
     if nb >= k:
         for j in range(k):
-            heap[j] = bm[j]
-        for j in range(k // 2 - 1, -1, -1):
-            sift_down(heap, j, k)
+            v = bm[j]
+            p = j
+            while p > 0 and best[p - 1] < v:
+                best[p] = best[p - 1]
+                p -= 1
+            best[p] = v
         for j in range(k, nb):
-            if bm[j] > heap[0]:
-                heap[0] = bm[j]
-                sift_down(heap, 0, k)
-        th = heap[0]
+            v = bm[j]
+            if v > best[k - 1]:
+                p = k - 1
+                while p > 0 and best[p - 1] < v:
+                    best[p] = best[p - 1]
+                    p -= 1
+                best[p] = v
+        th = best[k - 1]
     else:
         th = -np.inf
     # 3. the candidates, in item order, without a branch per item
@@ -70,31 +77,15 @@ def select_row(row, k, block, bm, heap, cand, vals, idx):  # pragma: no cover  (
         vals[p] = v
         idx[p] = j
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def sift_down(h, i, k):  # pragma: no cover  (compiled)
-    v = h[i]
-    while True:
-        c = 2 * i + 1
-        if c >= k:
-            break
-        if c + 1 < k and h[c + 1] < h[c]:
-            c += 1
-        if h[c] < v:
-            h[i] = h[c]
-            i = c
-        else:
-            break
-    h[i] = v
-
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def topk_rows(a, k, block, out):  # pragma: no cover  (compiled; covered through topk_by_blocks)
     B, n = a.shape
     bm = np.empty((n + block - 1) // block, a.dtype)
-    heap, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
+    best, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
     vals = np.empty(k, a.dtype)
     idx = np.empty(k, np.int64)
     for r in range(B):
-        select_row(a[r], k, block, bm, heap, cand, vals, idx)
+        select_row(a[r], k, block, bm, best, cand, vals, idx)
         for j in range(k):
             out[r, j] = idx[j]
     return 0
@@ -105,7 +96,7 @@ def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, f
     n = a.shape[1]
     buf = np.empty(n, a.dtype)
     bm = np.empty((n + block - 1) // block, a.dtype)
-    heap, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
+    best, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
     vals = np.empty(k, a.dtype)
     idx = np.empty(k, np.int64)
     mark = np.zeros(n, np.bool_)
@@ -125,7 +116,7 @@ def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, f
         if nan:   # the selection assumes a total order: the caller handles (and reports) this row
             flags[r] = 1
             continue
-        select_row(buf, k, block, bm, heap, cand, vals, idx)
+        select_row(buf, k, block, bm, best, cand, vals, idx)
         f = 0
         for j in range(1, k):
             if vals[j] == vals[j - 1]:

@@ -6,7 +6,7 @@ blocks that can hold a top-K item touches about K blocks of each row and needs n
 
 Selection per row (exact, and the same order as a stable descending sort: equal scores, lower item index first):
 1. the maxima of blocks of ``block`` consecutive items (computed while the row is in cache);
-2. ``th`` = the K-th largest block maximum (a size-K min-heap over the maxima): K distinct blocks reach it, so at
+2. ``th`` = the K-th largest block maximum (an insertion top-K over the maxima): K distinct blocks reach it, so at
    least K items score >= th and every top-K item does; with fewer than K blocks th = -inf (every item is a
    candidate);
 3. the candidates (items >= th, only in blocks whose maximum >= th), gathered in increasing item index without a
