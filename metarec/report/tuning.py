@@ -34,6 +34,9 @@ def selected_table(trials: pd.DataFrame) -> pd.DataFrame:
                      "valid": float(sel.value.iloc[0]) if len(sel) else float("nan"),
                      "trials": len(t), "pruned": int((t.state == "PRUNED").sum()),
                      "failed": int((t.state == "FAIL").sum()), "tuning_s": float(t.wall_s.fillna(0).sum()),
+                     # CPU seconds (budget_clock: cpu); a trial recorded before cpu_s existed counts its wall time
+                     "tuning_cpu_s": float(t.cpu_s.fillna(t.wall_s).fillna(0).sum()),
+                     "adopted_from": str(t.adopted_from.iloc[0]) if "adopted_from" in t else "",
                      "space": t.space.iloc[0]})
     return pd.DataFrame(rows)
 
@@ -74,13 +77,18 @@ def write(trials: pd.DataFrame, folder: Path) -> dict:
              "seeds; the selected trial's parameters were re-run on every evaluation seed.\n"]
     for (ds, proto), g in table.groupby(["dataset", "protocol"], sort=True):
         lines.append(f"\n## {ds} / {proto}\n")
-        lines.append("| method | selected | valid | trials | pruned | failed | tuning time |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("| method | selected | valid | trials | pruned | failed | trial run time | CPU time |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for _, r in g.iterrows():
             valid = "" if np.isnan(r.valid) else f"{r.valid:.4f}"
-            lines.append(f"| {r.method} | {r.selected} | {valid} | {r.trials} | {r.pruned} | {r.failed} | "
-                         f"{r.tuning_s / 60:.1f} min |")
-        lines.append(f"\nTotal tuning time: {g.tuning_s.sum() / 3600:.2f} h.")
+            method = f"{r.method} (study of {r.adopted_from})" if r.adopted_from else r.method
+            lines.append(f"| {method} | {r.selected} | {valid} | {r.trials} | {r.pruned} | {r.failed} | "
+                         f"{r.tuning_s / 60:.1f} min | {r.tuning_cpu_s / 60:.1f} min |")
+        lines.append(f"\nTotal trial run time: {g.tuning_s.sum() / 3600:.2f} h ({g.tuning_cpu_s.sum() / 3600:.2f} h "
+                     "of CPU).")
+        if g.adopted_from.astype(bool).any():
+            lines.append("A study marked 'study of <grid>' ran in that grid (the same study: tune.reuse) and was "
+                         "adopted here, not run again.")
     lines.append("\n## Search spaces\n")
     for (method, space), _ in table.groupby(["method", "space"], sort=True):
         lines.append(f"- {method}: " + ", ".join(f"{k} {v}" for k, v in json.loads(space).items()))

@@ -487,6 +487,9 @@ def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp
     pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
     assert set(out["trials"].adopted_from) == {"tuned"}
     assert set(out["tidy"][out["tidy"].method == "mf-bpr"].params) == set(ref["trials"][ref["trials"].selected].params)
+    from metarec.report import tuning
+    md = tuning.write(out["trials"], tmp_path / "report")["markdown"].read_text()
+    assert "| mf-bpr (study of tuned) |" in md and "adopted here, not run again" in md
 
     wide["tune"]["trials"] = 4                     # another budget: the adopted trials had another chance
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
