@@ -16,7 +16,8 @@ from typing import Any
 
 from metarec.bench.executors import Job, get_executor
 from metarec.bench.grid import Grid, RunSpec
-from metarec.bench.store import RunStore, read_parquet, run_key, select_configs, tidy_table, write_table
+from metarec.bench.store import (RunStore, adopt_committed_runs, read_parquet, run_key, select_configs, tidy_table,
+                                  write_table)
 from metarec.utils import home
 
 
@@ -76,6 +77,9 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
     root = Path(root or home())
     store = RunStore(grid.name, root)
     store.prepare()
+    restored = adopt_committed_runs(store, Path("results") / grid.name)
+    if restored and progress:
+        print(f"runs: {restored} finished runs restored from results/{grid.name}/ (not run again)", file=sys.stderr)
     key_of = SplitKeys(root)
     planned = plan(grid, root, key_of)
     tuner = None

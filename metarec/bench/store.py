@@ -216,3 +216,70 @@ def _writer_alive(temp_name: str) -> bool:
     except PermissionError:   # exists, owned by someone else
         return True
     return True
+
+
+# ---- a grid's finished runs, committed with its results (a new machine resumes from them) ------------------------------
+RUNS_FILE = "runs.jsonl.gz"
+
+
+def export_runs(store: RunStore, keys: list[str], out: Path) -> Path:
+    """``out/runs.jsonl.gz``: one line per run (key, resolved config, result) for the runs a report's tables show.
+    With the run column of ``out/per_user.parquet`` that is all ``adopt_committed_runs`` needs to put them back."""
+    import gzip
+
+    lines = []
+    for key in sorted(set(keys)):
+        folder = store.runs / key
+        config = read_json(folder / "config.json", f"delete {folder} and rerun the grid") \
+            if (folder / "config.json").is_file() else {}
+        pu = store.per_user(key, "test")
+        lines.append(json.dumps({"key": key, "config": config, "result": store.load_result(key),
+                                 "per_user_columns": None if pu is None else list(pu.columns)},
+                                sort_keys=True, default=str))
+    path = Path(out) / RUNS_FILE
+    tmp = path.with_name(f".{RUNS_FILE}.tmp")
+    with open(tmp, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:  # mtime 0: same bytes, same file
+        gz.write(("\n".join(lines) + "\n").encode())
+    os.replace(tmp, path)
+    return path
+
+
+def adopt_committed_runs(store: RunStore, results: Path) -> int:
+    """Put the runs committed in ``results`` (``runs.jsonl.gz`` + ``per_user.parquet``, written by ``metarec
+    report``) back into a store that lacks them, so a grid on a new machine does not recompute its finished cells.
+    A restored run has its result and its per-user test metrics (what the tables and statistics read), not its
+    checkpoints or validation per-user metrics; its result says ``restored_from``. Returns how many were restored."""
+    import gzip
+
+    path = Path(results) / RUNS_FILE
+    if not path.is_file():
+        return 0
+    per_user = read_parquet(Path(results) / "per_user.parquet", "rerun `metarec report` to rewrite it", ["run"]) \
+        if (Path(results) / "per_user.parquet").is_file() else None
+    restored = 0
+    try:
+        with gzip.open(path, "rt") as f:
+            lines = f.read().splitlines()
+    except (OSError, EOFError) as e:
+        raise DataError(f"damaged ({e}): rerun `metarec report` to rewrite it", path) from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            key, config, result = entry["key"], entry["config"], entry["result"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"not a committed run ({type(e).__name__}: {e}): rerun `metarec report` to rewrite "
+                            "it", path, n) from None
+        if store.is_done(key):
+            continue
+        frames, columns = {}, entry.get("per_user_columns")
+        if per_user is not None and columns:
+            mine = per_user.loc[per_user.run == key, columns]   # the run's own columns, in its order
+            if len(mine):
+                frames["test"] = mine.set_index(columns[0])
+        tmp = store.temp_folder(key)
+        write_run(tmp, config, {**result, "restored_from": str(results)}, frames)
+        store.commit(key, tmp)
+        restored += 1
+    return restored

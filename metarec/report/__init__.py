@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarec.bench.store import TIDY_COLUMNS, RunStore, read_json, read_parquet, write_table
+from metarec.bench.store import TIDY_COLUMNS, RunStore, export_runs, read_json, read_parquet, write_table
 from metarec.report import plots, tables, tuning
 from metarec.utils import atomic_write_json, atomic_write_text
 
@@ -26,9 +26,10 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         if pu is None:
             continue
         frames.append(pu.assign(dataset=r.dataset, protocol=r.protocol, protocol_params=r.protocol_params,
-                                method=r.method, seed=r.seed))
+                                method=r.method, seed=r.seed, run=r.run))
     if frames:
         pd.concat(frames, ignore_index=True).to_parquet(out / "per_user.parquet", index=False)
+    export_runs(store, list(sel.run), out)   # with per_user.parquet: a new machine's grid resumes from these
     trials = (read_parquet(store.root / "trials.parquet", "rerun `metarec bench` to rewrite it")
               if (store.root / "trials.parquet").is_file() else None)
     if trials is not None:  # a tuned grid: its trials table and the studies' database (resumable, inspectable)

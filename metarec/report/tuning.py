@@ -35,7 +35,7 @@ def selected_table(trials: pd.DataFrame) -> pd.DataFrame:
                      "trials": len(t), "pruned": int((t.state == "PRUNED").sum()),
                      "failed": int((t.state == "FAIL").sum()), "tuning_s": float(t.wall_s.fillna(0).sum()),
                      # CPU seconds (budget_clock: cpu); a trial recorded before cpu_s existed counts its wall time
-                     "tuning_cpu_s": float(t.cpu_s.fillna(t.wall_s).fillna(0).sum()),
+                     "tuning_cpu_s": float((t.cpu_s.fillna(t.wall_s) if "cpu_s" in t else t.wall_s).fillna(0).sum()),
                      "adopted_from": str(t.adopted_from.iloc[0]) if "adopted_from" in t else "",
                      "space": t.space.iloc[0]})
     return pd.DataFrame(rows)

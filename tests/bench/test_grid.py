@@ -291,7 +291,7 @@ def test_restrict_runs_a_part_and_names_what_matches_nothing():
 # method supports) or carries another check's message. A user acts on these words; a list joined wrongly or a message
 # dropped on the way is a bug the patterns above would let through.
 PROTOCOLS = "cold_start, general, given, impressions, sequential, temporal"
-TUNE_KEYS = "budget_clock, budget_s, metric, parallel, pruner, sampler_seed, seeds, share, startup_trials, trials"
+TUNE_KEYS = "budget_clock, budget_s, metric, parallel, pruner, reuse, sampler_seed, seeds, share, startup_trials, trials"
 
 
 def message(raw, source="g.yaml") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -504,3 +505,33 @@ def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
     again = run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "short", progress=False)
     assert len(again["trials"]) == 3 and set(again["trials"].adopted_from) == {""}
+
+
+def test_a_new_machine_resumes_from_the_committed_results(tuned_reference, tmp_path, monkeypatch):
+    """`metarec report` commits the table runs (runs.jsonl.gz + per_user.parquet) beside the studies: a store that
+    has neither runs nor studies recomputes nothing, and the report from it is the same; a damaged line is one error
+    naming the file and line."""
+    import gzip
+
+    from metarec import report
+    from metarec.errors import DataError
+
+    _, ref = tuned_reference
+    out = report.export(parse_grid(TUNED), ref["tidy"], ref["store"], tmp_path / "results" / "tuned")
+    monkeypatch.chdir(tmp_path)
+    again = run_grid(parse_grid(TUNED), root=tmp_path / "home", progress=False)
+    assert again["counts"]["done"] == 0 and again["counts"]["cached"] == 2 + 2
+    pd.testing.assert_frame_equal(table_values(again["tidy"]), table_values(ref["tidy"]))
+    store = again["store"]
+    for key in set(ref["tidy"][ref["tidy"].stage == "test"].run):
+        pd.testing.assert_frame_equal(store.per_user(key, "test"), ref["store"].per_user(key, "test"))
+        assert store.load_result(key)["restored_from"] == str(Path("results") / "tuned")
+    redone = report.export(parse_grid(TUNED), again["tidy"], store, tmp_path / "results2")
+    pd.testing.assert_frame_equal(pd.read_parquet(redone / "per_user.parquet"), pd.read_parquet(out / "per_user.parquet"))
+
+    with gzip.open(out / "runs.jsonl.gz", "rt") as f:
+        lines = f.read().splitlines()
+    with gzip.open(out / "runs.jsonl.gz", "wt") as f:
+        f.write("\n".join([lines[0], lines[1][:40]] + lines[2:]) + "\n")
+    with pytest.raises(DataError, match=r"runs.jsonl.gz.*2.*not a committed run"):
+        run_grid(parse_grid(TUNED), root=tmp_path / "third", progress=False)
