@@ -271,29 +271,35 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             mean, half = _ci(m.value)
             r = runs[runs.method == method]
             speed = r["encode_items_per_s"].mean() if "encode_items_per_s" in r else float("nan")
+            enc = r["encoder_parameters"].mean() if "encoder_parameters" in r else float("nan")
             rows.append({"method": method, "mean": mean, "ci": half, "n": len(m), "parameters": r.num_parameters.mean(),
-                         "items_per_s": speed})
+                         "encoder_parameters": enc, "items_per_s": speed})
         table = pd.DataFrame(rows).sort_values("parameters")
         lines.append(f"\n## {ds} / {proto}\n")
-        lines.append(f"| method | {metric} | seeds | parameters | encoding items/s |")
-        lines.append("|---|---|---|---|---|")
+        lines.append(f"| method | {metric} | seeds | parameters | of which text encoder | encoding items/s |")
+        lines.append("|---|---|---|---|---|---|")
         for r in table.itertuples():
             ci = "" if np.isnan(r.ci) else f" ± {r.ci:.4f}"
             speed = "–" if np.isnan(r.items_per_s) else f"{r.items_per_s:.1f}"
-            lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {speed} |")
+            enc = "–" if np.isnan(r.encoder_parameters) else f"{r.encoder_parameters:,.0f}"
+            lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} |")
         by = table.set_index("method")
         if TEXT_TEACHER in by.index and TEXT_STUDENT in by.index:
             t, st = by.loc[TEXT_TEACHER], by.loc[TEXT_STUDENT]
+            # the goal is about the distilled encoder against its teacher (as the throughput); the whole
+            # recommenders' share, which adds the same backbone to both, is reported beside it
             goal = {"ndcg_pct": 100.0 * st["mean"] / t["mean"] if t["mean"] else float("nan"),
-                    "params_pct": 100.0 * st.parameters / t.parameters,
+                    "params_pct": 100.0 * st.encoder_parameters / t.encoder_parameters,
+                    "recommender_params_pct": 100.0 * st.parameters / t.parameters,
                     "speedup": st.items_per_s / t.items_per_s if t.items_per_s else float("nan")}
             met = {"ndcg_pct": goal["ndcg_pct"] >= TEXT_GOALS["ndcg_pct"],
                    "params_pct": goal["params_pct"] <= TEXT_GOALS["params_pct"],
                    "speedup": goal["speedup"] >= TEXT_GOALS["speedup"]}
             lines.append(f"\n{TEXT_STUDENT} vs {TEXT_TEACHER}: {goal['ndcg_pct']:.1f} % of its {metric} (goal >= "
-                         f"{TEXT_GOALS['ndcg_pct']:.0f} %), {goal['params_pct']:.1f} % of its parameters (goal <= "
-                         f"{TEXT_GOALS['params_pct']:.0f} %), {goal['speedup']:.2f}x its encoding throughput (goal >= "
-                         f"{TEXT_GOALS['speedup']}x): {sum(met.values())}/3 goals met.")
+                         f"{TEXT_GOALS['ndcg_pct']:.0f} %), {goal['params_pct']:.2f} % of its text encoder's parameters "
+                         f"(goal <= {TEXT_GOALS['params_pct']:.0f} %; the whole recommender: "
+                         f"{goal['recommender_params_pct']:.2f} %), {goal['speedup']:.2f}x its encoding throughput "
+                         f"(goal >= {TEXT_GOALS['speedup']}x): {sum(met.values())}/3 goals met.")
             entry = {**goal, "met": met}
             if TEXT_CONTROL in by.index:
                 d = st["mean"] - by.loc[TEXT_CONTROL]["mean"]

@@ -172,9 +172,11 @@ def test_tidy_table_one_row_per_stage_and_metric_of_finished_runs_only(store):
     finished(store, "k3", method="meta:finetune", seed=0, test_users=40,
              timings={"fit_s": 2.0, "score_test_s": 0.5, "adapt_test_s": 0.02})
     assert tidy_table(store, ["k3"]).adapt_ms.iloc[0] == pytest.approx(0.5)   # 20 ms over 40 test users
-    assert np.isnan(pop.encode_items_per_s)
-    finished(store, "k4", method="distill:text-mpnet-6", text_info={"encoder": "mpnet-6", "items_per_s": 61.5})
-    assert tidy_table(store, ["k4"]).encode_items_per_s.iloc[0] == 61.5
+    assert np.isnan(pop.encode_items_per_s) and np.isnan(pop.encoder_parameters)
+    finished(store, "k4", method="distill:text-mpnet-6", text_info={"encoder": "mpnet-6", "items_per_s": 61.5,
+                                                                     "parameters": 66_368_640})
+    text = tidy_table(store, ["k4"]).iloc[0]
+    assert text.encode_items_per_s == 61.5 and text.encoder_parameters == 66_368_640
     assert t.set_index(["run", "stage", "metric"]).value.to_dict()[("k1", "test", "hit@10")] == 0.75
     empty = tidy_table(store, [])
     assert empty.empty and list(empty.columns) == list(t.columns)
@@ -311,7 +313,7 @@ def test_tidy_table_writes_parameters_in_one_key_order(store):
     assert t.score_s.dtype == float and t.infer_s.dtype == float and t.score_s.isna().all()
     assert list(t.columns) == ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed",
                                "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode",
-                               "adapt_ms", "encode_items_per_s"]
+                               "adapt_ms", "encode_items_per_s", "encoder_parameters"]
     assert list(t.index) == list(range(len(t)))
 
 

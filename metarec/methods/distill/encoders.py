@@ -67,8 +67,15 @@ def distill_student(teacher, tokenizer, n_layers: int, init: str, texts: list[st
     return student.eval(), history
 
 
+def inference_parameters(model) -> int:
+    """Parameters an encoder runs to make a sentence vector. Mean pooling never runs the BERT-style pooler (a dense
+    layer on the first token that both checkpoints carry), so it is not counted, as ``num_parameters`` counts only
+    what runs at inference (MPNet: 590,592 of 109,486,464)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("pooler."))
+
+
 def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict):
-    """(tokenizer, model in eval mode, parameter count) of a named encoder; students come from their artifact."""
+    """(tokenizer, model in eval mode, inference parameter count) of a named encoder; students come from their artifact."""
     from metarec.methods.distill import mpnet
 
     if encoder not in ENCODERS:
@@ -77,10 +84,10 @@ def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dic
         from metarec.methods.distill.text import load_teacher_encoder
 
         tok, model = load_teacher_encoder()
-        return tok, model, sum(p.numel() for p in model.parameters())
+        return tok, model, inference_parameters(model)
     tok, teacher = mpnet.load_teacher()
     if encoder == "mpnet-12":
-        return tok, teacher, sum(p.numel() for p in teacher.parameters())
+        return tok, teacher, inference_parameters(teacher)
     n_layers, init = STUDENTS[encoder]
     identity = {"teacher": "all-mpnet-base-v2", "weights": mpnet.WEIGHTS_SHA256, "layers": n_layers, "init": init,
                 "dataset": dataset, "texts": text_hash(texts, settings["max_len"], "all-mpnet-base-v2"), **settings}
@@ -93,7 +100,7 @@ def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dic
     folder, meta, _ = artifacts.get_or_build("text_student", identity, build)
     student = mpnet.student_from_teacher(teacher, n_layers, init=init)
     student.load_state_dict(torch.load(folder / "student.pt", weights_only=True), strict=True)
-    return tok, student.eval(), sum(p.numel() for p in student.parameters())
+    return tok, student.eval(), inference_parameters(student)
 
 
 def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, settings: dict | None = None

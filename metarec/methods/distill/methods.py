@@ -61,7 +61,8 @@ _MINILM_PARAMS: list[int] = []
 
 
 def minilm_parameters() -> int:
-    """Parameter count of the MiniLM teacher encoder, from its safetensors header (no model load)."""
+    """Inference parameter count of the MiniLM teacher encoder (without its unused pooler:
+    ``encoders.inference_parameters``), from its safetensors header (no model load)."""
     if not _MINILM_PARAMS:
         import json
         import math
@@ -73,7 +74,8 @@ def minilm_parameters() -> int:
             n = struct.unpack("<Q", f.read(8))[0]
             header = json.loads(f.read(n))
         _MINILM_PARAMS.append(sum(math.prod(v["shape"]) for k, v in header.items()
-                                  if k != "__metadata__" and not k.endswith("position_ids")))
+                                  if k != "__metadata__" and not k.endswith("position_ids")
+                                  and not k.startswith("pooler.")))   # mean pooling never runs the pooler
     return _MINILM_PARAMS[0]
 
 
