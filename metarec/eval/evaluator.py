@@ -448,8 +448,11 @@ class Evaluator:
                 if out is not None:
                     yield b, None, None, None, out
                     continue
-            s = score_fn(b.users) if rows is not None else mat
-            s = _check_scores(s, len(b.users), n_items, stage)
+            if rows is not None:   # the matrix's rows, copied (the general path masks in place)
+                t = time.perf_counter()
+                mat = score_fn(b.users)
+                clock[0] += time.perf_counter() - t
+            s = _check_scores(mat, len(b.users), n_items, stage)
             if fast_k and rows is None and s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64):
                 out = self._fused(s.detach().contiguous().numpy(), np.arange(len(b.users), dtype=np.int64), b, fast_k)
                 if out is not None:
