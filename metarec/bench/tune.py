@@ -157,8 +157,8 @@ class Tuner:
                                          confirm_protocols=[proto])
                 self.studies.append(by_name[name])
 
-    def _reuse_sources(self) -> list[tuple[str, str]]:
-        """(grid name, storage URL) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
+    def _reuse_sources(self) -> list[tuple[str, Any]]:
+        """(grid name, storage) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
         from metarec.bench.grid import load_grid
         from metarec.errors import ConfigError
 
@@ -179,11 +179,11 @@ class Tuner:
             committed = Path("results") / other.name / DB_NAME
             for candidate in (db, committed):
                 if candidate.is_file():
-                    out.append((other.name, f"sqlite:///{candidate.resolve()}"))
+                    out.append((other.name, _storage(f"sqlite:///{candidate.resolve()}")))
                     break
         return out
 
-    def _adopt(self, name: str, sources: list[tuple[str, str]], space: dict) -> None:
+    def _adopt(self, name: str, sources: list[tuple[str, Any]], space: dict) -> None:
         """Copy study ``name`` from a reused grid when this grid has no trial of it and the other grid finished it
         (no trial running, budget spent): the same study, so its trials need not run again. A study still running
         there is left alone (it would fork): run that grid first."""
@@ -194,9 +194,9 @@ class Tuner:
                 if s.study_name == name]
         if mine and mine[0].n_trials:
             return
-        for grid_name, url in sources:
+        for grid_name, storage in sources:
             try:
-                theirs = optuna.load_study(study_name=name, storage=_storage(url))
+                theirs = optuna.load_study(study_name=name, storage=storage)
             except KeyError:
                 continue
             trials = theirs.get_trials(deepcopy=False)
@@ -205,7 +205,7 @@ class Tuner:
                 continue
             if mine:
                 optuna.delete_study(study_name=name, storage=self.storage)
-            optuna.copy_study(from_study_name=name, from_storage=_storage(url), to_storage=self.storage)
+            optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=self.storage)
             optuna.load_study(study_name=name, storage=self.storage).set_user_attr("adopted_from", grid_name)
             self.adopted[name] = grid_name
             return
