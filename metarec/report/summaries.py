@@ -13,6 +13,9 @@ Built in:
     kshot           cold start: K-shot curves for every reported metric and a per-K table (tables/kshot.md)
     distill_goals   distillation: each student against its teacher and its student-alone (params %, NDCG %,
                     inference speed-up, gain over alone) and the issue's goals (tables/distill_goals.md)
+    text_frontier   text encoders: NDCG against parameters and encoding throughput, the distilled student's goals
+    leaderboard     one ranked table per setting: test metrics with intervals, rank, Δ to the best tuned classical
+                    baseline with its interval and seed-level p, links to the runs' cards (leaderboard.md)
 """
 from __future__ import annotations
 
@@ -506,3 +509,78 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
     if rows:
         out.append(ctx.write("tables/accuracy_diversity.csv", pd.DataFrame(rows).to_csv(index=False)))
     return out
+
+
+# ---- leaderboard -------------------------------------------------------------------------------------------
+LEADERBOARD_COLUMNS = 6   # metrics shown in leaderboard.md (all of them in tables/leaderboard.csv)
+
+
+@register_summary("leaderboard")
+def leaderboard(ctx: SummaryContext) -> list[Path]:
+    """One ranked table per dataset x protocol setting (``leaderboard.md`` in the results folder, every metric in
+    ``tables/leaderboard.csv``): every method's test metrics (mean and 95 % interval over seeds), its rank on the
+    grid's primary metric, its Δ to the best tuned classical baseline (the ``baseline``-family method with the best
+    test mean on that metric: the strongest bar, so the Δ is conservative) with the 95 % interval over seeds and the
+    seed-level paired p (Holm across methods), and a link to each seed's reproducibility card (cards/<run>.md)."""
+    from metarec.eval.registry import lower_is_better
+    from metarec.report.stats import compare
+
+    sel = ctx.selected_test
+    primary = ctx.meta.get("valid_metric") or "ndcg@10"
+    order = [m for m in (ctx.meta.get("metrics") or []) if m in set(sel.metric)] or sorted(sel.metric.unique())
+    if primary in order:
+        order = [primary] + [m for m in order if m != primary]
+    lines = [f"# {ctx.meta.get('grid', '')} leaderboard\n",
+             f"Test metrics, mean [95 % interval over seeds; each seed its own split and training seed]; rank on "
+             f"{primary}; Δ against the best tuned classical baseline of the setting (best test mean on {primary} "
+             f"among the baseline family), with its 95 % interval over seeds and the seed-level paired t-test "
+             f"(Holm across methods; * p < 0.05); cards: each seed's reproducibility card.\n"]
+    rows: list[dict] = []
+    for ds, proto, pp, label in _settings(sel):
+        g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
+        metrics = [m for m in order if m in set(g.metric)]
+        if primary not in metrics:
+            continue
+        low = lower_is_better(primary)
+        score = g[g.metric == primary].groupby("method").value.mean()
+        rank = score.rank(ascending=low, method="min").astype(int)
+        family = g.drop_duplicates("method").set_index("method").family
+        base = score[family.reindex(score.index) == "baseline"]
+        best = (base.idxmin() if low else base.idxmax()) if len(base) else None
+        tests = pd.DataFrame()
+        if best is not None and ctx.per_user is not None and primary in ctx.per_user.columns:
+            pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
+            if "protocol_params" in pu.columns:
+                pu = pu[pu.protocol_params == pp]
+            tests = compare(pu, best, primary, alpha=ALPHA, user_ci=False)
+        by_method = tests.set_index("method") if not tests.empty else pd.DataFrame()
+        shown = metrics[:LEADERBOARD_COLUMNS]
+        lines.append(f"\n## {ds} / {proto}{' ' + label if label else ''}\n")
+        lines.append("| rank | method | family | " + " | ".join(shown) + f" | Δ {primary} vs {best or '–'} | cards |")
+        lines.append("|---" * (len(shown) + 5) + "|")
+        for method in sorted(score.index, key=lambda m: (rank[m], m)):
+            m_rows = g[g.method == method]
+            cells, row = [], {"dataset": ds, "protocol": proto, "protocol_params": pp, "rank": int(rank[method]),
+                              "method": method, "family": family.get(method, ""), "baseline": best}
+            for metric in metrics:
+                mean, half = _ci(m_rows[m_rows.metric == metric].value)
+                row[metric], row[f"{metric}_ci"] = mean, half
+                if metric in shown:
+                    cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))
+            if method == best:
+                delta = "reference"
+            elif method in by_method.index:
+                t = by_method.loc[method]
+                p = "–" if np.isnan(t.seed_p_holm) else f"p {t.seed_p_holm:.2g}{'*' if t.significant else ''}"
+                delta = f"{t.delta:+.4f} [{t.ci_low:+.4f}, {t.ci_high:+.4f}], {p}"
+                row.update(delta=t.delta, delta_ci_low=t.ci_low, delta_ci_high=t.ci_high, seed_p_holm=t.seed_p_holm)
+            else:
+                delta = "–"
+            runs = m_rows.drop_duplicates("run").sort_values("seed")
+            cards = " ".join(f"[{s}](cards/{r}.md)" for s, r in zip(runs.seed, runs.run))
+            lines.append(f"| {rank[method]} | {method} | {row['family']} | " + " | ".join(cells) +
+                         f" | {delta} | {cards} |")
+            rows.append(row)
+    files = [ctx.write("leaderboard.md", "\n".join(lines) + "\n")]
+    files.append(ctx.write("tables/leaderboard.csv", pd.DataFrame(rows).to_csv(index=False)))
+    return files

@@ -217,3 +217,45 @@ def test_text_frontier_checks_the_student_against_the_teacher_and_the_control(tm
     assert data["speedup"] == pytest.approx(2.0) and all(data["met"].values())
     assert data["vs_control"] == pytest.approx(0.041)
     assert "3/3 goals met" in md
+
+
+def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
+    rng = np.random.default_rng(1)
+    users = np.arange(30)
+    base = rng.random(30)
+    per_user, cells, extra = [], {}, {}
+    shifts = {"pop": (-0.2, "baseline"), "knn": (0.0, "baseline"), "ours": (0.1, "multitask"), "tie": (0.0, "meta")}
+    for seed in range(4):
+        for method, (shift, fam) in shifts.items():
+            v = np.clip(base + shift + rng.normal(0, 0.03, 30), 0, None)
+            per_user.append(pd.DataFrame({"user": users, "seed": seed, "method": method, "dataset": "d",
+                                          "protocol": "general", "protocol_params": "{}", "ndcg@10": v}))
+            cells[(method, seed, "ndcg@10")] = float(v.mean())
+            cells[(method, seed, "recall@10")] = 0.5 + shift
+            extra[method] = {"family": fam}
+    pu = pd.concat(per_user, ignore_index=True)
+    tidy = tidy_rows(cells, extra=extra)
+    tidy["run"] = tidy.method + "-s" + tidy.seed.astype(str)
+    ctx = SummaryContext(tmp_path, tidy, pu, {"grid": "g", "valid_metric": "ndcg@10",
+                                              "metrics": ["recall@10", "ndcg@10"]})
+    md, csv = get_summary("leaderboard")(ctx)
+    table = pd.read_csv(csv).set_index("method")
+    means = pu.groupby("method")["ndcg@10"].mean()
+    assert table["rank"].to_dict() == means.rank(ascending=False, method="min").astype(int).to_dict()
+    assert set(table.baseline) == {"knn"}                    # the better of the two baselines is the bar
+    a = pu[pu.method == "ours"].groupby("seed")["ndcg@10"].mean().to_numpy()
+    b = pu[pu.method == "knn"].groupby("seed")["ndcg@10"].mean().to_numpy()
+    d = a - b
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / np.sqrt(4)
+    assert table.loc["ours", "delta"] == pytest.approx(d.mean(), abs=1e-12)
+    assert table.loc["ours", "delta_ci_low"] == pytest.approx(d.mean() - half, abs=1e-12)
+    per_seed = pu.groupby(["method", "seed"])["ndcg@10"].mean()
+    assert table.loc["ours", "ndcg@10"] == pytest.approx(per_seed["ours"].mean(), abs=1e-12)
+    text = md.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| rank |"))
+    assert header == "| rank | method | family | ndcg@10 | recall@10 | Δ ndcg@10 vs knn | cards |"  # primary first
+    first = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert "| ours | multitask |" in first and "[0](cards/ours-s0.md) [1](cards/ours-s1.md)" in first
+    assert "*" in first.split("|")[6]                        # +0.1 over 4 seeds: significant
+    knn = next(line for line in text.splitlines() if "| knn |" in line)
+    assert "| reference |" in knn
