@@ -145,6 +145,9 @@ class Grid:
     ties: str = "expected"
     also_eval: tuple = ()
     raw: dict = field(default_factory=dict)
+    #: one metric list per protocol kind ("ranking", "impressions") when the grid gives them apart; else None and
+    #: ``metrics`` applies to every protocol
+    metrics_by_kind: dict | None = None
     #: ``metarec bench --only``: glob patterns per "dataset"/"protocol"/"method"; cells outside them are not run
     #: (and their rows in the tidy table are kept as they were)
     only: dict = field(default_factory=dict)
@@ -200,10 +203,18 @@ class Grid:
         return RunSpec(dataset=dataset["name"], preprocess=dataset["preprocess"], protocol=protocol["name"],
                        protocol_params=protocol["params"],
                        split_seed=self.split_seed if self.split_seed is not None else seed,
-                       method=method, params=params, seed=seed, metrics=tuple(self.metrics),
+                       method=method, params=params, seed=seed, metrics=tuple(self.metrics_for(protocol["name"])),
                        eval_mode=self.eval_mode, ties=self.ties, also_eval=self.also_eval, threads=self.threads,
                        inference_repeats=self.inference_repeats,
                        tracking=self.tracking)
+
+    def metrics_for(self, protocol: str) -> list[str]:
+        """The metrics computed under ``protocol``: the grid's list, or its list for the protocol's kind."""
+        if self.metrics_by_kind is None:
+            return self.metrics
+        from metarec.protocols import get_protocol
+
+        return self.metrics_by_kind[get_protocol(protocol).metric_kind]
 
     def is_tuned(self, method: str) -> bool:
         return self.tune is not None and bool(self.methods[method]["space"])
@@ -261,8 +272,28 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     if len(set(seeds)) != len(seeds):
         raise _err(f"{source}: seeds", f"repeated seed in {seeds}")
     metrics = raw.get("metrics") or []   # absent: the registry's defaults for the grid's protocols (below)
+    by_kind: dict[str, list] | None = None
+    if isinstance(metrics, dict):   # one list per protocol kind: {ranking: [...], impressions: [...]}
+        from metarec.eval.registry import PROTOCOL_KINDS as KINDS
+
+        unknown = sorted(set(metrics) - set(KINDS))
+        if unknown or not metrics:
+            raise _err(f"{source}: metrics", f"a mapping from protocol kind ({', '.join(KINDS)}) to a metric list; "
+                                             f"unknown kind(s) {unknown}")
+        by_kind = {}
+        for kind, names in metrics.items():
+            if not isinstance(names, list) or not names:
+                raise _err(f"{source}: metrics.{kind}", "must be a non-empty list of metric names like ndcg@10")
+            for i, m in enumerate(names):
+                try:
+                    parse_metric(str(m), kind)
+                except MetarecError as e:
+                    raise _err(f"{source}: metrics.{kind}[{i}]", str(e)) from None
+            by_kind[kind] = [str(m) for m in names]
+        metrics = list(dict.fromkeys(m for names in by_kind.values() for m in names))
     if not isinstance(metrics, list):
-        raise _err(f"{source}: metrics", "must be a list of metric names like ndcg@10")
+        raise _err(f"{source}: metrics", "must be a list of metric names like ndcg@10, or one list per protocol "
+                                         "kind ({ranking: [...], impressions: [...]})")
     for i, m in enumerate(metrics):
         try:
             parse_metric(str(m))
@@ -330,28 +361,48 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         from metarec.eval.registry import default_metrics
 
         metrics = default_metrics(kinds.pop())
-    valid_metric = str(raw.get("valid_metric", metrics[0]))
+    default_valid = metrics[0]
+    if by_kind is not None:   # the first metric every kind's list has (selection must mean the same everywhere)
+        common = [m for m in metrics if all(m in names for names in by_kind.values())]
+        if not common and "valid_metric" not in raw:
+            raise _err(f"{source}: valid_metric", "the per-kind metric lists share no metric: name the one to "
+                                                  "select on (defined under every protocol, e.g. ndcg@10)")
+        default_valid = common[0] if common else default_valid
+    valid_metric = str(raw.get("valid_metric", default_valid))
     try:
         parse_metric(valid_metric)
     except MetarecError as e:
         raise _err(f"{source}: valid_metric", str(e)) from None
     if valid_metric not in metrics:
         metrics = [valid_metric] + list(metrics)
+    if by_kind is not None:
+        by_kind = {k: v if valid_metric in v else [valid_metric] + v for k, v in by_kind.items()}
     for i, d in enumerate(datasets):
         for j, p in enumerate(d["protocols"]):
             kind = get_protocol(p["name"]).metric_kind
-            for m in metrics:
+            if by_kind is not None and kind not in by_kind:
+                raise _err(f"{source}: metrics", f"no list for {kind} protocols (datasets[{i}].protocols[{j}]: "
+                                                 f"{d['name']} / {p['name']})")
+            for m in (by_kind[kind] if by_kind is not None else metrics):
                 try:
                     parse_metric(str(m), kind)
                 except MetarecError as e:
-                    raise _err(f"{source}: datasets[{i}].protocols[{j}] ({p['name']})",
-                               f"{e} (grid metrics are computed under every protocol)") from None
+                    where = "valid_metric" if m == valid_metric else f"datasets[{i}].protocols[{j}] ({p['name']})"
+                    raise _err(f"{source}: {where}", f"{e} (grid metrics are computed under every protocol; give "
+                                                     "one list per protocol kind to differ)") from None
 
     if not isinstance(raw["methods"], dict) or not raw["methods"]:
         raise _err(f"{source}: methods", "must be a non-empty mapping of method name -> settings")
     tune = _parse_tune(raw.get("tune"), source, seeds, valid_metric)
     if tune is not None and tune.metric not in metrics:
         metrics = [tune.metric] + list(metrics)
+    if tune is not None and by_kind is not None:
+        by_kind = {k: v if tune.metric in v else [tune.metric] + v for k, v in by_kind.items()}
+        for kind in by_kind:
+            try:
+                parse_metric(tune.metric, kind)
+            except MetarecError as e:
+                raise _err(f"{source}: tune.metric", str(e)) from None
     methods = {}
     proto_names = {p["name"] for d in datasets for p in d["protocols"]}
     for mname, m in raw["methods"].items():
@@ -439,7 +490,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         raise _err(f"{source}: summaries", "vs_reference needs the grid's reference: method")
     if reference is not None and reference not in methods:
         raise _err(f"{source}: reference", f"must be one of the grid's methods ({', '.join(methods)}), got {reference!r}")
-    return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], valid_metric=valid_metric,
+    return Grid(name=name, path=path, seeds=seeds, metrics=[str(m) for m in metrics], metrics_by_kind=by_kind,
+                valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
                 reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking,
                 ties=ties, also_eval=tuple(also_eval), raw=raw)

@@ -99,6 +99,31 @@ def test_metrics_are_checked_against_every_protocol_of_the_grid():
     assert set(parse_grid(raw).metrics) == {"auc", "mrr", "ndcg@5", "ndcg@10"}   # the registry's defaults
 
 
+def test_one_metric_list_per_protocol_kind():
+    """A grid over ranking and impressions protocols may list each kind's metrics apart: every run gets its kind's
+    list; selection needs one metric both define."""
+    raw = {"name": "g", "metrics": {"ranking": ["recall@10", "ndcg@10"], "impressions": ["auc", "ndcg@10"]},
+           "datasets": [{"name": "ml-100k", "protocols": ["general"]},
+                        {"name": "mind-sample", "protocols": ["impressions"]}], "methods": {"pop": {}}}
+    g = parse_grid(raw)
+    assert g.valid_metric == "ndcg@10" and g.metrics == ["recall@10", "ndcg@10", "auc"]   # the first shared one
+    assert {(s.protocol, s.metrics) for s in g.runs()} == {("general", ("recall@10", "ndcg@10")),
+                                                            ("impressions", ("auc", "ndcg@10"))}
+    plain = parse_grid({**raw, "metrics": ["ndcg@10", "recall@10"], "datasets": raw["datasets"][:1]})
+    assert [s.metrics for s in plain.runs()] == [("ndcg@10", "recall@10")]   # a plain list: as before
+    bad = [({"ranking": ["recall@10"]}, r"metrics: no list for impressions protocols \(datasets\[1\]"),
+           ({"ranking": ["recall@10"], "impressions": ["recall@10"]},
+            r"metrics.impressions\[0\]: metric 'recall@10' is not defined for the impressions protocols"),
+           ({"ranking": ["recall@10"], "impressions": ["auc"]}, "valid_metric: the per-kind metric lists share no"),
+           ({"rank": ["ndcg@10"]}, r"unknown kind\(s\) \['rank'\]"),
+           ({"ranking": []}, "metrics.ranking: must be a non-empty list")]
+    for metrics, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse_grid({**raw, "metrics": metrics})
+    g = parse_grid({**raw, "valid_metric": "auc", "metrics": {"ranking": ["recall@10"], "impressions": ["mrr"]}})
+    assert {s.metrics for s in g.runs()} == {("auc", "recall@10"), ("auc", "mrr")}   # added to every kind's list
+
+
 # ---- every rule, and what a valid spec expands to ------------------------------------------------------------
 TUNE = {"trials": 4, "seeds": [100]}
 def tuned(tune=None, **methods):
