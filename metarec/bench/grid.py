@@ -3,8 +3,9 @@ metrics and the validation metric used for model selection. Validated completely
 
     name: smoke
     seeds: [0, 1, 2]
-    metrics: [ndcg@10, recall@10, coverage@10]
-    valid_metric: ndcg@10
+    metrics: [ndcg@10, recall@10, coverage@10]   # or one list per protocol kind, when a grid mixes them:
+                                                 # {ranking: [ndcg@10, recall@10], impressions: [auc, ndcg@10]}
+    valid_metric: ndcg@10                        # default: the first metric (every kind's lists share)
     datasets:
       - name: ml-100k
         preprocess: {min_rating: 4}          # optional
