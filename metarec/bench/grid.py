@@ -409,8 +409,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     for mname, m in raw["methods"].items():
         where = f"{source}: methods.{mname}"
         m = m or {}
-        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols", "exclude", "search", "tune"}:
-            raise _err(where, "valid keys: params, grid, search, tune, protocols, exclude")
+        if not isinstance(m, dict) or set(m) - {"params", "grid", "protocols", "exclude", "search", "tune", "teacher"}:
+            raise _err(where, "valid keys: params, grid, search, tune, protocols, exclude, teacher")
         try:
             cls = get_method(str(mname))
         except MetarecError as e:
@@ -468,8 +468,28 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             raise _err(f"{where}.search", "needs the grid's tune: block (or remove tune: false)")
         if m.get("tune", True) not in (True, False):
             raise _err(f"{where}.tune", f"must be true or false, got {m['tune']!r}")
+        teacher = m.get("teacher")
+        if teacher is not None and not getattr(cls, "uses_teacher", False):
+            raise _err(f"{where}.teacher", f"{mname} does not learn from a teacher")
         methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude, "space": space,
-                               "fixed": fixed}
+                               "fixed": fixed, "teacher": teacher}
+    for mname, m in methods.items():   # teacher: another method of this grid, tuned, on every cell of the student
+        t = m["teacher"]
+        if t is None:
+            continue
+        where = f"{source}: methods.{mname}.teacher"
+        if t not in methods:
+            raise _err(where, f"{t!r} is not one of the grid's methods ({', '.join(methods)})")
+        if tune is None or not methods[t]["space"] or not m["space"]:
+            raise _err(where, "needs a tuned grid with both methods tuned: the teacher is the configuration its study "
+                              "selects")
+        try:
+            get_method(mname).teacher_fixed(t, methods[t]["fixed"], m["fixed"])   # the pair is possible at all
+        except MetarecError as e:
+            raise _err(where, str(e)) from None
+        missing = sorted({p for p in m["protocols"] if p not in methods[t]["protocols"]})
+        if missing:
+            raise _err(where, f"{t} does not run on {', '.join(missing)}, where {mname} runs")
     summaries = raw.get("summaries") or []
     if not isinstance(summaries, list) or not all(isinstance(x, str) for x in summaries):
         raise _err(f"{source}: summaries", f"must be a list of summary names, got {summaries!r}")

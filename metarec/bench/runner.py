@@ -164,4 +164,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         write_table(trials, store.root, stem="trials")
     failures = [store.failure(k) for k in dict.fromkeys(keys) if store.failure(k)]
     notes = [f"{s.name}: {s.note}" for s in (tuner.studies if tuner else []) if s.note]
+    if tuner is not None:   # students whose teacher study never selected (no completed trial) or does not run
+        notes += tuner.unresolved + [f"{mname} on {d['name']}/{p['name']}: waits for its teacher's study {t}"
+                                     for t, cells in tuner.pending.items() for d, p, mname in cells]
     return {"counts": counts, "tidy": tidy, "store": store, "failures": failures, "trials": trials, "notes": notes}

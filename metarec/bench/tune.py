@@ -138,24 +138,67 @@ class Tuner:
         cells = grid.cells()
         by_name: dict[str, StudyRun] = {}
         self.adopted: dict[str, str] = {}   # study name -> the grid it was adopted from (tune.reuse)
-        sources = self._reuse_sources()
+        self._sources = self._reuse_sources()
+        self._cells, self._by_name = cells, by_name
+        #: teacher study name -> the student cells whose study starts once that study has selected (grid key
+        #: ``teacher:``: the student's teacher is the teacher study's selected configuration, on the same cell)
+        self.pending: dict[str, list] = {}
+        self.unresolved: list[str] = []
+        students = []
         for d, proto, mname in cells:
             if grid.is_tuned(mname):
-                m = grid.methods[mname]
-                tune_on = self.tuning_protocol(d, proto, mname, cells)
-                name = self.study_name(d, tune_on, mname, m)
-                if name in by_name:   # a setting that shares its study (tune.share): confirmed there too
-                    by_name[name].confirm_protocols.append(proto)
-                    continue
-                if sources:
-                    self._adopt(name, sources, m["space"])
-                study = optuna.create_study(study_name=name, storage=self.storage, direction=self.direction,
-                                            load_if_exists=True,
-                                            pruner=_pruner(self.spec_t.pruner, self.spec_t.startup_trials))
-                study.set_user_attr("cell", [d["name"], tune_on["name"], mname])
-                by_name[name] = StudyRun(name, d, tune_on, mname, m["fixed"], m["space"], study,
-                                         confirm_protocols=[proto])
-                self.studies.append(by_name[name])
+                if grid.methods[mname].get("teacher"):
+                    students.append((d, proto, mname))
+                else:
+                    self._open(d, proto, mname, grid.methods[mname]["fixed"])
+        for d, proto, mname in students:
+            teacher = grid.methods[mname]["teacher"]
+            t_on = self.tuning_protocol(d, proto, teacher, cells) if (d, proto, teacher) in cells else None
+            t_study = by_name.get(self.study_name(d, t_on, teacher, grid.methods[teacher])) if t_on else None
+            if t_study is None:
+                self.unresolved.append(f"{mname} on {d['name']}/{proto['name']}: {teacher} does not run there")
+            elif self._selected(t_study) is not None:
+                self._open_student(d, proto, mname, t_study)
+            else:
+                self.pending.setdefault(t_study.name, []).append((d, proto, mname))
+
+    def _open(self, d: dict, proto: dict, mname: str, fixed: dict) -> StudyRun:
+        """The study of a cell (created, adopted from a reused grid, or continued), or the one it shares."""
+        import optuna
+
+        m = {**self.grid.methods[mname], "fixed": fixed}
+        tune_on = self.tuning_protocol(d, proto, mname, self._cells)
+        name = self.study_name(d, tune_on, mname, m)
+        if name in self._by_name:   # a setting that shares its study (tune.share): confirmed there too
+            self._by_name[name].confirm_protocols.append(proto)
+            return self._by_name[name]
+        if self._sources:
+            self._adopt(name, self._sources, m["space"])
+        study = optuna.create_study(study_name=name, storage=self.storage, direction=self.direction,
+                                    load_if_exists=True, pruner=_pruner(self.spec_t.pruner, self.spec_t.startup_trials))
+        study.set_user_attr("cell", [d["name"], tune_on["name"], mname])
+        s = self._by_name[name] = StudyRun(name, d, tune_on, mname, fixed, m["space"], study,
+                                           confirm_protocols=[proto])
+        self.studies.append(s)
+        return s
+
+    def _selected(self, s: StudyRun) -> dict | None:
+        """A finished study's selected configuration (fixed + best trial's), or None while it may still change."""
+        from optuna.trial import TrialState
+
+        if s.inflight or self.budget_left(s) or s.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return None
+        try:
+            return {**s.fixed, **s.study.best_trial.params}
+        except ValueError:   # no completed trial
+            return None
+
+    def _open_student(self, d: dict, proto: dict, mname: str, teacher_study: StudyRun) -> StudyRun:
+        from metarec.methods import get_method
+
+        fixed = self.grid.methods[mname]["fixed"]
+        resolved = get_method(mname).teacher_fixed(teacher_study.method, self._selected(teacher_study), fixed)
+        return self._open(d, proto, mname, {**fixed, **resolved})
 
     def _reuse_sources(self) -> list[tuple[str, Any]]:
         """(grid name, storage) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
@@ -320,16 +363,23 @@ class Tuner:
 
     def start(self) -> list:
         """Jobs to run first: re-attached trials of a killed run, then each study's first trials."""
+        jobs = []
+        for s in list(self.studies):   # (a confirm can open a student's study: it starts there)
+            if s.confirmed:
+                continue
+            jobs += self.start_study(s)
+        return jobs
+
+    def start_study(self, s: StudyRun) -> list:
+        """Re-attached trials of a killed run, then the study's next trials (or its confirm runs)."""
         from optuna.trial import TrialState
 
         jobs = []
-        for s in self.studies:
-            for t in s.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                p = self._reattach(s, t)
-                s.inflight[p.number] = p
-                jobs.append(self._trial_job(s, p))
-            jobs += self._more(s)
-        return jobs
+        for t in s.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            p = self._reattach(s, t)
+            s.inflight[p.number] = p
+            jobs.append(self._trial_job(s, p))
+        return jobs + self._more(s)
 
     def _more(self, s: StudyRun) -> list:
         jobs = []
@@ -358,6 +408,11 @@ class Tuner:
                 key = self.key_of(spec)
                 self.confirm_keys.append(key)
                 jobs.append(Job(spec, key, None, tag=("confirm", s.name)))
+        for d, proto, mname in self.pending.pop(s.name, []):   # its students' studies can start now
+            before = len(self.studies)
+            student = self._open_student(d, proto, mname, s)
+            if len(self.studies) > before:
+                jobs += self.start_study(student)
         return jobs
 
     def on_done(self, job, outcome: dict) -> list:

@@ -535,3 +535,48 @@ def test_a_new_machine_resumes_from_the_committed_results(tuned_reference, tmp_p
         f.write("\n".join([lines[0], lines[1][:40]] + lines[2:]) + "\n")
     with pytest.raises(DataError, match=r"runs.jsonl.gz.*2.*not a committed run"):
         run_grid(parse_grid(TUNED), root=tmp_path / "third", progress=False)
+
+
+# ---- a student whose teacher is another study's selection ------------------------------------------------------------
+SEQ = {"max_epochs": 1, "eval_every": 1, "progress_bar": False, "max_len": 8, "batch_size": 256, "dim": 8}
+KD = {"name": "kd", "seeds": [0], "metrics": ["ndcg@10"],
+      "datasets": [{"name": "ml-100k", "protocols": ["sequential"]}],
+      "tune": {"trials": 2, "seeds": [7], "sampler_seed": 1, "startup_trials": 2},
+      "methods": {"distill:teacher": {"params": {**SEQ, "n_layers": 1}, "search": {"lr": {"float": [1e-3, 1e-2]}}},
+                  "distill:kd-soft": {"params": {**SEQ, "teacher_dim": 8, "teacher_n_layers": 1},
+                                      "search": {"kd_weight": {"float": [0.1, 1.0]}}, "teacher": "distill:teacher"}}}
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_the_configuration_its_teacher_study_selected(tmp_path):
+    out = run_grid(parse_grid(KD), root=tmp_path, progress=False)
+    assert not out["failures"] and not out["notes"], (out["failures"], out["notes"])
+    t = out["trials"]
+    teacher, student = t[t.method == "distill:teacher"], t[t.method == "distill:kd-soft"]
+    chosen = json.loads(teacher[teacher.selected].params.iloc[0])
+    assert len(student) == 2
+    for p in student.params.map(json.loads):   # every student trial learns from the selected teacher
+        assert (p["teacher_lr"], p["teacher_dim"], p["teacher_n_layers"], p["teacher_max_epochs"]) == \
+            (chosen["lr"], 8, 1, 1)
+    # the student's runs trained no teacher of their own: the teacher study's runs left the only teacher artifacts
+    # (its two trials on tuning seed 7, its confirm run on seed 0), which the students loaded
+    built = [p for p in (tmp_path / "artifacts" / "teacher").iterdir() if not p.name.startswith(".")]   # not locks
+    assert len(built) == 2 + 1
+    again = run_grid(parse_grid(KD), root=tmp_path, progress=False)
+    assert again["counts"]["done"] == 0                       # the student's study opens at once: all stored
+    pd.testing.assert_frame_equal(trial_values(again["trials"]), trial_values(out["trials"]))
+
+
+def test_teacher_key_errors():
+    for change, message in [
+            (lambda g: g["methods"]["distill:kd-soft"].update(teacher="distill:student"), "is not one of the grid's"),
+            (lambda g: g["methods"]["distill:teacher"].update(tune=False, search=None) or
+             g["methods"]["distill:teacher"].pop("search"), "needs a tuned grid with both methods tuned"),
+            (lambda g: g["methods"]["distill:kd-soft"]["params"].update(max_len=20),
+             r"shares max_len with its teacher 'distill:teacher', but the teacher has max_len=8 and the student "
+             r"max_len=20"),
+            (lambda g: g["methods"].update({"pop": {"teacher": "distill:teacher"}}), "pop does not learn from a teacher")]:
+        g = copy.deepcopy(KD)
+        change(g)
+        with pytest.raises(ConfigError, match=message):
+            parse_grid(g)

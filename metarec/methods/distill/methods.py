@@ -51,10 +51,10 @@ COMMON = {**LightningMethod.defaults, "n_heads": 2, "dropout": 0.2, "input_dropo
           "lr": 2e-3, "weight_decay": 0.0, "batch_size": 128, "max_epochs": 30, "patience": 3, "eval_every": 2,
           "text_max_len": 64, "bag_repeats": 8}
 #: teacher parameters a student may set as ``teacher_<name>``
-TEACHER_KEYS = ("dim", "n_layers", "n_heads", "dropout", "input_dropout", "lr", "max_epochs", "patience",
-                "eval_every")
-#: parameters a student shares with its teacher
-SHARED_KEYS = ("max_len", "batch_size", "weight_decay", "valid_metric", "accelerator", "text_max_len", "bag_repeats")
+TEACHER_KEYS = ("dim", "n_layers", "n_heads", "dropout", "input_dropout", "lr", "weight_decay", "max_epochs",
+                "patience", "eval_every")
+#: parameters a student shares with its teacher (weight_decay is not one: both tune their own)
+SHARED_KEYS = ("max_len", "batch_size", "valid_metric", "accelerator", "text_max_len", "bag_repeats")
 
 
 _MINILM_PARAMS: list[int] = []
@@ -190,6 +190,27 @@ class DistillMethod(LightningMethod):
         return build_method(self.teacher_name, params)
 
     teacher_name: ClassVar[str] = "distill:teacher"
+
+    @classmethod
+    def teacher_fixed(cls, teacher: str, params: dict, student: dict | None = None) -> dict:
+        """The parameters that make ``teacher`` (a registered method) in configuration ``params`` this student's
+        teacher (a grid's ``teacher:`` key, resolved with the teacher study's selection): the backbone teacher as
+        ``teacher_*`` values, whose shared parameters (``SHARED_KEYS``) must equal the student's own (``student``:
+        its fixed parameters), any other method as ``teacher_method`` + ``teacher_params``."""
+        name = getattr(cls, "name", cls.__name__)
+        if not cls.uses_teacher:
+            raise ConfigError(f"method {name!r} does not learn from a teacher")
+        if teacher != cls.teacher_name:
+            build_method(teacher, dict(params))   # names and values checked now
+            return {"teacher_method": teacher, "teacher_params": dict(params)}
+        resolved = build_method(teacher, dict(params)).params
+        mine = {**cls.defaults, **(student or {})}
+        differ = [k for k in SHARED_KEYS if k in resolved and resolved[k] != mine.get(k)]
+        if differ:
+            raise ConfigError(f"method {name!r} shares {', '.join(differ)} with its teacher {teacher!r}, but the "
+                              f"teacher has {', '.join(f'{k}={resolved[k]!r}' for k in differ)} and the student "
+                              f"{', '.join(f'{k}={mine.get(k)!r}' for k in differ)}: give both the same value")
+        return {f"teacher_{k}": resolved[k] for k in TEACHER_KEYS}
 
     def fit_fresh(self, split, *, seed: int = 0, workdir=None):
         """Train from scratch (no teacher cache lookup for this method itself)."""
