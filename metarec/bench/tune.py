@@ -59,6 +59,28 @@ def adopt_committed_studies(grid_name: str, store_root: Path, results: Path = Pa
     return committed
 
 
+def reused_grids(grid: Grid) -> list[Grid]:
+    """The grids ``tune.reuse`` names (paths relative to the grid file), each checked to have given its studies the
+    same budget as this grid (else one ConfigError naming the differences)."""
+    from metarec.bench.grid import load_grid
+    from metarec.errors import ConfigError
+
+    out = []
+    here = grid.path.parent if grid.path is not None else Path(".")
+    for ref in (grid.tune.reuse if grid.tune is not None else ()):
+        other = load_grid(Path(ref) if Path(ref).is_absolute() else here / ref)
+        mine, theirs = grid.tune, other.tune
+        budget = ("trials", "budget_s", "clock", "pruner", "startup_trials", "parallel")
+        if theirs is None or any(getattr(mine, k) != getattr(theirs, k) for k in budget):
+            got = "no tune: block" if theirs is None else ", ".join(
+                f"{k} {getattr(theirs, k)!r} (here {getattr(mine, k)!r})" for k in budget
+                if getattr(mine, k) != getattr(theirs, k))
+            raise ConfigError(f"{grid.path}: tune.reuse {ref}: its studies ran under another budget ({got}); "
+                              "a reused study must have had the same chance as this grid's")
+        out.append(other)
+    return out
+
+
 def _storage(url: str):
     import optuna
 
@@ -202,22 +224,8 @@ class Tuner:
 
     def _reuse_sources(self) -> list[tuple[str, Any]]:
         """(grid name, storage) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
-        from metarec.bench.grid import load_grid
-        from metarec.errors import ConfigError
-
         out = []
-        here = self.grid.path.parent if self.grid.path is not None else Path(".")
-        for ref in self.spec_t.reuse:
-            path = Path(ref) if Path(ref).is_absolute() else here / ref
-            other = load_grid(path)
-            mine, theirs = self.spec_t, other.tune
-            budget = ("trials", "budget_s", "clock", "pruner", "startup_trials", "parallel")
-            if theirs is None or any(getattr(mine, k) != getattr(theirs, k) for k in budget):
-                got = "no tune: block" if theirs is None else ", ".join(
-                    f"{k} {getattr(theirs, k)!r} (here {getattr(mine, k)!r})" for k in budget
-                    if getattr(mine, k) != getattr(theirs, k))
-                raise ConfigError(f"{self.grid.path}: tune.reuse {ref}: its studies ran under another budget ({got}); "
-                                  "a reused study must have had the same chance as this grid's")
+        for other in reused_grids(self.grid):
             db = self.store.root.parent / other.name / DB_NAME
             committed = Path("results") / other.name / DB_NAME
             for candidate in (db, committed):

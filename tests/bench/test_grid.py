@@ -2,6 +2,8 @@
 wording checked in full where it lists names), what a valid spec expands to, and a pinned run key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -464,3 +466,14 @@ def test_a_method_s_own_domains_bound_the_search_and_its_broken_space_is_named(m
         Broken.declared_space()
     assert message(tuned(**{"test:broken": {}})) == f"g.yaml: methods.test:broken: {e.value}"
     assert "depth" in str(e.value)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("benchmarks").glob("*.yaml")) + ["paper/grid.yaml"])
+def test_every_shipped_grid_validates(path):
+    """Every grid the repository ships parses, and the grids its tuning reuses exist with the same budget."""
+    from metarec.bench.tune import reused_grids
+
+    grid = load_grid(path)
+    assert grid.cells()
+    for other in reused_grids(grid):
+        assert other.name != grid.name
