@@ -224,40 +224,63 @@ def _writer_alive(temp_name: str) -> bool:
 RUNS_FILE = "runs.jsonl.gz"
 
 
-def export_runs(store: RunStore, keys: list[str], out: Path) -> Path:
-    """``out/runs.jsonl.gz``: one line per run (key, resolved config, result) for the runs a report's tables show.
-    With the run column of ``out/per_user.parquet`` that is all ``adopt_committed_runs`` needs to put them back."""
+def export_runs(store: RunStore, keys: list[str], out: Path, name: str = RUNS_FILE,
+                per_user_name: str | None = None) -> Path:
+    """``out/<name>`` (``runs.jsonl.gz``): one line per run (key, resolved config, result). Its per-user test
+    metrics are the rows of a per-user table with a ``run`` column: the report's ``per_user.parquet`` (written by
+    the report), or ``out/<per_user_name>`` written here. That is all ``adopt_committed_runs`` needs to put them
+    back."""
     import gzip
 
-    lines = []
+    lines, frames = [], []
     for key in sorted(set(keys)):
         folder = store.runs / key
         config = read_json(folder / "config.json", f"delete {folder} and rerun the grid") \
             if (folder / "config.json").is_file() else {}
         pu = store.per_user(key, "test")
+        if pu is not None and per_user_name:
+            frames.append(pu.assign(run=key))
         lines.append(json.dumps({"key": key, "config": config, "result": store.load_result(key),
                                  "per_user_columns": None if pu is None else list(pu.columns)},
                                 sort_keys=True, default=str))
-    path = Path(out) / RUNS_FILE
-    tmp = path.with_name(f".{RUNS_FILE}.tmp")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if per_user_name:
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"run": []})
+        tmp_pu = Path(out) / f".{per_user_name}.tmp"
+        table.to_parquet(tmp_pu, index=False)
+        os.replace(tmp_pu, Path(out) / per_user_name)
+    path = Path(out) / name
+    tmp = path.with_name(f".{name}.tmp")
     with open(tmp, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:  # mtime 0: same bytes, same file
         gz.write(("\n".join(lines) + "\n").encode())
     os.replace(tmp, path)
     return path
 
 
+#: (runs file, per-user table) pairs a results folder may hold: the report's tables, and a running grid's finished
+#: runs saved with its studies (``metarec report --studies-only``)
+COMMITTED_RUNS = ((RUNS_FILE, "per_user.parquet"), ("runs_so_far.jsonl.gz", "per_user_so_far.parquet"))
+
+
 def adopt_committed_runs(store: RunStore, results: Path) -> int:
-    """Put the runs committed in ``results`` (``runs.jsonl.gz`` + ``per_user.parquet``, written by ``metarec
-    report``) back into a store that lacks them, so a grid on a new machine does not recompute its finished cells.
-    A restored run has its result and its per-user test metrics (what the tables and statistics read), not its
-    checkpoints or validation per-user metrics; its result says ``restored_from``. Returns how many were restored."""
+    """Put the runs committed in ``results`` (``COMMITTED_RUNS``: written by ``metarec report``, with or without
+    ``--studies-only``) back into a store that lacks them, so a grid on a new machine does not recompute its
+    finished cells. A restored run has its result and its per-user test metrics (what the tables and statistics
+    read), not its checkpoints or validation per-user metrics; its result says ``restored_from``. Returns how many
+    were restored."""
+    restored = 0
+    for runs_file, per_user_file in COMMITTED_RUNS:
+        restored += _restore(store, Path(results) / runs_file, Path(results) / per_user_file, results)
+    return restored
+
+
+def _restore(store: RunStore, path: Path, per_user_path: Path, results: Path) -> int:
     import gzip
 
-    path = Path(results) / RUNS_FILE
     if not path.is_file():
         return 0
-    per_user = read_parquet(Path(results) / "per_user.parquet", "rerun `metarec report` to rewrite it", ["run"]) \
-        if (Path(results) / "per_user.parquet").is_file() else None
+    per_user = read_parquet(per_user_path, "rerun `metarec report` to rewrite it", ["run"]) \
+        if per_user_path.is_file() else None
     restored = 0
     try:
         with gzip.open(path, "rt") as f:

@@ -199,8 +199,10 @@ def build(folder: Path, figures: bool = True) -> dict:
 
 def save_studies(store: RunStore, out: Path) -> list[str]:
     """Copy a grid's live tuning database into ``out`` (``tuning.db``) with ``trials_so_far.csv`` (every trial of
-    every study: state, value, parameters, run time); returns one summary line per study. ``metarec bench`` on a
-    machine without the run store adopts ``out/tuning.db`` (``bench.tune.adopt_committed_studies``)."""
+    every study: state, value, parameters, run time), and its finished confirm and untuned runs
+    (``runs_so_far.jsonl.gz`` + ``per_user_so_far.parquet``); returns one summary line per study. ``metarec bench``
+    on a machine without the run store adopts both (``bench.tune.adopt_committed_studies``,
+    ``bench.store.adopt_committed_runs``)."""
     import optuna
 
     from metarec.errors import ConfigError
@@ -210,6 +212,11 @@ def save_studies(store: RunStore, out: Path) -> list[str]:
         raise ConfigError(f"no tuning studies in {store.root}: is it a tuned grid, and has `metarec bench` run it?")
     out.mkdir(parents=True, exist_ok=True)
     _copy_sqlite(db, out / "tuning.db")
+    # the finished runs that are not trials (confirm runs, untuned cells): a new machine restores them instead of
+    # recomputing them (``bench.store.adopt_committed_runs``); trials live on in the studies
+    finished = [p.parent.name for p in store.runs.glob("*/result.json")]
+    table_runs = [k for k in finished if not store.load_result(k).get("trial")]
+    export_runs(store, table_runs, out, name="runs_so_far.jsonl.gz", per_user_name="per_user_so_far.parquet")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{(out / 'tuning.db').resolve()}"
     rows, lines = [], []

@@ -465,6 +465,13 @@ def test_studies_only_saves_a_resumable_copy_of_the_studies(tuned_reference, tmp
     (tmp_path / "saved" / "tuning.db").rename(tmp_path / "results" / "tuned" / "tuning.db")
     again = run_grid(parse_grid(TUNED), root=tmp_path / "fresh", progress=False)
     assert len(again["trials"]) == 3 and again["counts"]["trials_failed"] == 0
+    assert again["counts"]["done"] == 2 + 2           # pop's and the confirm runs: only the studies were saved
+    # with the finished table runs saved too (runs_so_far.jsonl.gz + per_user_so_far.parquet): nothing at all
+    for name in ("runs_so_far.jsonl.gz", "per_user_so_far.parquet"):
+        (tmp_path / "saved" / name).rename(tmp_path / "results" / "tuned" / name)
+    third = run_grid(parse_grid(TUNED), root=tmp_path / "third", progress=False)
+    assert third["counts"]["done"] == 0 and len(third["trials"]) == 3
+    pd.testing.assert_frame_equal(table_values(third["tidy"]), table_values(out["tidy"]))
     with pytest.raises(ConfigError, match="no tuning studies in"):
         save_studies(RunStore("untuned", tmp_path), tmp_path / "x")
 
