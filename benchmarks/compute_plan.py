@@ -1,0 +1,137 @@
+"""What the tuned grids have cost so far and what they still need, in CPU-hours, from their studies and runs.
+
+    python benchmarks/compute_plan.py [benchmarks/multitask.yaml ...]     (default: every tuned grid in benchmarks/)
+
+Per cell (dataset x protocol setting x tuned method): its study's trials so far and their CPU time (the run store's
+``tuning.db``, else the committed ``results/<grid>/tuning.db``, else a reused grid's), and an estimate of what is
+left: the rest of the study's budget (``budget_s`` minus the trial time spent, plus one trial, since a trial started
+inside the budget runs to its end) and the confirm runs not in the store yet (evaluation seeds x confirmed settings,
+each costed as the study's mean trial). A cell whose method has no finished trial anywhere on that dataset is
+costed '?' (measure it: one trial). Untuned cells (pop, random, ...) cost seconds and are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import metarec  # noqa: E402,F401
+from metarec.bench import load_grid  # noqa: E402
+from metarec.utils import home  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def studies_of(names: list[str]) -> dict[str, list]:
+    """study name -> its trials (optuna FrozenTrial), from the first database found per grid."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: dict[str, list] = {}
+    for name in names:
+        for db in (home() / "grids" / name / "tuning.db", ROOT / "results" / name / "tuning.db"):
+            if db.is_file():
+                url = f"sqlite:///{db.resolve()}"
+                for s in optuna.get_all_study_summaries(url, include_best_trial=False):
+                    trials = optuna.load_study(study_name=s.study_name, storage=url).get_trials(deepcopy=False)
+                    if len(trials) > len(out.get(s.study_name, [])):
+                        out[s.study_name] = trials
+                break
+    return out
+
+
+def cpu(t) -> float:
+    return float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0)) or 0.0)
+
+
+def finished_runs(name: str) -> dict:
+    """(dataset, protocol, protocol params, method) -> number of finished non-trial runs in the grid's store."""
+    counts: dict = defaultdict(int)
+    for p in (home() / "grids" / name / "runs").glob("*/result.json"):
+        r = json.loads(p.read_text())
+        if not r.get("trial"):
+            counts[(r["dataset"], r["protocol"], json.dumps(r["protocol_params"], sort_keys=True), r["method"])] += 1
+    return counts
+
+
+def plan(path: Path) -> tuple[float, float, int]:
+    grid = load_grid(path)
+    if grid.tune is None:
+        return 0.0, 0.0, 0
+    from metarec.bench.tune import reused_grids
+
+    names = [grid.name] + [g.name for g in reused_grids(grid)]
+    studies = studies_of(names)
+    done = finished_runs(grid.name)
+    t = grid.tune
+    spent_total = left_total = 0.0
+    unknown = 0
+    cells = defaultdict(list)   # (dataset, method, tuning setting) -> confirmed settings
+    for d, proto, m in grid.cells():
+        if grid.is_tuned(m):
+            share = t.share and set(t.share) <= set(proto["params"])
+            key_params = {**proto["params"], **(t.share if share else {})}
+            cells[(d["name"], proto["name"], json.dumps(key_params, sort_keys=True), m)].append(proto)
+    n_settings = defaultdict(set)
+    for ds, pname, params, _ in cells:
+        n_settings[(ds, pname)].add(params)
+    print(f"\n## {grid.name} ({path.relative_to(ROOT) if path.is_absolute() else path})\n")
+    print("| dataset / protocol | method | trials | trial CPU min | left: study | left: confirm runs | est. left CPU min |")
+    print("|---|---|---|---|---|---|---|")
+    for (ds, pname, params, m), protos in cells.items():
+        prefix = f"{ds}/{pname}/{m}/"
+        # the study of the cell by its readable prefix (the hash also covers what a teacher selected)
+        trials = max((tr for n, tr in studies.items() if n.startswith(prefix)), key=len, default=[])
+        costs = [cpu(x) for x in trials if x.state.name in ("COMPLETE", "PRUNED") and cpu(x) > 0]
+        if not costs:   # the same method's trials on this dataset in any setting
+            costs = [cpu(x) for n, tr in studies.items() if n.startswith(f"{ds}/") and n.split("/")[2] == m
+                     for x in tr if cpu(x) > 0]
+        spent = sum(cpu(x) for x in trials)
+        n_trials = len(trials)
+        mean = sum(costs) / len(costs) if costs else None
+        ended = (t.trials is not None and n_trials >= t.trials) or (t.budget_s is not None and spent >= t.budget_s)
+        study_left = 0.0 if ended else (None if mean is None else max(0.0, (t.budget_s or 0) - spent) + mean)
+        n_confirm = sum(max(0, len(grid.seeds) - done.get((ds, pname, json.dumps(p["params"], sort_keys=True), m), 0))
+                        for p in protos)
+        confirm_left = None if mean is None else n_confirm * mean
+        left = None if study_left is None or confirm_left is None else study_left + confirm_left
+        spent_total += spent
+        if left is None:
+            unknown += 1
+        else:
+            left_total += left
+        fmt = (lambda v: "?" if v is None else f"{v / 60:.0f}")
+        varying = {k: v for k, v in json.loads(params).items()
+                   if len({json.dumps(json.loads(q).get(k)) for q in n_settings[(ds, pname)]}) > 1}
+        label = pname + "".join(f" {k}={v}" for k, v in varying.items())
+        print(f"| {ds} / {label} | {m} | {n_trials} | {spent / 60:.0f} | {fmt(study_left)} | {n_confirm} runs, "
+              f"{fmt(confirm_left)} | {fmt(left)} |")
+    print(f"\nTuning CPU spent: {spent_total / 3600:.1f} h; estimated CPU left: {left_total / 3600:.1f} h"
+          + (f" + {unknown} cell(s) not yet measured (at least their budgets: {unknown * (t.budget_s or 0) / 3600:.1f} h,"
+             " plus their confirm runs)" if unknown else ""))
+    return spent_total, left_total, unknown
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grids", nargs="*", type=Path)
+    args = ap.parse_args()
+    grids = args.grids or sorted((ROOT / "benchmarks").glob("*.yaml"))
+    total_spent = total_left = 0.0
+    total_unknown = 0
+    for path in grids:
+        s, left, u = plan(path)
+        total_spent, total_left, total_unknown = total_spent + s, total_left + left, total_unknown + u
+    print(f"\n**All grids: tuning CPU spent {total_spent / 3600:.1f} h; estimated CPU left {total_left / 3600:.1f} h"
+          + (f" + {total_unknown} cell(s) not yet measured" if total_unknown else "") + "** (studies shared between "
+          "grids through tune.reuse are counted in each; an unmeasured cell needs at least its study budget plus its "
+          "confirm runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
