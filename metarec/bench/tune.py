@@ -24,6 +24,7 @@ at any moment resumes with the trials it had, and pool/Ray workers report to the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -173,16 +174,22 @@ class Tuner:
                     students.append((d, proto, mname))
                 else:
                     self._open(d, proto, mname, grid.methods[mname]["fixed"])
+        all_cells = dataclasses.replace(grid, only={}).cells() if grid.only else cells
         for d, proto, mname in students:
             teacher = grid.methods[mname]["teacher"]
-            t_on = self.tuning_protocol(d, proto, teacher, cells) if (d, proto, teacher) in cells else None
-            t_study = by_name.get(self.study_name(d, t_on, teacher, grid.methods[teacher])) if t_on else None
-            if t_study is None:
+            if (d, proto, teacher) not in all_cells:
                 self.unresolved.append(f"{mname} on {d['name']}/{proto['name']}: {teacher} does not run there")
-            elif self._selected(t_study) is not None:
+                continue
+            t_on = self.tuning_protocol(d, proto, teacher, all_cells)
+            t_name = self.study_name(d, t_on, teacher, grid.methods[teacher])
+            t_study = by_name.get(t_name) or self._existing(d, t_on, teacher, t_name)
+            if t_study is not None and self._selected(t_study) is not None:
                 self._open_student(d, proto, mname, t_study)
-            else:
-                self.pending.setdefault(t_study.name, []).append((d, proto, mname))
+            elif t_name in by_name:
+                self.pending.setdefault(t_name, []).append((d, proto, mname))
+            else:   # the teacher's cells are left out of this run (--only) and its study has not selected yet
+                self.unresolved.append(f"{mname} on {d['name']}/{proto['name']}: its teacher's study {t_name} has "
+                                       f"not selected yet (run {teacher}'s cells first)")
 
     def _open(self, d: dict, proto: dict, mname: str, fixed: dict) -> StudyRun:
         """The study of a cell (created, adopted from a reused grid, or continued), or the one it shares."""
@@ -203,6 +210,20 @@ class Tuner:
                                            confirm_protocols=[proto])
         self.studies.append(s)
         return s
+
+    def _existing(self, d: dict, tune_on: dict, method: str, name: str) -> StudyRun | None:
+        """A study of a cell this run leaves out (--only), read from the database (or a reused grid's) if it is
+        there; never created or run here."""
+        import optuna
+
+        if self._sources:
+            self._adopt(name, self._sources, self.grid.methods[method]["space"])
+        try:
+            study = optuna.load_study(study_name=name, storage=self.storage)
+        except KeyError:
+            return None
+        m = self.grid.methods[method]
+        return StudyRun(name, d, tune_on, method, m["fixed"], m["space"], study)
 
     def _selected(self, s: StudyRun) -> dict | None:
         """A finished study's selected configuration (fixed + best trial's), or None while it may still change."""

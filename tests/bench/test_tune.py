@@ -572,6 +572,15 @@ def test_a_student_learns_from_the_configuration_its_teacher_study_selected(tmp_
     again = run_grid(parse_grid(KD), root=tmp_path, progress=False)
     assert again["counts"]["done"] == 0                       # the student's study opens at once: all stored
     pd.testing.assert_frame_equal(trial_values(again["trials"]), trial_values(out["trials"]))
+    # the student's cells alone (--only): the teacher's finished study is read from the database
+    alone = run_grid(parse_grid(KD).restrict(["method=distill:kd-soft"]), root=tmp_path, progress=False)
+    assert alone["counts"]["done"] == 0 and not alone["notes"]
+    pd.testing.assert_frame_equal(trial_values(alone["trials"]), trial_values(out["trials"]))   # (others kept)
+    # ... and in a fresh store, where the teacher's study has not run: said, not guessed
+    fresh = run_grid(parse_grid(KD).restrict(["method=distill:kd-soft"]), root=tmp_path / "fresh", progress=False)
+    assert fresh["counts"]["done"] == 0 and len(fresh["notes"]) == 1
+    assert "its teacher's study ml-100k/sequential/distill:teacher/" in fresh["notes"][0] \
+        and "has not selected yet (run distill:teacher's cells first)" in fresh["notes"][0]
 
 
 def test_teacher_key_errors():
