@@ -189,18 +189,24 @@ class SingleTask(MultiTaskMethod):
     arch = "single"
     # no shared parameter: an auxiliary task's weight cannot change the main task's model (Adam is per parameter)
     search_space = {k: v for k, v in MultiTaskMethod.search_space.items() if k != "aux_weight"}
+    # tuned on ml-100k (results/multitask/tables/tuning.md; 3 significant digits)
+    defaults = {**MultiTaskMethod.defaults, "lr": 9.16e-4, "weight_decay": 7.26e-6, "dense_weight_decay": 0.0304}
 
 
 @register("mtl:shared-bottom")
 class SharedBottom(MultiTaskMethod):
     """Shared-bottom multi-task network (Caruana 1997): one shared bottom MLP, one tower per task."""
     arch = "shared-bottom"
+    defaults = {**MultiTaskMethod.defaults, "lr": 5.04e-4, "weight_decay": 1.27e-8, "dense_weight_decay": 0.0259,
+                "aux_weight": 0.0202}   # tuned on ml-100k (results/multitask/tables/tuning.md)
 
 
 @register("mtl:mmoe")
 class MMoE(MultiTaskMethod):
     """Multi-gate mixture of experts (Ma et al., KDD 2018): shared experts, one softmax gate per task."""
     arch = "mmoe"
+    defaults = {**MultiTaskMethod.defaults, "lr": 9.16e-4, "weight_decay": 7.26e-6, "dense_weight_decay": 0.0304,
+                "aux_weight": 0.0431}   # tuned on ml-100k (results/multitask/tables/tuning.md)
 
 
 @register("mtl:ple")
