@@ -262,9 +262,11 @@ class Tuner:
         import optuna
         from optuna.trial import TrialState
 
-        mine = [s for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)
-                if s.study_name == name]
-        if mine and mine[0].n_trials:
+        try:   # one study looked up, not every study of the database listed (this runs once per cell)
+            mine = optuna.load_study(study_name=name, storage=self.storage)
+        except KeyError:
+            mine = None
+        if mine is not None and mine.get_trials(deepcopy=False):
             return
         for grid_name, storage in sources:
             try:

@@ -436,25 +436,20 @@ class Evaluator:
         scores among the ``fast_k``) and full yields (batch, None, None, None, (top [B, kmax], hits [B, kmax])).
         Any other batch (ties to take the expectation over, short lists, NaN) takes the general path."""
         n_items = self.split.n_items
+        # a whole score matrix is read in place (its rows are only copied when the general path needs them)
+        matrix = getattr(score_fn, "matrix", None)
+        in_place = bool(fast_k and fresh and matrix is not None and matrix.is_contiguous())
         for b in batches:
-            t = time.perf_counter()
-            if fast_k and fresh and getattr(score_fn, "matrix", None) is not None:
-                mat, rows = score_fn.matrix, b.users.numpy()   # rows of a whole score matrix, read in place
-            else:
-                mat, rows = score_fn(b.users), None
-            clock[0] += time.perf_counter() - t
-            if rows is not None and (mat.dtype in (torch.float32, torch.float64) and mat.is_contiguous()):
-                out = self._fused(mat.detach().numpy(), rows, b, fast_k)
+            if in_place:
+                out = self._fused(matrix, b.users.numpy(), b, fast_k)
                 if out is not None:
                     yield b, None, None, None, out
                     continue
-            if rows is not None:   # the matrix's rows, copied (the general path masks in place)
-                t = time.perf_counter()
-                mat = score_fn(b.users)
-                clock[0] += time.perf_counter() - t
-            s = _check_scores(mat, len(b.users), n_items, stage)
-            if fast_k and rows is None and s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64):
-                out = self._fused(s.detach().contiguous().numpy(), np.arange(len(b.users), dtype=np.int64), b, fast_k)
+            t = time.perf_counter()
+            s = _check_scores(score_fn(b.users), len(b.users), n_items, stage)
+            clock[0] += time.perf_counter() - t
+            if fast_k and not in_place:
+                out = self._fused(s, np.arange(len(b.users), dtype=np.int64), b, fast_k)
                 if out is not None:
                     yield b, None, None, None, out
                     continue
@@ -481,11 +476,15 @@ class Evaluator:
                     valid.view(-1)[kf] = False
             yield b, s, target, valid, None
 
-    def _fused(self, scores: np.ndarray, rows: np.ndarray, b: _Batch, k: int):
-        """(top [B, kmax], hits [B, kmax]) from the fused kernel, or None when a row needs the general path."""
+    def _fused(self, scores: torch.Tensor, rows: np.ndarray, b: _Batch, k: int):
+        """(top [B, kmax], hits [B, kmax]) from the fused kernel for ``scores[rows]``, or None when the scores are not
+        a float CPU tensor it can read or a row needs the general path."""
         from metarec.eval._topk_kernel import masked_topk_hits
 
-        top, hits, flags = masked_topk_hits(scores, rows, b.known_rows, b.target_rows, k, M.TOPK_BLOCK)
+        if scores.device.type != "cpu" or scores.dtype not in (torch.float32, torch.float64):
+            return None
+        top, hits, flags = masked_topk_hits(scores.detach().contiguous().numpy(), rows, b.known_rows, b.target_rows,
+                                            k, M.TOPK_BLOCK)
         if flags.any():
             return None
         return torch.from_numpy(top[:, :self.kmax]), torch.from_numpy(hits[:, :self.kmax])
