@@ -5,8 +5,8 @@
 Per cell (dataset x protocol setting x tuned method): its study's trials so far and their CPU time (the run store's
 ``tuning.db``, else the committed ``results/<grid>/tuning.db``, else a reused grid's), and an estimate of what is
 left: the rest of the study's budget (``budget_s`` minus the trial time spent, plus one trial, since a trial started
-inside the budget runs to its end) and the confirm runs not in the store yet (evaluation seeds x confirmed settings,
-each costed as the study's mean trial). A cell whose method has no finished trial anywhere on that dataset is
+inside the budget runs to its end) and the confirm runs not in the store yet, nor finished in a reused grid's store (those are copied: evaluation
+seeds x confirmed settings, each costed as the study's mean trial). A cell whose method has no finished trial anywhere on that dataset is
 costed '?' (measure it: one trial). Untuned cells (pop, random, ...) cost seconds and are left out.
 """
 from __future__ import annotations
@@ -66,7 +66,12 @@ def plan(path: Path) -> tuple[float, float, int]:
 
     names = [grid.name] + [g.name for g in reused_grids(grid)]
     studies = studies_of(names)
+    # a finished run of a reused grid is copied, not trained (runner.RunDonors: same training, at least these
+    # metrics; the lists are set up to match), so it counts as done here
     done = finished_runs(grid.name)
+    for other in names[1:]:
+        for cell, n in finished_runs(other).items():
+            done[cell] = max(done[cell], n)
     t = grid.tune
     spent_total = left_total = 0.0
     unknown = 0

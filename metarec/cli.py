@@ -174,7 +174,7 @@ def cmd_bench(args) -> int:
     out = run_grid(grid, executor=args.executor, jobs=args.jobs, address=args.address,
                    retry_failed=args.retry_failed)
     c = out["counts"]
-    print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, "
+    print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, {c['copied']} copied from identical runs, "
           f"{c['failed']} failed now, {c['skipped_failed']} failed earlier (skipped; --retry-failed reruns them)")
     for f in out["failures"]:
         spec = f.get("spec") or {}

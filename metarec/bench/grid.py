@@ -5,6 +5,7 @@ metrics and the validation metric used for model selection. Validated completely
     seeds: [0, 1, 2]
     metrics: [ndcg@10, recall@10, coverage@10]   # or one list per protocol kind, when a grid mixes them:
                                                  # {ranking: [ndcg@10, recall@10], impressions: [auc, ndcg@10]}
+                                                 # (a protocol's name as a key: its own list, before its kind's)
     valid_metric: ndcg@10                        # default: the first metric (every kind's lists share)
     datasets:
       - name: ml-100k
@@ -210,9 +211,12 @@ class Grid:
                        tracking=self.tracking)
 
     def metrics_for(self, protocol: str) -> list[str]:
-        """The metrics computed under ``protocol``: the grid's list, or its list for the protocol's kind."""
+        """The metrics computed under ``protocol``: the grid's list, or its list for the protocol (by name, else by
+        its kind)."""
         if self.metrics_by_kind is None:
             return self.metrics
+        if protocol in self.metrics_by_kind:
+            return self.metrics_by_kind[protocol]
         from metarec.protocols import get_protocol
 
         return self.metrics_by_kind[get_protocol(protocol).metric_kind]
@@ -274,20 +278,20 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         raise _err(f"{source}: seeds", f"repeated seed in {seeds}")
     metrics = raw.get("metrics") or []   # absent: the registry's defaults for the grid's protocols (below)
     by_kind: dict[str, list] | None = None
-    if isinstance(metrics, dict):   # one list per protocol kind: {ranking: [...], impressions: [...]}
+    if isinstance(metrics, dict):   # one list per protocol kind ({ranking: [...], impressions: [...]}) or protocol
         from metarec.eval.registry import PROTOCOL_KINDS as KINDS
 
-        unknown = sorted(set(metrics) - set(KINDS))
+        unknown = sorted(set(metrics) - set(KINDS) - set(PROTOCOLS))
         if unknown or not metrics:
-            raise _err(f"{source}: metrics", f"a mapping from protocol kind ({', '.join(KINDS)}) to a metric list; "
-                                             f"unknown kind(s) {unknown}")
+            raise _err(f"{source}: metrics", f"a mapping from protocol kind ({', '.join(KINDS)}) or protocol name "
+                                             f"({', '.join(sorted(PROTOCOLS))}) to a metric list; unknown {unknown}")
         by_kind = {}
         for kind, names in metrics.items():
             if not isinstance(names, list) or not names:
                 raise _err(f"{source}: metrics.{kind}", "must be a non-empty list of metric names like ndcg@10")
             for i, m in enumerate(names):
                 try:
-                    parse_metric(str(m), kind)
+                    parse_metric(str(m), kind if kind in KINDS else PROTOCOLS[kind].metric_kind)
                 except MetarecError as e:
                     raise _err(f"{source}: metrics.{kind}[{i}]", str(e)) from None
             by_kind[kind] = [str(m) for m in names]
@@ -381,10 +385,11 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     for i, d in enumerate(datasets):
         for j, p in enumerate(d["protocols"]):
             kind = get_protocol(p["name"]).metric_kind
-            if by_kind is not None and kind not in by_kind:
-                raise _err(f"{source}: metrics", f"no list for {kind} protocols (datasets[{i}].protocols[{j}]: "
-                                                 f"{d['name']} / {p['name']})")
-            for m in (by_kind[kind] if by_kind is not None else metrics):
+            if by_kind is not None and kind not in by_kind and p["name"] not in by_kind:
+                which = kind if p["name"] == kind else f"{p['name']} or {kind}"
+                raise _err(f"{source}: metrics", f"no list for {which} protocols "
+                                                 f"(datasets[{i}].protocols[{j}]: {d['name']} / {p['name']})")
+            for m in (by_kind.get(p["name"], by_kind.get(kind)) if by_kind is not None else metrics):
                 try:
                     parse_metric(str(m), kind)
                 except MetarecError as e:
@@ -401,7 +406,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         by_kind = {k: v if tune.metric in v else [tune.metric] + v for k, v in by_kind.items()}
         for kind in by_kind:
             try:
-                parse_metric(tune.metric, kind)
+                parse_metric(tune.metric, kind if kind not in PROTOCOLS else get_protocol(kind).metric_kind)
             except MetarecError as e:
                 raise _err(f"{source}: tune.metric", str(e)) from None
     methods = {}

@@ -16,8 +16,8 @@ from typing import Any
 
 from metarec.bench.executors import Job, get_executor
 from metarec.bench.grid import Grid, RunSpec
-from metarec.bench.store import (RunStore, adopt_committed_runs, read_parquet, run_key, select_configs, tidy_table,
-                                  write_table)
+from metarec.bench.store import (RunDonors, RunStore, adopt_committed_runs, read_parquet, run_key, select_configs,
+                                  tidy_table, write_table)
 from metarec.utils import home
 
 
@@ -34,6 +34,9 @@ class SplitKeys:
         self.root, self.fingerprints = root, {}
 
     def __call__(self, spec: RunSpec) -> str:
+        return run_key(self.identity(spec))
+
+    def identity(self, spec: RunSpec) -> dict[str, Any]:
         from metarec.bench.experiment import get_split
 
         sk = (spec.dataset, repr(spec.preprocess), spec.protocol, repr(spec.protocol_params), spec.split_seed)
@@ -41,7 +44,7 @@ class SplitKeys:
             split = get_split(spec.dataset, spec.protocol, spec.protocol_params, spec.split_seed, spec.preprocess,
                               root=self.root)
             self.fingerprints[sk] = split.fingerprint
-        return run_key(spec.identity(self.fingerprints[sk]))
+        return spec.identity(self.fingerprints[sk])
 
 
 def plan(grid: Grid, root: Path, key_of: SplitKeys | None = None) -> list[PlannedRun]:
@@ -65,6 +68,26 @@ def _keep_other_cells(table: Path, new, grid: Grid):
     return pd.concat([keep, new], ignore_index=True) if not new.empty else keep.reset_index(drop=True)
 
 
+def _donors(grid: Grid, store: RunStore, root: Path, progress: bool) -> RunDonors:
+    """The finished runs this grid may copy instead of training (``store.RunDonors``): its own, and those of the
+    grids it reuses (``tune.reuse``), whose committed runs are first restored into their stores as their own
+    ``metarec bench`` would."""
+    sources = [(grid.name, store)]
+    if grid.tune is not None and grid.tune.reuse:
+        from metarec.bench.tune import reused_grids
+
+        for other in reused_grids(grid):
+            theirs = RunStore(other.name, root)
+            theirs.prepare()
+            adopt_committed_runs(theirs, Path("results") / other.name)
+            sources.append((other.name, theirs))
+    donors = RunDonors(sources)
+    if progress and len(sources) > 1:
+        print(f"runs: {len(donors)} finished runs of {', '.join(n for n, _ in sources)} may stand in for runs of "
+              "this grid that trained the same thing", file=sys.stderr)
+    return donors
+
+
 def _describe(spec) -> str:
     """What a run is, for progress and failure lines: method, dataset/protocol, seed."""
     return f"{spec.method} on {spec.dataset}/{spec.protocol} seed {spec.seed}"
@@ -82,6 +105,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         print(f"runs: {restored} finished runs restored from results/{grid.name}/ (not run again)", file=sys.stderr)
     key_of = SplitKeys(root)
     planned = plan(grid, root, key_of)
+    donors = _donors(grid, store, root, progress)
     tuner = None
     if grid.tune is not None and any(grid.is_tuned(m) for _, _, m in grid.cells()):
         from metarec.bench.tune import Tuner, adopt_committed_studies
@@ -90,7 +114,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         if adopted and progress:
             print(f"tuning: continuing the studies committed in {adopted}", file=sys.stderr)
         tuner = Tuner(grid, store, key_of)
-    counts = {"total": 0, "cached": 0, "done": 0, "failed": 0, "skipped_failed": 0, "trials_failed": 0}
+    counts = {"total": 0, "cached": 0, "copied": 0, "done": 0, "failed": 0, "skipped_failed": 0, "trials_failed": 0}
     seen: set[str] = set()
     ready: deque[Job] = deque()
 
@@ -103,6 +127,9 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         counts["total"] += new
         if store.is_done(job.key):
             counts["cached"] += new
+            follow(job, {"key": job.key, "status": "cached"})
+        elif donors and donors.adopt(store, job.key, key_of.identity(job.spec)):
+            counts["copied"] += new   # trained already (another grid, or this one under a longer metric list)
             follow(job, {"key": job.key, "status": "cached"})
         elif store.failure(job.key) is not None and not retry_failed:
             counts["skipped_failed"] += new

@@ -308,3 +308,78 @@ def _restore(store: RunStore, path: Path, per_user_path: Path, results: Path) ->
         store.commit(key, tmp)
         restored += 1
     return restored
+
+
+# ---- runs already finished elsewhere: another grid's, or this grid's under a longer metric list --------------------
+#: what a run's config.json holds beside its identity (the run key hashes the identity alone)
+CONFIG_EXTRAS = ("resolved_params", "threads")
+
+
+def training_key(identity: dict[str, Any]) -> str:
+    """What a run trains, on which split, and how it ranks: its identity without the list of metrics it reports."""
+    return run_key({k: v for k, v in identity.items() if k != "metrics"})
+
+
+class RunDonors:
+    """Finished runs that trained exactly what a planned run trains (the same identity but for the metric list) and
+    reported at least its metrics. The planned run *is* such a run restricted to its metrics (each metric is
+    computed on its own from the same ranked lists), so it is copied instead of trained again: a grid that reuses
+    other grids' studies (``tune.reuse``) also takes their finished confirm runs, and a grid that shortens its metric
+    list keeps its finished runs.
+
+    Sources, in order: this grid's own store, then the stores of the grids it reuses. A donor must prove what it is:
+    its config.json, stripped of ``CONFIG_EXTRAS``, must hash to its folder name (an unreadable or older-layout run
+    is not a donor; the planned run then simply trains)."""
+
+    def __init__(self, sources: list[tuple[str, RunStore]]):
+        self.index: dict[str, list[tuple[str, RunStore, str, frozenset]]] = {}
+        for label, store in sources:
+            for config_path in sorted(store.runs.glob("*/config.json")):
+                key = config_path.parent.name
+                if not store.is_done(key):
+                    continue
+                try:
+                    config = json.loads(config_path.read_text())
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                    continue
+                identity = {k: v for k, v in config.items() if k not in CONFIG_EXTRAS}
+                if not isinstance(identity.get("metrics"), list) or run_key(identity) != key:
+                    continue
+                self.index.setdefault(training_key(identity), []).append(
+                    (label, store, key, frozenset(identity["metrics"])))
+
+    def __len__(self) -> int:
+        return sum(map(len, self.index.values()))
+
+    def adopt(self, store: RunStore, key: str, identity: dict[str, Any]) -> str | None:
+        """Copy a donor into ``store`` as run ``key`` (its identity ``identity``); returns the donor's grid, or None
+        when there is none."""
+        want = set(identity["metrics"])
+        for label, donor, donor_key, have in self.index.get(training_key(identity), []):
+            if want <= have and (donor.root, donor_key) != (store.root, key):
+                copy_run(donor, donor_key, store, key, identity, label)
+                return label
+        return None
+
+
+def copy_run(src: RunStore, src_key: str, dst: RunStore, key: str, identity: dict[str, Any], label: str) -> Path:
+    """``src``'s run ``src_key`` written into ``dst`` as run ``key`` with identity ``identity``: the metrics of
+    ``src``'s list that ``identity`` does not ask for are left out of its result and per-user tables (a method's own
+    task metrics, not on any list, stay); its result says ``copied_from``. Written like any run (temporary folder,
+    one rename)."""
+    folder = src.runs / src_key
+    recover = f"delete {folder} and rerun its grid"
+    config = read_json(folder / "config.json", recover)
+    result = src.load_result(src_key)
+    drop = set(config.get("metrics", ())) - set(identity["metrics"])
+    tmp = dst.temp_folder(key)
+    if (folder / "log.txt").is_file():
+        shutil.copyfile(folder / "log.txt", tmp / "log.txt")
+    atomic_write_json(tmp / "config.json", {**identity, **{k: config[k] for k in CONFIG_EXTRAS if k in config}})
+    for table in sorted(folder.glob("per_user_*.parquet")):
+        frame = read_parquet(table, recover)
+        frame.drop(columns=[c for c in frame.columns if c in drop]).to_parquet(tmp / table.name, index=False)
+    metrics = {stage: {m: v for m, v in values.items() if m not in drop} for stage, values in result["metrics"].items()}
+    atomic_write_json(tmp / RESULT, {**result, "metrics": metrics,
+                                     "copied_from": {"grid": label, "run": src_key}})
+    return dst.commit(key, tmp)

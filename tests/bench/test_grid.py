@@ -117,13 +117,34 @@ def test_one_metric_list_per_protocol_kind():
            ({"ranking": ["recall@10"], "impressions": ["recall@10"]},
             r"metrics.impressions\[0\]: metric 'recall@10' is not defined for the impressions protocols"),
            ({"ranking": ["recall@10"], "impressions": ["auc"]}, "valid_metric: the per-kind metric lists share no"),
-           ({"rank": ["ndcg@10"]}, r"unknown kind\(s\) \['rank'\]"),
+           ({"rank": ["ndcg@10"]}, r"or protocol name \(.*\) to a metric list; unknown \['rank'\]"),
+           ({"general": ["ndcg@10"]}, r"metrics: no list for impressions protocols"),
+           ({"general": ["ndcg@10"], "impressions": ["ndcg@10", "recall@5"]},
+            r"metrics.impressions\[1\]: metric 'recall@5' is not defined for the impressions protocols"),
            ({"ranking": []}, "metrics.ranking: must be a non-empty list")]
     for metrics, message in bad:
         with pytest.raises(ConfigError, match=message):
             parse_grid({**raw, "metrics": metrics})
     g = parse_grid({**raw, "valid_metric": "auc", "metrics": {"ranking": ["recall@10"], "impressions": ["mrr"]}})
     assert {s.metrics for s in g.runs()} == {("auc", "recall@10"), ("auc", "mrr")}   # added to every kind's list
+
+
+def test_a_protocol_may_have_its_own_metric_list():
+    """A protocol's name as a key of ``metrics`` gives that protocol its own list, before its kind's (a grid that
+    reuses other grids' runs asks each protocol for what those grids computed); every list is checked against the
+    protocol's kind."""
+    raw = {"name": "g", "metrics": {"ranking": ["ndcg@10", "recall@20"], "cold_start": ["ndcg@10", "mrr@10"]},
+           "datasets": [{"name": "ml-100k", "protocols": ["general", "cold_start"]}], "methods": {"pop": {}}}
+    g = parse_grid(raw)
+    assert {(s.protocol, s.metrics) for s in g.runs()} == {("general", ("ndcg@10", "recall@20")),
+                                                            ("cold_start", ("ndcg@10", "mrr@10"))}
+    assert g.metrics_for("sequential") == ["ndcg@10", "recall@20"]   # no list of its own: its kind's
+    g = parse_grid({**raw, "metrics": {"general": ["recall@20"], "cold_start": ["mrr@10"]}, "valid_metric": "ndcg@10"})
+    assert {s.metrics for s in g.runs()} == {("ndcg@10", "recall@20"), ("ndcg@10", "mrr@10")}
+    with pytest.raises(ConfigError, match=r"metrics: no list for cold_start or ranking protocols"):
+        parse_grid({**raw, "metrics": {"general": ["ndcg@10"]}})
+    with pytest.raises(ConfigError, match=r"metrics.cold_start\[1\]: metric 'mrr' needs a cut-off under the ranking"):
+        parse_grid({**raw, "metrics": {"general": ["ndcg@10"], "cold_start": ["ndcg@10", "mrr"]}})
 
 
 # ---- every rule, and what a valid spec expands to ------------------------------------------------------------

@@ -491,7 +491,8 @@ def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp
     wide["tune"]["reuse"] = ["tuned.yaml"]
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
     out = run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "home", progress=False)
-    assert out["counts"]["done"] == 2 + 2          # pop's and the confirm runs (other metrics: other keys) only
+    assert out["counts"]["done"] == 2 + 2          # pop's and the confirm runs (mrr@10 was never computed) only
+    assert out["counts"]["copied"] == 0
     pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]))
     assert set(out["trials"].adopted_from) == {"tuned"}
     assert set(out["tidy"][out["tidy"].method == "mf-bpr"].params) == set(ref["trials"][ref["trials"].selected].params)
@@ -512,6 +513,49 @@ def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
     again = run_grid(load_grid(tmp_path / "wide.yaml"), root=tmp_path / "short", progress=False)
     assert len(again["trials"]) == 3 and set(again["trials"].adopted_from) == {""}
+
+
+def test_runs_that_trained_the_same_thing_are_copied_not_trained(tuned_reference, tmp_path):
+    """A run another grid (tune.reuse) or this grid under a longer metric list finished, with at least the metrics
+    asked for, is copied: nothing trains, the values are the donor's, the metrics not asked for are left out. A donor
+    whose config does not hash to its key is not trusted."""
+    import shutil
+
+    from metarec.bench import load_grid
+    from metarec.bench.store import RunStore
+
+    root, ref = tuned_reference
+    shutil.copytree(root, tmp_path / "home")
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(TUNED))
+    narrow = copy.deepcopy(TUNED)
+    narrow.update(name="narrow", metrics=["ndcg@10"])
+    narrow["tune"]["reuse"] = ["tuned.yaml"]
+    (tmp_path / "narrow.yaml").write_text(yaml.safe_dump(narrow))
+    out = run_grid(load_grid(tmp_path / "narrow.yaml"), root=tmp_path / "home", progress=False)
+    assert out["counts"]["done"] == 0 and out["counts"]["copied"] == 2 + 2    # pop's and the confirm runs
+    want = table_values(ref["tidy"][ref["tidy"].metric == "ndcg@10"])
+    pd.testing.assert_frame_equal(table_values(out["tidy"]), want)
+    store = RunStore("narrow", tmp_path / "home")
+    for key in out["tidy"].run.unique():
+        result = store.load_result(key)
+        assert result["copied_from"]["grid"] == "tuned" and set(result["metrics"]["test"]) == {"ndcg@10"}
+        assert list(store.per_user(key, "test").columns) == ["user", "ndcg@10"]
+        assert json.loads((store.runs / key / "config.json").read_text())["metrics"] == ["ndcg@10"]
+
+    # this grid itself, its metric list shortened: its own runs stand in (the study, unchanged, continues as is)
+    own = copy.deepcopy(TUNED)
+    own["metrics"] = ["ndcg@10"]
+    again = run_grid(parse_grid(own), root=tmp_path / "home", progress=False)
+    assert again["counts"]["done"] == 0 and again["counts"]["copied"] == 4 and len(again["trials"]) == 3
+    pd.testing.assert_frame_equal(table_values(again["tidy"]), want)
+
+    # a donor whose config.json claims a metric its key does not hash (edited) is not one: those runs train
+    shutil.copytree(root, tmp_path / "edited")
+    for path in RunStore("tuned", tmp_path / "edited").runs.glob("*/config.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "metrics": ["ndcg@10", "recall@10", "mrr@10"]}))
+    own["metrics"] = ["ndcg@10", "mrr@10"]
+    edited = run_grid(parse_grid(own), root=tmp_path / "edited", progress=False)
+    assert edited["counts"]["copied"] == 0 and edited["counts"]["done"] == 4
 
 
 def test_a_new_machine_resumes_from_the_committed_results(tuned_reference, tmp_path, monkeypatch):
