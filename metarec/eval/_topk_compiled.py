@@ -132,3 +132,56 @@ def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, f
         for t in range(t_ptr[r], t_ptr[r + 1]):
             mark[t_idx[t]] = False
     return 0
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def plain_topk_table(h, npos, codes, ks, out):  # pragma: no cover  (compiled; covered through metrics.topk_table)
+    """out[u, m] = metric ``codes[m]`` (metrics.TABLE_CODES) at cut-off ``ks[m]`` of user u's 0/1 hits h [B, K],
+    each sum taken left to right as ``expected_topk_table`` does (the same floating-point values)."""
+    B, K = h.shape
+    disc = np.empty(K)
+    ideal = np.empty(K)
+    acc = 0.0
+    for r in range(K):
+        disc[r] = 1.0 / np.log2(r + 2.0)
+        acc += disc[r]
+        ideal[r] = acc
+    cum = np.empty(K)
+    dcg = np.empty(K)
+    rr = np.empty(K)
+    ap = np.empty(K)
+    for u in range(B):
+        c = 0.0
+        d = 0.0
+        a = 0.0
+        first = 0.0
+        for r in range(K):
+            x = h[u, r]
+            c += x
+            d += x * disc[r]
+            a += x * c / (r + 1.0)
+            if first == 0.0 and x > 0.0:
+                first = r + 1.0
+            cum[r] = c
+            dcg[r] = d
+            ap[r] = a
+            rr[r] = 1.0 / first if first > 0.0 else 0.0
+        n = npos[u]
+        for m in range(codes.shape[0]):
+            k = ks[m]
+            code = codes[m]
+            if code == 0:      # recall
+                v = cum[k - 1] / n
+            elif code == 1:    # precision
+                v = cum[k - 1] / k
+            elif code == 2:    # hit
+                v = 1.0 if cum[k - 1] > 0.0 else 0.0
+            elif code == 3:    # mrr
+                v = rr[k - 1]
+            elif code == 4:    # ndcg
+                n_ideal = int(min(n, k))
+                v = dcg[k - 1] / (ideal[n_ideal - 1] if n_ideal > 0 else 0.0)
+            else:              # map
+                v = ap[k - 1] / min(n, float(k))
+            out[u, m] = v
+    return 0

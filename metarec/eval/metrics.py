@@ -239,11 +239,34 @@ def map_(hits: torch.Tensor, n_pos: torch.Tensor, k: int) -> torch.Tensor:
 TOPK_FUNCTIONS = {"recall": recall, "ndcg": ndcg, "hit": hit, "mrr": mrr, "precision": precision, "map": map_}
 
 
-def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
+#: the bases ``topk_table``'s compiled pass computes, by its code (``_topk_compiled.plain_topk_table``)
+TABLE_CODES = {"recall": 0, "precision": 1, "hit": 2, "mrr": 3, "ndcg": 4, "map": 5}
+
+
+def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted, compiled: bool | None = None
+               ) -> dict[str, torch.Tensor]:
     """All requested (base, k) top-K accuracy metrics at once from 0/1 hits [U, K], sharing the cumulative sums:
     the evaluator's hot path (``expected_topk_table`` of lists without ties). Same definitions as the per-metric
-    functions above (tests hold the two equal)."""
-    return expected_topk_table(TieRuns.from_hits(hits), n_pos, wanted)
+    functions above (tests hold the two equal). On the CPU (``compiled`` None) one compiled pass over the users
+    computes every metric: the torch version costs ~0.6 ms of small-tensor calls per ml-100k evaluation, a third of
+    what is not the top-K selection itself; its sums run in the same order, so the values are the same."""
+    K = hits.shape[1]
+    for base, k in wanted:
+        if k > K:
+            raise ConfigError(f"cut-off {k} exceeds the {K} ranked positions available")
+    if compiled is None:
+        compiled = hits.device.type == "cpu"
+    if not compiled:
+        return expected_topk_table(TieRuns.from_hits(hits), n_pos, wanted)
+    from metarec.eval._topk_compiled import plain_topk_table
+
+    codes = np.array([TABLE_CODES[b] for b, _ in wanted], dtype=np.int64)   # an unknown base: KeyError, as torch's
+    ks = np.array([k for _, k in wanted], dtype=np.int64)
+    out = np.empty((hits.shape[0], len(wanted)), dtype=np.float64)
+    plain_topk_table(np.ascontiguousarray(hits.to(F64).numpy()), np.ascontiguousarray(n_pos.to(F64).numpy()),
+                     codes, ks, out)
+    table = torch.from_numpy(out)
+    return {f"{b}@{k}": table[:, m] for m, (b, k) in enumerate(wanted)}
 
 
 # ---- tie-aware top-K (McSherry & Najork 2008) ---------------------------------------------------------------------

@@ -233,10 +233,12 @@ def test_rating_metrics_vs_bruteforce():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n,k", [(30, 5), (33, 3), (35, 2), (700, 10), (1682, 20), (1682, 1), (2000, 50)])
+@pytest.mark.parametrize("n,k", [(30, 5), (33, 3), (35, 2), (700, 10), (1682, 20), (1682, 1), (2000, 50),
+                                 (5000, 20)])
 def test_topk_items_is_a_stable_descending_sort(dtype, n, k):
     """topk_items == the first k of a stable descending sort (ties: lower item id first), on every code path (the
-    compiled CPU loop with full and partial last blocks, fewer blocks than k, and the device branch)."""
+    compiled CPU loop with full and partial last blocks, fewer blocks than k, many blocks (5000 items), and the
+    device branch)."""
     g = torch.Generator().manual_seed(n + k)
     B = 37
     exact = torch.rand((B, n), generator=g, dtype=torch.float64).to(dtype)

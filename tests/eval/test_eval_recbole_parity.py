@@ -120,12 +120,19 @@ def test_evaluator_equals_recbole_pipeline():
         assert abs(M.gini_from_counts(counts) - ours[f"gini@{k}"]) < 1e-12
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("seed", [0, 3])
-def test_fused_table_equals_metric_functions(seed):
+def test_fused_table_equals_metric_functions(seed, compiled):
+    """The table of all metrics at once (compiled on the CPU, torch elsewhere) equals each metric's function; the
+    compiled pass sums in the same order as the torch one, so the two are equal to the last bit."""
     pos_index, pos_len = _random_topk(seed)
     hits, n_pos = torch.from_numpy(pos_index), torch.from_numpy(pos_len)
     wanted = [(b, k) for b in M.TOPK_FUNCTIONS for k in (1, 2, 5, 10, 25)]
-    table = M.topk_table(hits, n_pos, wanted)
+    table = M.topk_table(hits, n_pos, wanted, compiled=compiled)
+    assert set(M.TABLE_CODES) == set(M.TOPK_FUNCTIONS)
     for b, k in wanted:
         np.testing.assert_allclose(table[f"{b}@{k}"].numpy(), M.TOPK_FUNCTIONS[b](hits, n_pos, k).numpy(),
                                    rtol=0, atol=1e-12, err_msg=f"{b}@{k}")
+    other = M.topk_table(hits, n_pos, wanted, compiled=not compiled)
+    for name in table:
+        np.testing.assert_array_equal(table[name].numpy(), other[name].numpy(), err_msg=name)

@@ -73,8 +73,9 @@ def test_a_cut_off_past_the_ranked_positions_is_an_error():
     for fn in M.TOPK_FUNCTIONS.values():
         with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
             fn(hits, n_pos, 5)
-    with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
-        M.topk_table(hits, n_pos, [("ndcg", 2), ("recall", 5)])     # the evaluator's table of all of them at once
+    for compiled in (True, False):   # the evaluator's table of all of them at once
+        with pytest.raises(ConfigError, match=r"^cut-off 5 exceeds the 3 ranked positions available$"):
+            M.topk_table(hits, n_pos, [("ndcg", 2), ("recall", 5)], compiled=compiled)
 
 
 def test_a_user_without_positives_is_undefined_not_zero():
@@ -87,13 +88,15 @@ def test_a_user_without_positives_is_undefined_not_zero():
         assert M.TOPK_FUNCTIONS[name](hits, n_pos, 3).tolist() == [0.0], name
 
 
-def test_the_table_of_all_metrics_treats_users_without_positives_and_unknown_bases_alike():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_table_of_all_metrics_treats_users_without_positives_and_unknown_bases_alike(compiled):
     hits, n_pos = torch.zeros(1, 3), torch.zeros(1)
-    table = M.topk_table(hits, n_pos, [("ndcg", 3), ("recall", 3), ("hit", 3)])
-    assert torch.isnan(table["ndcg@3"]).all() and torch.isnan(table["recall@3"]).all()
-    assert table["hit@3"].tolist() == [0.0]
+    table = M.topk_table(hits, n_pos, [("ndcg", 3), ("recall", 3), ("hit", 3), ("map", 3), ("mrr", 3)],
+                         compiled=compiled)
+    assert all(torch.isnan(table[n]).all() for n in ("ndcg@3", "recall@3", "map@3"))
+    assert table["hit@3"].tolist() == [0.0] and table["mrr@3"].tolist() == [0.0]
     with pytest.raises(KeyError, match="'foo'"):
-        M.topk_table(hits, torch.ones(1), [("foo", 2)])
+        M.topk_table(hits, torch.ones(1), [("foo", 2)], compiled=compiled)
 
 
 def brute_auc(scores, positive, valid):
