@@ -46,3 +46,71 @@ def test_paper_regenerates_committed_results(tmp_path):
             (results / name / "tables" / "results.md").read_text()
     generated = (tmp_path / "paper" / "generated.tex").read_text()
     assert "\\input{../results/" in generated
+
+
+# ---- numbers in the prose come from macros generated with the tables ------------------------------------------
+def _quoted_folders():
+    import json
+
+    from metarec.report.paper import MIN_SEEDS
+
+    return [p.parent for p in sorted((REPO / "results").glob("*/meta.json"))
+            if len(json.loads(p.read_text()).get("seeds") or []) >= MIN_SEEDS]
+
+
+def test_every_number_the_paper_quotes_is_generated_from_the_committed_results(tmp_path):
+    """paper.tex quotes results only through \\res{key}; every key it uses is one the generator writes from the
+    committed leaderboards of the grids that enter the paper (five seeds or more)."""
+    from metarec.report import macros
+
+    keys = macros.write(_quoted_folders(), tmp_path / "macros.tex")
+    tex = (REPO / "paper" / "paper.tex").read_text()
+    assert macros.used(tex), "the paper quotes no result at all"
+    assert macros.missing_keys(tex, keys) == []
+    written = (tmp_path / "macros.tex").read_text()
+    for key in macros.used(tex):
+        assert f"\\@namedef{{mr@{key}}}{{{keys[key]}}}" in written
+
+
+def test_a_quoted_result_the_generator_no_longer_writes_fails_the_paper(tmp_path, capsys):
+    """A key the results do not give (a renamed method, a grid not rerun) stops `metarec paper` with exit 1 naming
+    it; comments and escaped percent signs are not quotes."""
+    from metarec.report import macros
+
+    tex = ("\\res{meta/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10} and 95\\,\\% \\res{meta/x/ndcg@10}\n"
+           "% \\res{meta/commented/out}\n")
+    assert macros.used(tex) == ["meta/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10", "meta/x/ndcg@10"]
+    keys = {"meta/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10": "0.0686"}
+    assert macros.missing_keys(tex, keys) == ["meta/x/ndcg@10"]
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "meta", results / "meta")
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "paper.tex").write_text(tex)
+    from metarec.report.paper import regenerate
+
+    assert regenerate(results, tmp_path / "paper", build_pdf=False, figures=False) == 1
+    out = capsys.readouterr().out
+    assert "1 quoted result(s) the results no longer give" in out and "meta/x/ndcg@10" in out
+    defined = (tmp_path / "paper" / "macros.tex").read_text()
+    assert "\\@namedef{mr@meta/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10}{" in defined
+
+
+def test_grids_with_fewer_than_five_seeds_stay_out_of_the_paper(tmp_path):
+    """The smoke grid (one seed) and other short grids are rebuilt but neither \\input nor quoted."""
+    import json
+
+    from metarec.report.paper import regenerate
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "meta", results / "meta")
+    shutil.copytree(REPO / "results" / "meta", results / "short")
+    meta = json.loads((results / "short" / "meta.json").read_text())
+    (results / "short" / "meta.json").write_text(json.dumps({**meta, "grid": "short", "seeds": [0]}))
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "paper.tex").write_text("\\res{meta/ml-100k/cold_start/k_shot=5/pop/ndcg@10}")
+    assert regenerate(results, tmp_path / "paper", build_pdf=False, figures=False) == 0
+    generated = (tmp_path / "paper" / "generated.tex").read_text()
+    assert "results/meta/tables" in generated and "results/short/tables" not in generated
+    assert "% short: left out (1 evaluation seed(s); the paper needs 5)" in generated
+    assert "mr@short/" not in (tmp_path / "paper" / "macros.tex").read_text()
