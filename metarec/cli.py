@@ -166,16 +166,32 @@ def cmd_protocols(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from metarec.bench import load_grid, run_grid
+    from metarec.bench.compose import Composite
+    from metarec.bench.grid import load_experiment
 
-    grid = load_grid(args.grid)
+    grid = load_experiment(args.grid)
+    if isinstance(grid, Composite):   # its member grids in order, each as `metarec bench <member>` would run it
+        if args.only:
+            raise ConfigError(f"{args.grid}: --only applies to one grid; run the member grid with it")
+        rc = 0
+        for member in grid.members:
+            print(f"== member grid {member.name} ({member.path})")
+            rc = max(rc, _bench_one(member, args))
+        return rc
     if args.only:
         grid = grid.restrict(args.only)
+    return _bench_one(grid, args)
+
+
+def _bench_one(grid, args) -> int:
+    from metarec.bench import run_grid
+
     out = run_grid(grid, executor=args.executor, jobs=args.jobs, address=args.address,
                    retry_failed=args.retry_failed)
     c = out["counts"]
-    print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, {c['copied']} copied from identical runs, "
-          f"{c['failed']} failed now, {c['skipped_failed']} failed earlier (skipped; --retry-failed reruns them)")
+    print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, "
+          f"{c['copied']} copied from identical runs, {c['failed']} failed now, {c['skipped_failed']} failed "
+          "earlier (skipped; --retry-failed reruns them)")
     for f in out["failures"]:
         spec = f.get("spec") or {}
         what = f"{spec.get('method', '?')} on {spec.get('dataset', '?')}/{spec.get('protocol', '?')} seed " \
@@ -190,18 +206,30 @@ def cmd_bench(args) -> int:
         for note in out.get("notes", []):
             print(f"  {note}")
     if not out["tidy"].empty:
-        print(f"tidy table: {out['store'].root / 'results.parquet'} (+ .csv); next: metarec report {args.grid}")
+        print(f"tidy table: {out['store'].root / 'results.parquet'} (+ .csv); next: metarec report "
+              f"{grid.path or args.grid}")
     return 0 if not c["failed"] else 1
 
 
 def cmd_report(args) -> int:
     from metarec import report
-    from metarec.bench import load_grid
+    from metarec.bench.compose import Composite, compose_results
+    from metarec.bench.grid import load_experiment
     from metarec.bench.store import TIDY_COLUMNS, RunStore, read_parquet
 
-    grid = load_grid(args.grid)
-    store = RunStore(grid.name)
+    grid = load_experiment(args.grid)
     out = Path(args.out) if args.out else report.RESULTS / grid.name
+    if isinstance(grid, Composite):   # the members' exported results as one folder; nothing is trained
+        if args.studies_only:
+            raise ConfigError(f"{args.grid}: --studies-only applies to one grid; run it on the member grids")
+        composed = compose_results(grid, report.RESULTS, out)
+        if composed["missing"]:
+            print(f"members without exported results (run `metarec report` on them): {', '.join(composed['missing'])}")
+        built = report.build(out)
+        print(f"{out}: {composed['cells']} cells from {len(grid.members) - len(composed['missing'])} member grid(s); "
+              f"{built['markdown']}")
+        return 0
+    store = RunStore(grid.name)
     if args.studies_only:   # a long tuning run's progress, committable mid-run: the studies alone
         saved = report.save_studies(store, out)
         for line in saved:

@@ -241,16 +241,37 @@ def _err(where: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
 
 
-def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: grid file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def load_grid(path: str | Path) -> Grid:
+    from metarec.bench.compose import is_composite
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    if is_composite(raw):
+        raise ConfigError(f"{path}: a composition of grids (grids:), not one grid: `metarec bench` and "
+                          "`metarec report` take it as it is")
+    return parse_grid(raw, source=str(path), path=path)
+
+
+def load_experiment(path: str | Path):
+    """A grid file, or a composition of grid files (``metarec.bench.compose``): what `metarec bench` and
+    `metarec report` take."""
+    from metarec.bench.compose import is_composite, parse_composite
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    if is_composite(raw):
+        return parse_composite(raw, source=str(path), path=path)
     return parse_grid(raw, source=str(path), path=path)
 
 
