@@ -49,8 +49,8 @@ def _fmt(column: str, value) -> str | None:
         return str(int(value))
     if column == "seed_p_holm":
         return f"{value:.2g}" if value >= 0.001 else "<0.001"
-    if column.startswith("delta"):
-        return f"{value:+.4f}"
+    if column.startswith("delta"):   # a typeset minus sign, not a hyphen
+        return f"\\ensuremath{{{value:+.4f}}}"
     return f"{value:.4f}"
 
 

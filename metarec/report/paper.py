@@ -40,7 +40,7 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
         quoted.append(folder)
         rel = Path("..") / folder
         name = folder.name.replace("_", "\\_")
-        lines.append(f"\\subsection{{Grid \\texttt{{{name}}}}}")
+        lines += ["\\FloatBarrier", f"\\subsection{{Grid \\texttt{{{name}}}}}"]   # a grid's floats stay in its part
         for tex in built["latex"]:
             lines.append(f"\\input{{{(rel / tex).as_posix()}}}")
         for fig_name, figs in built["figures"].items():
@@ -49,7 +49,7 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
                 continue
             pdf = [f for f in figs if f.suffix == ".pdf"][0]
             caption = fig_name.replace("_", " ")
-            lines += ["\\begin{figure}[t]\\centering",
+            lines += ["\\begin{figure}[!htbp]\\centering",
                       f"\\includegraphics[width=\\linewidth]{{{(Path('..') / pdf).as_posix()}}}",
                       f"\\caption{{{name}: {caption}.}}\\end{{figure}}"]
         print(f"regenerated {folder}: {len(built['latex'])} tables, "

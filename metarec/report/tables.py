@@ -138,8 +138,8 @@ def to_markdown(table: Table, title: str) -> str:
 def to_latex(table: Table, title: str, label: str) -> str:
     esc = lambda s: str(s).replace("_", "\\_").replace("@", "@").replace("%", "\\%")  # noqa: E731
     cols = "l" + "r" * len(table.columns)
-    text = esc(legend(table)).replace("±", "$\\pm$").replace(T_MARK, "$^*$")
-    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {text}}}",
+    text = esc(legend(table)).replace("±", "$\\pm$").replace(T_MARK, "$^*$").replace(" < ", " $<$ ")
+    lines = ["\\begin{table}[!htbp]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {text}}}",
              f"\\label{{{label}}}", "\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
              "method & " + " & ".join(esc(c) for c in table.columns) + " \\\\", "\\midrule"]
     for m in table.rows:
