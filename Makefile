@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast bench smoke paper clean mutation
+.PHONY: setup demo test test-fast bench smoke paper latex clean mutation
 
 setup:
 	bash scripts/setup_env.sh
@@ -32,6 +32,11 @@ smoke: setup
 # regenerates every table and figure from the committed results/ (no training), then the PDF if LaTeX exists
 paper: setup
 	$(VENV)/bin/metarec paper
+
+# the LaTeX the paper needs, from Debian's packages (root; ~1 GB): then `make paper` also builds paper/paper.pdf
+LATEX_PACKAGES = texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
+latex:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(LATEX_PACKAGES)
 
 clean:
 	rm -rf runs .pytest_cache

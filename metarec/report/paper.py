@@ -68,7 +68,7 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
     tool = shutil.which("latexmk") or shutil.which("pdflatex")
     if tool is None:
         print("no LaTeX toolchain (latexmk/pdflatex) found: tables and figures regenerated, PDF not built "
-              "(install e.g. Debian's texlive-latex-extra, then rerun `make paper`)")
+              "(`make latex` installs Debian's texlive packages; then rerun `make paper`)")
         return 0
     cmd = [tool, "-pdf", "-interaction=nonstopmode", "paper.tex"] if tool.endswith("latexmk") else \
         [tool, "-interaction=nonstopmode", "paper.tex"]
