@@ -380,6 +380,6 @@ def copy_run(src: RunStore, src_key: str, dst: RunStore, key: str, identity: dic
         frame = read_parquet(table, recover)
         frame.drop(columns=[c for c in frame.columns if c in drop]).to_parquet(tmp / table.name, index=False)
     metrics = {stage: {m: v for m, v in values.items() if m not in drop} for stage, values in result["metrics"].items()}
-    atomic_write_json(tmp / RESULT, {**result, "metrics": metrics,
+    atomic_write_json(tmp / RESULT, {**result, "key": key, "metrics": metrics,
                                      "copied_from": {"grid": label, "run": src_key}})
     return dst.commit(key, tmp)

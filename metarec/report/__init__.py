@@ -70,6 +70,10 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
                 else "not recorded") + " |",
              f"| test users | {result.get('test_users', '?')}; best epoch {result.get('best_epoch', '–')} of "
              f"{result.get('epochs_trained', '–')} |"]
+    if result.get("copied_from"):   # trained once, by another grid (or this one under a longer metric list)
+        src = result["copied_from"]
+        lines.append(f"| trained as | run `{src.get('run')}` of grid `{src.get('grid')}` (the same training; copied "
+                     "with this grid's metrics) |")
     if trials is not None and not trials.empty:
         chosen = trials[trials.selected]
         lines.append(f"| tuning | study `{trials.study.iloc[0]}`: {len(trials)} trials "

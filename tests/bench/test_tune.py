@@ -539,6 +539,9 @@ def test_runs_that_trained_the_same_thing_are_copied_not_trained(tuned_reference
     for key in out["tidy"].run.unique():
         result = store.load_result(key)
         assert result["copied_from"]["grid"] == "tuned" and set(result["metrics"]["test"]) == {"ndcg@10"}
+        assert result["key"] == key != result["copied_from"]["run"]
+        from metarec.report import card
+        assert f"| trained as | run `{result['copied_from']['run']}` of grid `tuned`" in card(result)
         assert list(store.per_user(key, "test").columns) == ["user", "ndcg@10"]
         assert json.loads((store.runs / key / "config.json").read_text())["metrics"] == ["ndcg@10"]
 
