@@ -114,3 +114,24 @@ def test_grids_with_fewer_than_five_seeds_stay_out_of_the_paper(tmp_path):
     assert "results/meta/tables" in generated and "results/short/tables" not in generated
     assert "% short: left out (1 evaluation seed(s); the paper needs 5)" in generated
     assert "mr@short/" not in (tmp_path / "paper" / "macros.tex").read_text()
+
+
+def test_macros_quote_the_leaderboard_and_the_comparison_with_the_reference():
+    """Leaderboard cells and, for a grid with a reference method, each method's Δ against it (vs_reference)."""
+    import pandas as pd
+
+    from metarec.report import macros
+
+    folder = REPO / "results" / "multitask"
+    if not (folder / "tables" / "vs_reference.csv").is_file():
+        pytest.skip("results/multitask has no vs_reference table")
+    keys = macros.values(folder)
+    tests = pd.read_csv(folder / "tables" / "vs_reference.csv")
+    row = tests[(tests.method == "mtl:mmoe") & (tests.metric == "ndcg@10")].iloc[0]
+    assert keys["multitask/ml-100k/general/mtl:mmoe/vs_reference/ndcg@10/delta"] == f"\\ensuremath{{{row.delta:+.4f}}}"
+    assert keys["multitask/ml-100k/general/mtl:mmoe/vs_reference/ndcg@10/delta_ci_low"] == \
+        f"\\ensuremath{{{row.ci_low:+.4f}}}"
+    board = pd.read_csv(REPO / "results" / "meta" / "tables" / "leaderboard.csv")
+    first = board.iloc[0]
+    assert macros.values(REPO / "results" / "meta")[
+        f"meta/{first.dataset}/{first.protocol}/k_shot=1/{first.method}/ndcg@10"] == f"{first['ndcg@10']:.4f}"

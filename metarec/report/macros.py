@@ -54,22 +54,36 @@ def _fmt(column: str, value) -> str | None:
     return f"{value:.4f}"
 
 
+#: columns of the ``vs_reference`` summary's table quoted as ``.../<method>/vs_reference/<metric>/<column>``
+VS_REFERENCE = {"delta": "delta", "ci_low": "delta_ci_low", "ci_high": "delta_ci_high", "seed_p_holm": "seed_p_holm"}
+
+
+def _prefix(grid: str, row, setting: str) -> str:
+    return "/".join([grid, row.dataset, row.protocol] + ([setting] if setting else []) + [row.method])
+
+
 def values(folder: Path) -> dict[str, str]:
-    """key -> formatted value for one results folder (empty when it has no leaderboard)."""
-    path = Path(folder) / "tables" / "leaderboard.csv"
-    if not path.is_file():
-        return {}
-    board = pd.read_csv(path)
+    """key -> formatted value for one results folder: its leaderboard (``tables/leaderboard.csv``) and, where the
+    grid has a reference method, every method against it (``tables/vs_reference.csv``, keys
+    ``.../<method>/vs_reference/<metric>/delta`` and ``delta_ci_low``, ``delta_ci_high``, ``seed_p_holm``)."""
     grid = Path(folder).name
     out: dict[str, str] = {}
-    for (_, row), setting in zip(board.iterrows(), settings(board)):
-        prefix = "/".join([grid, row.dataset, row.protocol] + ([setting] if setting else []) + [row.method])
-        for column in board.columns:
-            if column in KEY_COLUMNS:
-                continue
-            text = _fmt(column, row[column])
-            if text is not None:
-                out[f"{prefix}/{column}"] = text
+    path = Path(folder) / "tables" / "leaderboard.csv"
+    if path.is_file():
+        board = pd.read_csv(path)
+        for (_, row), setting in zip(board.iterrows(), settings(board)):
+            for column in board.columns:
+                text = None if column in KEY_COLUMNS else _fmt(column, row[column])
+                if text is not None:
+                    out[f"{_prefix(grid, row, setting)}/{column}"] = text
+    path = Path(folder) / "tables" / "vs_reference.csv"
+    if path.is_file():
+        tests = pd.read_csv(path)
+        for (_, row), setting in zip(tests.iterrows(), settings(tests)):
+            for column, name in VS_REFERENCE.items():
+                text = _fmt(name, row[column]) if column in tests.columns else None
+                if text is not None:
+                    out[f"{_prefix(grid, row, setting)}/vs_reference/{row.metric}/{name}"] = text
     return out
 
 
