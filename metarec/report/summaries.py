@@ -159,7 +159,65 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
                      "tables/significance.csv._")
     out = [ctx.write("tables/vs_reference.md", "\n".join(lines) + "\n")]
     if rows:
-        out.append(ctx.write("tables/vs_reference.csv", pd.DataFrame(rows).to_csv(index=False)))
+        table = pd.DataFrame(rows)
+        out.append(ctx.write("tables/vs_reference.csv", table.to_csv(index=False)))
+        out += _gains_figure(ctx, table, reference)
+    return out
+
+
+def _gains_figure(ctx: SummaryContext, tests: pd.DataFrame, reference: str) -> list[Path]:
+    """``figures/gains_<dataset>_<protocol>``: per setting, one panel per metric (the task metrics, ``task/...``,
+    where the grid has them, else every paired metric) with each method's Δ against the reference and its 95 %
+    interval over seeds; a filled bar is significant at the seed level (Holm). Error metrics are flipped so that a
+    bar to the right is always a gain."""
+    import matplotlib.pyplot as plt
+
+    from metarec.eval.registry import lower_is_better
+    from metarec.report.plots import _save
+
+    from metarec.report.macros import settings
+
+    out: list[Path] = []
+    tests = tests.assign(setting=settings(tests))
+    for (ds, proto, setting), g in tests.groupby(["dataset", "protocol", "setting"], sort=True):
+        tasks = sorted(m for m in g.metric.unique() if "/" in m)
+        primary = ctx.meta.get("valid_metric")
+        metrics = ([primary] if primary in set(g.metric) else []) + tasks if tasks else sorted(g.metric.unique())
+        methods = sorted(g.method.unique())
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics), 0.45 * len(methods) + 1.2),
+                                 squeeze=False, sharey=True)
+        for ax, metric in zip(axes[0], metrics):
+            sign = -1.0 if lower_is_better(metric) else 1.0
+            m = g[g.metric == metric].set_index("method").reindex(methods)
+            y = np.arange(len(methods))
+            d, lo, hi = sign * m.delta.to_numpy(float), sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
+            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+            sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
+            ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
+            ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", ecolor="black", capsize=2, lw=0.8)
+            ax.axvline(0.0, color="grey", lw=0.8)
+            # one method far off the others' scale (popularity against a trained model) would flatten every other
+            # bar: the axis follows the others and that bar is cut at the edge with its value written on it
+            size = np.abs(np.nan_to_num(d))
+            order = np.argsort(size)[::-1]
+            if np.isfinite(d).sum() >= 4 and size[order[0]] > 5 * size[order[1]] > 0:
+                rest = np.delete(np.arange(len(d)), order[0])
+                left, right = np.nanmin(np.r_[lo[rest], 0.0]), np.nanmax(np.r_[hi[rest], 0.0])
+                pad = 0.15 * (right - left)
+                ax.set_xlim(left - pad, right + pad)
+                edge = left - pad if d[order[0]] < 0 else right + pad
+                ax.annotate(f"{d[order[0]]:+.4f} (off scale)", (edge, y[order[0]]), fontsize=6, va="center",
+                            ha="left" if d[order[0]] < 0 else "right")
+            ax.set_yticks(y)
+            ax.set_yticklabels(methods, fontsize=7)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+            ax.set_title(metric + (" (lower is better: sign flipped)" if sign < 0 else ""), fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+        fig.suptitle(f"{ds} / {proto}{' ' + setting if setting else ''}: gain over {reference} (Δ, 95 % CI over "
+                     f"seeds; filled: p < {ALPHA}, Holm)", fontsize=8)
+        fig.tight_layout()
+        stem = f"gains_{ds}_{proto}{'_' + setting if setting else ''}"
+        out += _save(fig, ctx.folder / "figures", stem.replace("-", "_").replace("=", ""))
     return out
 
 

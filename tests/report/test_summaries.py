@@ -65,8 +65,10 @@ def test_vs_reference_matches_scipy_and_holm(tmp_path):
     pu = pd.concat(per_user, ignore_index=True)
     ctx = SummaryContext(tmp_path, tidy_rows(cells), pu, {"grid": "g", "reference": "ref",
                                                           "methods": ["ref", "worse", "better", "same"]})
-    (md, csv) = get_summary("vs_reference")(ctx)
+    md, csv, *figures = get_summary("vs_reference")(ctx)
     table = pd.read_csv(csv)
+    # the figure of the gains: one file per format, the setting's, beside the table
+    assert sorted(f.name for f in figures) == ["gains_d_general.pdf", "gains_d_general.png"]
     raw = {}
     for m in ("better", "same", "worse"):   # the seed is the unit: per-seed means, paired
         a = pu[pu.method == m].groupby("seed")["ndcg@10"].mean().to_numpy()

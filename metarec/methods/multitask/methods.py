@@ -213,3 +213,5 @@ class MMoE(MultiTaskMethod):
 class PLE(MultiTaskMethod):
     """Progressive layered extraction (Tang et al., RecSys 2020): task-specific and shared experts, in levels."""
     arch = "ple"
+    defaults = {**MultiTaskMethod.defaults, "lr": 4.56e-4, "weight_decay": 7.61e-6, "dense_weight_decay": 5.0e-3,
+                "aux_weight": 8.07e-3}   # tuned on ml-100k (results/multitask/tables/tuning.md)
