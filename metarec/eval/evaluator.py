@@ -332,7 +332,7 @@ class Evaluator:
                 # a user with fewer than K rankable items gets a shorter list: the masked (-inf) items that pad it
                 # are never hits, and beyond accuracy they are not recommendations either. Such a list holds every
                 # rankable item, so its novelty, diversity and coverage do not depend on any tie order.
-                listed = torch.isfinite(torch.gather(s, 1, top))
+                listed = torch.gather(s, 1, top) != float("-inf")   # -inf: masked padding; +inf is a score
                 listed = None if bool(listed.all()) else listed
             elif torch.isnan(s).any():
                 raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
@@ -614,7 +614,8 @@ class _CutoffRun:
                  next_score: torch.Tensor | None):
         top_s = torch.gather(s, 1, top)
         tk = top_s[:, -1]
-        finite = torch.isfinite(tk)
+        # a cut-off at -inf is the masked padding of a short list (no run to extend); +inf is a score like any other
+        finite = tk != float("-inf")
         listed = (top_s == tk[:, None]).sum(1)
         # only rows whose (K+1)-th score equals the K-th have tied items outside the list: count those over the row
         ext = finite & (next_score == tk) if next_score is not None else torch.zeros_like(finite)

@@ -75,6 +75,24 @@ def test_tie_aware_metrics_equal_the_average_over_all_tie_orders(seed, levels, g
 LONGER = PER_USER + ["hit@4", "novelty@2"]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_infinite_top_scores_are_a_tie_like_any_other(seed, monkeypatch):
+    """+inf is a score, not padding (only -inf is: masked items): `recency` gives every item the training split never
+    showed +inf, as the newest. A tie of +inf items at the cut-off is a tie like any other, its expectation taken over
+    the whole run (until session 9 such a run counted no positive at all: recency scored exactly 0 on ml-100k)."""
+    fixed_item_vectors(monkeypatch)
+    split = random_split(n_users=6, n_items=6, per_user=(3, 3), seed=seed, no_target_users=0, genres=False)
+    g = torch.Generator().manual_seed(seed + 20)
+    scores = torch.randint(0, 3, (split.n_users, split.n_items), generator=g).double()
+    scores[scores == 2] = float("inf")
+    assert bool(torch.isinf(scores).any())
+    want, incl = brute_force(split, scores, names=LONGER)
+    got = Evaluator(split, LONGER + ["coverage@3"]).evaluate_scores(scores)
+    np.testing.assert_allclose(got.per_user[LONGER].to_numpy(), want, rtol=0, atol=1e-9)
+    assert got.means["coverage@3"] == pytest.approx((1.0 - np.prod(1.0 - incl, axis=0)).sum() / split.n_items,
+                                                    abs=1e-9)
+
+
 @pytest.mark.parametrize("genres", [True, False], ids=["categories", "vectors"])
 @pytest.mark.parametrize("seed, levels", [(0, 2), (1, 3), (2, None)])
 def test_tie_aware_metrics_at_cut_offs_well_inside_the_list(seed, levels, genres, monkeypatch):
