@@ -556,7 +556,7 @@ class Evaluator:
         ks = [s.k for s in self.specs if s.base == "ndcg"]
         gid, vals = M.impression_metrics(st.rows_imp, st.rows_label, scores, ndcg_ks=ks,
                                          want_auc=any(s.base == "auc" for s in self.specs),
-                                         want_mrr=any(s.base == "mrr" for s in self.specs))
+                                         want_mrr=any(s.base == "mrr" for s in self.specs), ties=self.ties)
         imp_user = torch.zeros(len(gid), dtype=torch.int64)
         imp_user[torch.searchsorted(gid, st.rows_imp)] = st.rows_user
         cols = {USER: imp_user.numpy()}

@@ -642,14 +642,19 @@ def reference_item_vectors(users: np.ndarray, items: np.ndarray, n_users: int, n
 
 # ---- impressions (MIND) ---------------------------------------------------------------------------------------------
 def impression_metrics(groups: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
-                       ndcg_ks=(5, 10), want_auc: bool = True, want_mrr: bool = True
+                       ndcg_ks=(5, 10), want_auc: bool = True, want_mrr: bool = True, ties: str = "expected"
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-impression metrics for candidate rows (``groups`` = impression id, ``labels`` 0/1, ``scores``).
 
     Returns (impression ids [G] sorted, {'auc', 'mrr', 'ndcg@K'...: float64 [G]}). Undefined values are NaN: AUC of
-    an impression with a single label class (MIND skips those), MRR/nDCG of an impression without a click. Ties
-    in the ranking are ordered by row order (deterministic); AUC counts ties 0.5.
+    an impression with a single label class (MIND skips those), MRR/nDCG of an impression without a click. AUC counts
+    ties 0.5. MRR and nDCG (MIND's: sums over the clicked candidates of 1/rank and of the rank's discount) are, with
+    ``ties="expected"``, their expectation over every order of tied candidates: a clicked candidate in a run of m
+    tied candidates from position a on is at each of a..a+m-1 with probability 1/m, and both metrics are linear in
+    the clicked candidates' terms, so the expectation is exact. ``ties="first"``: tied candidates in row order.
     """
+    if ties not in ("expected", "first"):
+        raise ConfigError(f"ties must be 'expected' or 'first', got {ties!r}")
     groups = groups.long()
     lab = labels.to(F64)
     # rank: by impression, then score descending; stable sorts make ties follow row order
@@ -663,22 +668,35 @@ def impression_metrics(groups: torch.Tensor, labels: torch.Tensor, scores: torch
     npos = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y)
     out: dict[str, torch.Tensor] = {}
     nan = torch.full((G,), float("nan"), dtype=F64, device=g.device)
+    # runs of equal score within an impression: first row, last row, and each row's run
+    new = torch.ones(n, dtype=torch.bool, device=g.device)
+    new[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
+    starts = torch.nonzero(new).squeeze(1)
+    ends = torch.cat([starts[1:], torch.tensor([n], device=g.device)]) - 1
+    run = torch.cumsum(new.long(), 0) - 1
+    if ties == "expected":   # each row's run: first position a (1-based) and size m
+        first, size = starts[run] - start[inv] + 1, (ends - starts + 1)[run]
+    else:                    # row order: every row its own run
+        first, size = rank, torch.ones_like(rank)
+    longest = int(counts.max()) if G else 0
+
+    def expected(term: torch.Tensor) -> torch.Tensor:
+        """Per row, the mean of ``term`` [longest] (indexed by rank - 1) over the positions of its run."""
+        cum = torch.cat([torch.zeros(1, dtype=F64, device=g.device), torch.cumsum(term, 0)])
+        return (cum[first + size - 1] - cum[first - 1]) / size.to(F64)
+
+    positions = torch.arange(1, longest + 1, dtype=F64, device=g.device)
     if want_mrr:
-        rr = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y / rank.to(F64))
+        rr = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * expected(1.0 / positions))
         out["mrr"] = torch.where(npos > 0, rr / npos.clamp(min=1e-300), nan)
     for k in ndcg_ks:
-        disc = torch.where(rank <= k, 1.0 / torch.log2(rank.to(F64) + 1.0), torch.zeros_like(y))
-        dcg = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * disc)
+        disc = torch.where(positions <= k, 1.0 / torch.log2(positions + 1.0), torch.zeros_like(positions))
+        dcg = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * expected(disc))
         table = torch.cumsum(_discounts(k, g.device), 0)
         n_ideal = torch.clamp(npos.long(), max=k)
         idcg = table[torch.clamp(n_ideal - 1, min=0)]
         out[f"ndcg@{k}"] = torch.where(npos > 0, dcg / idcg, nan)
     if want_auc:
-        new = torch.ones(n, dtype=torch.bool, device=g.device)
-        new[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
-        starts = torch.nonzero(new).squeeze(1)
-        ends = torch.cat([starts[1:], torch.tensor([n], device=g.device)]) - 1
-        run = torch.cumsum(new.long(), 0) - 1
         desc_rank = ((starts + ends).to(F64) / 2.0)[run] - start[inv].to(F64) + 1.0
         r_sum = torch.zeros(G, dtype=F64, device=g.device).index_add_(0, inv, y * desc_rank)
         nn = counts.to(F64)

@@ -190,3 +190,47 @@ def test_a_constant_scorer_scores_what_random_scores_do_on_ml100k(tmp_path):
     for j, n in enumerate(names):
         assert abs(tied[n] - mean[j]) < 4 * se[j], (n, tied[n], mean[j], se[j])
         assert first[n] > 3 * tied[n]   # the old order flatters a constant scorer
+
+
+def test_impression_metrics_equal_the_average_over_all_tie_orders():
+    """MIND's MRR and nDCG per impression (``impression_metrics``) with ties: each the mean of the row-order metric
+    over every order of the impression's candidates (all orders of a run of tied candidates are equally likely);
+    constant impressions and +inf ties among them. AUC, tie-aware by construction (ties count 0.5), is unchanged."""
+    import torch as T
+
+    from metarec.errors import ConfigError
+    from metarec.eval import metrics as M
+
+    rng = np.random.default_rng(5)
+    imps = []
+    for imp in range(24):
+        n = int(rng.integers(2, 6))
+        lab = (rng.random(n) < 0.4).astype(float)
+        lab[rng.integers(n)] = 1.0
+        sc = rng.integers(0, 3, n).astype(float)
+        if imp % 5 == 0:
+            sc[:] = 1.0                   # a constant scorer: every order equally likely
+        if imp % 7 == 0:
+            sc[sc == 2] = np.inf          # recency's unseen candidates
+        imps.append((lab, sc))
+    groups = T.tensor(np.concatenate([[j] * len(lab) for j, (lab, _) in enumerate(imps)]))
+    labels = T.tensor(np.concatenate([lab for lab, _ in imps]))
+    scores = T.tensor(np.concatenate([sc for _, sc in imps]))
+    names = ["mrr", "ndcg@1", "ndcg@3", "auc"]
+    _, got = M.impression_metrics(groups, labels, scores, ndcg_ks=(1, 3), ties="expected")
+    _, first = M.impression_metrics(groups, labels, scores, ndcg_ks=(1, 3), ties="first")
+    differs = False
+    for j, (lab, sc) in enumerate(imps):
+        runs = []
+        for perm in itertools.permutations(range(len(lab))):
+            p = list(perm)
+            _, v = M.impression_metrics(T.zeros(len(p), dtype=T.long), T.tensor(lab[p]), T.tensor(sc[p]),
+                                        ndcg_ks=(1, 3), ties="first")
+            runs.append([float(v[name][0]) for name in names])
+        want = np.mean(runs, axis=0)
+        np.testing.assert_allclose([float(got[name][j]) for name in names], want, rtol=0, atol=1e-12,
+                                   err_msg=f"impression {j}")
+        differs |= any(abs(float(first[name][j]) - w) > 1e-9 for name, w in zip(names, want))
+    assert differs   # row order is not the expectation: the cases have ties that matter
+    with pytest.raises(ConfigError, match="ties must be 'expected' or 'first'"):
+        M.impression_metrics(groups, labels, scores, ties="random")
