@@ -224,7 +224,8 @@ def cmd_report(args) -> int:
             raise ConfigError(f"{args.grid}: --studies-only applies to one grid; run it on the member grids")
         composed = compose_results(grid, report.RESULTS, out)
         if composed["missing"]:
-            print(f"members without exported results (run `metarec report` on them): {', '.join(composed['missing'])}")
+            print("members without exported results (run `metarec report` on them): "
+                  + ", ".join(composed["missing"]))
         built = report.build(out)
         print(f"{out}: {composed['cells']} cells from {len(grid.members) - len(composed['missing'])} member grid(s); "
               f"{built['markdown']}")

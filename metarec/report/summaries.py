@@ -190,7 +190,8 @@ def _gains_figure(ctx: SummaryContext, tests: pd.DataFrame, reference: str) -> l
             sign = -1.0 if lower_is_better(metric) else 1.0
             m = g[g.metric == metric].set_index("method").reindex(methods)
             y = np.arange(len(methods))
-            d, lo, hi = sign * m.delta.to_numpy(float), sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
+            d = sign * m.delta.to_numpy(float)
+            lo, hi = sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
             lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
             sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
             ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
