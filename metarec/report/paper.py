@@ -41,6 +41,8 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
         rel = Path("..") / folder
         name = folder.name.replace("_", "\\_")
         lines += ["\\FloatBarrier", f"\\subsection{{Grid \\texttt{{{name}}}}}"]   # a grid's floats stay in its part
+        if (folder / "tables" / "leaderboard.tex").is_file():   # the ranked table first (the leaderboard summary)
+            lines.append(f"\\input{{{(rel / 'tables' / 'leaderboard.tex').as_posix()}}}")
         for tex in built["latex"]:
             lines.append(f"\\input{{{(rel / tex).as_posix()}}}")
         for fig_name, figs in built["figures"].items():

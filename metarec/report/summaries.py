@@ -574,6 +574,37 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
 LEADERBOARD_COLUMNS = 6   # metrics shown in leaderboard.md (all of them in tables/leaderboard.csv)
 
 
+def _leaderboard_tex(rows: list[dict], metrics: list[str], primary: str, best: str | None, title: str) -> str:
+    """One setting's leaderboard as a LaTeX table: rank, method, family, the first metrics (mean ± 95 % half-width)
+    and the Δ to the best tuned baseline with its interval and seed-level p (Holm)."""
+    esc = lambda t: str(t).replace("_", "\\_").replace("%", "\\%")  # noqa: E731
+    head = (["rank", "method", "family"] + [esc(m) for m in metrics]
+            + [f"$\\Delta$ {esc(primary)} vs {esc(best or '–')}"])
+    out = ["\\begin{table}[!htbp]", "\\centering", "\\small",
+           f"\\caption{{Leaderboard, {esc(title)} (test): mean $\\pm$ 95\\,\\% interval half-width over seeds; "
+           "$\\Delta$ against the best tuned classical baseline with its 95\\,\\% interval and the seed-level paired "
+           "$t$-test, Holm-corrected ($^*$: $p<0.05$).}",
+           "\\resizebox{\\linewidth}{!}{%", "\\begin{tabular}{rll" + "r" * len(metrics) + "l}", "\\toprule",
+           " & ".join(head) + " \\\\", "\\midrule"]
+    for r in rows:
+        cells = [str(r["rank"]), esc(r["method"]), esc(r["family"])]
+        for m in metrics:
+            mean, half = r.get(m, float("nan")), r.get(f"{m}_ci", float("nan"))
+            cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" $\\pm$ {half:.4f}"))
+        if r["method"] == best:
+            cells.append("reference")
+        elif "delta" in r:
+            p = r["seed_p_holm"]
+            star = "$^*$" if not np.isnan(p) and p < ALPHA else ""
+            cells.append(f"${r['delta']:+.4f}$ [${r['delta_ci_low']:+.4f}$, ${r['delta_ci_high']:+.4f}$]"
+                         + ("" if np.isnan(p) else f", $p$ {p:.2g}{star}"))
+        else:
+            cells.append("–")
+        out.append(" & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
+    return "\n".join(out) + "\n"
+
+
 @register_summary("leaderboard")
 def leaderboard(ctx: SummaryContext) -> list[Path]:
     """One ranked table per dataset x protocol setting (``leaderboard.md`` in the results folder, every metric in
@@ -595,6 +626,7 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
              f"among the baseline family), with its 95 % interval over seeds and the seed-level paired t-test "
              f"(Holm across methods; * p < 0.05); cards: each seed's reproducibility card.\n"]
     rows: list[dict] = []
+    tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
     for ds, proto, pp, label in _settings(sel):
         g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
         metrics = [m for m in order if m in set(g.metric)]
@@ -640,6 +672,10 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             lines.append(f"| {rank[method]} | {method} | {row['family']} | " + " | ".join(cells) +
                          f" | {delta} | {cards} |")
             rows.append(row)
+        tex.append(_leaderboard_tex(rows[-len(score):], metrics[:3], primary, best,
+                                    f"{ds} / {proto}{' ' + label if label else ''}"))
+    if tex:
+        ctx.write("tables/leaderboard.tex", "\n".join(tex))
     files = [ctx.write("leaderboard.md", "\n".join(lines) + "\n")]
     files.append(ctx.write("tables/leaderboard.csv", pd.DataFrame(rows).to_csv(index=False)))
     return files

@@ -261,3 +261,9 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     assert "*" in first.split("|")[6]                        # +0.1 over 4 seeds: significant
     knn = next(line for line in text.splitlines() if "| knn |" in line)
     assert "| reference |" in knn
+    # the same table for the paper: every method's row, ranked, the Δ with its interval and p
+    tex = (tmp_path / "tables" / "leaderboard.tex").read_text()
+    body = [line for line in tex.splitlines() if line.endswith("\\\\") and not line.startswith("rank &")]
+    assert [line.split(" & ")[1] for line in body] == ["ours", "knn", "tie", "pop"]
+    assert body[1].endswith("& reference \\\\") and "$^*$" in body[0]
+    assert f"${table.loc['ours', 'delta']:+.4f}$ [${table.loc['ours', 'delta_ci_low']:+.4f}$" in body[0]
