@@ -21,6 +21,9 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     minimise = (t.direction == "minimize").any()
     t["best"] = (ok.cummin() if minimise else ok.cummax()).ffill()  # cum* leave NaN where a trial failed
     t["elapsed_s"] = t.wall_s.fillna(0.0).cumsum()
+    # CPU seconds where recorded (what budget_clock: cpu counts), else the trial's wall time
+    cpu = t.cpu_s.fillna(t.wall_s) if "cpu_s" in t else t.wall_s
+    t["elapsed_cpu_s"] = cpu.fillna(0.0).cumsum()
     return t
 
 
@@ -49,14 +52,17 @@ def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
     out = []
     for (ds, proto), g in trials.groupby(["dataset", "protocol"], sort=True):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for method, t in g.groupby("method", sort=True):
+        # one colour and line style per method: a 10-colour cycle would give two methods of a large grid one colour
+        colours, styles = plt.get_cmap("tab20").colors, ("-", "--", ":", "-.")
+        for i, (method, t) in enumerate(g.groupby("method", sort=True)):
             c = best_so_far(t)
+            look = {"color": colours[i % len(colours)], "linestyle": styles[(i // len(colours)) % len(styles)]}
             if c.best.notna().any():
-                axes[0].step(c.number + 1, c.best, where="post", label=method)
-                axes[1].step(c.elapsed_s / 60, c.best, where="post", label=method)
+                axes[0].step(c.number + 1, c.best, where="post", label=method, **look)
+                axes[1].step(c.elapsed_cpu_s / 60, c.best, where="post", label=method, **look)
         metric = g.metric.iloc[0]
         axes[0].set_xlabel("trials")
-        axes[1].set_xlabel("trial run time (min)")
+        axes[1].set_xlabel("trial CPU time (min; wall time for trials recorded before CPU time was)")
         for ax in axes:
             ax.set_ylabel(f"best valid {metric} so far", fontsize=8)
             ax.tick_params(labelsize=8)
