@@ -135,3 +135,28 @@ def test_macros_quote_the_leaderboard_and_the_comparison_with_the_reference():
     first = board.iloc[0]
     assert macros.values(REPO / "results" / "meta")[
         f"meta/{first.dataset}/{first.protocol}/k_shot=1/{first.method}/ndcg@10"] == f"{first['ndcg@10']:.4f}"
+
+
+def test_a_composition_carries_its_members_tables_once(tmp_path):
+    """With results/paper/ (the paper grid's composition) present, its leaderboard comes first and a member grid
+    contributes its figures only: the same rows are not input twice. Their numbers stay quotable."""
+    import dataclasses
+    import json
+
+    from metarec.bench.compose import Composite, compose_results
+    from metarec.bench.grid import load_grid
+    from metarec.report.paper import regenerate
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "meta", results / "meta")
+    meta = load_grid(REPO / "benchmarks" / "meta.yaml")
+    compose_results(Composite(name="paper", path=None, members=[meta]), results, results / "paper")
+    assert json.loads((results / "paper" / "meta.json").read_text())["members"] == ["meta"]
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "paper.tex").write_text("\\res{paper/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10} "
+                                                  "\\res{meta/ml-100k/cold_start/k_shot=5/meta:maml/ndcg@10}")
+    assert regenerate(results, tmp_path / "paper", build_pdf=False, figures=False) == 0
+    generated = (tmp_path / "paper" / "generated.tex").read_text()
+    assert generated.index("Grid \\texttt{paper}") < generated.index("Grid \\texttt{meta}")
+    assert "results/paper/tables/leaderboard.tex" in generated
+    assert "results/meta/tables/" not in generated and "% meta: its tables are in the composition" in generated
