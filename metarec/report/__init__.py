@@ -259,6 +259,8 @@ def _copy_sqlite(src: Path, dst: Path) -> None:
 def _param_groups(tidy: pd.DataFrame, groups: pd.DataFrame):
     """(dataset, protocol) groups, split by protocol_params where the selected runs have several settings; each
     row gains ``setting`` (e.g. 'k_shot=5', '' when there is one setting) and ``protocol_params``."""
+    from metarec.report.macros import varying_keys
+
     sel = tidy[tidy.selected]
     for i, g in groups.iterrows():
         params = sorted(sel[(sel.dataset == g.dataset) & (sel.protocol == g.protocol)].protocol_params.unique())
@@ -266,7 +268,7 @@ def _param_groups(tidy: pd.DataFrame, groups: pd.DataFrame):
             yield i, _with(g, "", params[0] if params else "")
             continue
         decoded = [json.loads(p) for p in params]
-        varying = sorted(k for k in decoded[0] if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
+        varying = varying_keys(decoded)
         for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
             yield i, _with(g, "_".join(f"{k}={d.get(k)}" for k in varying), p)
 

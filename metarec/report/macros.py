@@ -27,6 +27,13 @@ USE = re.compile(r"\\res\{([^{}]+)\}")
 KEY_COLUMNS = ("dataset", "protocol", "protocol_params", "method", "family", "baseline")
 
 
+def varying_keys(decoded: list[dict]) -> list[str]:
+    """The protocol parameters whose values differ among ``decoded`` (one dict of protocol parameters per setting),
+    sorted: what names a setting in the report's tables, figures and these keys (e.g. ``k_shot``)."""
+    keys = set().union(*decoded) if decoded else set()
+    return sorted(k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
+
+
 def settings(board: pd.DataFrame) -> pd.Series:
     """Per row, the protocol parameters that vary among the rows of its dataset and protocol ('' when none)."""
     out = pd.Series("", index=board.index, dtype=object)
@@ -34,9 +41,7 @@ def settings(board: pd.DataFrame) -> pd.Series:
         decoded = {p: json.loads(p) for p in rows.protocol_params.unique()}
         if len(decoded) < 2:
             continue
-        dicts = list(decoded.values())
-        varying = sorted(k for k in set().union(*dicts) if len({json.dumps(d.get(k), sort_keys=True)
-                                                                   for d in dicts}) > 1)
+        varying = varying_keys(list(decoded.values()))
         labels = {p: "_".join(f"{k}={d.get(k)}" for k in varying) for p, d in decoded.items()}
         out[rows.index] = rows.protocol_params.map(labels)
     return out

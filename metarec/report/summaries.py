@@ -92,11 +92,12 @@ def _mean_std(v: pd.Series) -> str:
 
 def _settings(sel: pd.DataFrame):
     """(dataset, protocol, protocol_params, label) groups; the label names what varies (e.g. k_shot=5)."""
+    from metarec.report.macros import varying_keys
+
     for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
         params = sorted(g.protocol_params.unique())
         decoded = [json.loads(p) for p in params]
-        varying = sorted(k for k in (decoded[0] if decoded else {})
-                         if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
+        varying = varying_keys(decoded)
         for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
             yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying)
 
