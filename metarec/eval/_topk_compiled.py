@@ -5,13 +5,41 @@ import numba
 import numpy as np
 
 
+#: fast-math flags for a maximum over scores known to hold no NaN: reordering a maximum is exact then, and that
+#: lets LLVM vectorise it. Not "ninf": masked scores are -inf.
+_NO_NAN = {"nnan", "nsz", "arcp", "contract", "reassoc"}
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_NO_NAN)
+def maxima32(row, nfull, bm, lanes):  # pragma: no cover  (compiled; covered through its callers)
+    """bm[b] = max(row[32b : 32b + 32]) for the first ``nfull`` whole blocks (the block size the evaluator uses),
+    ``row`` without NaN. The two halves of a block are compared lane by lane (16 lanes: one vector instruction on
+    AVX-512), then the 16 lanes are reduced: ~2x faster than the scalar chains of the general loop on ml-100k."""
+    for b in range(nfull):
+        lo = b * 32
+        for t in range(16):
+            x = row[lo + t]
+            y = row[lo + 16 + t]
+            lanes[t] = x if x > y else y
+        m = lanes[0]
+        for t in range(1, 16):
+            m = lanes[t] if lanes[t] > m else m
+        bm[b] = m
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def select_row(row, k, block, bm, best, cand, vals, idx):  # pragma: no cover  (compiled; covered through its callers)
-    """Steps 1-4 for one row: vals/idx [k] get its k best scores and their items, best first."""
+def select_row(row, k, block, bm, lanes, best, cand, vals, idx):  # pragma: no cover  (compiled; via its callers)
+    """Steps 1-4 for one row: vals/idx [k] get its k best scores and their items, best first. ``lanes``: scratch
+    [16] of the row's dtype."""
     n = row.shape[0]
     nb = (n + block - 1) // block
-    # 1. block maxima, while the row is in cache; four accumulators break the compare-select chain
-    for b in range(nb):
+    # 1. block maxima, while the row is in cache: blocks of 32 vectorised, any other size (and a partial last
+    # block) by four accumulators that break the compare-select chain
+    first = 0
+    if block == 32:
+        first = n // 32
+        maxima32(row, first, bm, lanes)
+    for b in range(first, nb):
         lo = b * block
         hi = min(lo + block, n)
         m0, m1, m2, m3 = row[lo], row[min(lo + 1, hi - 1)], row[min(lo + 2, hi - 1)], row[min(lo + 3, hi - 1)]
@@ -82,10 +110,10 @@ def topk_rows(a, k, block, out):  # pragma: no cover  (compiled; covered through
     B, n = a.shape
     bm = np.empty((n + block - 1) // block, a.dtype)
     best, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
-    vals = np.empty(k, a.dtype)
+    vals, lanes = np.empty(k, a.dtype), np.empty(16, a.dtype)
     idx = np.empty(k, np.int64)
     for r in range(B):
-        select_row(a[r], k, block, bm, best, cand, vals, idx)
+        select_row(a[r], k, block, bm, lanes, best, cand, vals, idx)
         for j in range(k):
             out[r, j] = idx[j]
     return 0
@@ -97,7 +125,7 @@ def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, f
     buf = np.empty(n, a.dtype)
     bm = np.empty((n + block - 1) // block, a.dtype)
     best, cand = np.empty(k, a.dtype), np.empty(n, np.int64)
-    vals = np.empty(k, a.dtype)
+    vals, lanes = np.empty(k, a.dtype), np.empty(16, a.dtype)
     idx = np.empty(k, np.int64)
     mark = np.zeros(n, np.bool_)
     for r in range(rows.shape[0]):
@@ -116,7 +144,7 @@ def masked_topk_rows(a, rows, k_ptr, k_idx, t_ptr, t_idx, k, block, top, hits, f
         if nan:   # the selection assumes a total order: the caller handles (and reports) this row
             flags[r] = 1
             continue
-        select_row(buf, k, block, bm, best, cand, vals, idx)
+        select_row(buf, k, block, bm, lanes, best, cand, vals, idx)
         f = 0
         for j in range(1, k):
             if vals[j] == vals[j - 1]:
