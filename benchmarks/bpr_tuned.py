@@ -51,8 +51,11 @@ def main() -> int:
     if ours and theirs:
         gap = ours["ndcg"] / theirs["ndcg"] - 1
         ratio = ours["fit"] / theirs["fit"]
+        # the confirm runs trained whenever the grid (or the grid they were copied from) ran them, beside whatever
+        # else ran then: their fit times are not a side-by-side measurement; the re-timing below is
         print(f"\nmf-bpr vs recbole:BPR: NDCG@10 {gap:+.2%} (goal: within 2 %: {'met' if abs(gap) <= 0.02 or gap > 0 else 'MISSED'}); "
-              f"fit time ratio {ratio:.2f} (goal <= 0.5: {'met' if ratio <= 0.5 else 'MISSED'})")
+              f"fit time ratio of the confirm runs {ratio:.2f} (trained at different times; the goal <= 0.5 is "
+              "judged side by side below)")
     for f in out["failures"]:
         print(f"failed {f['key']}: {f['reason'][:200]}")
     if ours and theirs and not args.no_retime:

@@ -48,12 +48,16 @@ def cpu(t) -> float:
     return float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0)) or 0.0)
 
 
-def finished_runs(name: str) -> dict:
-    """(dataset, protocol, protocol params, method) -> number of finished non-trial runs in the grid's store."""
+def finished_runs(name: str, fixed: dict[str, dict]) -> dict:
+    """(dataset, protocol, protocol params, method) -> number of finished non-trial runs in the grid's store whose
+    parameters include the method's fixed ones in ``fixed`` (a run from before a fixed parameter changed is not one
+    of the cell's confirm runs)."""
     counts: dict = defaultdict(int)
     for p in (home() / "grids" / name / "runs").glob("*/result.json"):
         r = json.loads(p.read_text())
-        if not r.get("trial"):
+        params = r.get("config_params", {})
+        want = fixed.get(r["method"], {})
+        if not r.get("trial") and all(params.get(k) == v for k, v in want.items()):
             counts[(r["dataset"], r["protocol"], json.dumps(r["protocol_params"], sort_keys=True), r["method"])] += 1
     return counts
 
@@ -62,21 +66,23 @@ def plan(path: Path) -> tuple[float, float, int]:
     grid = load_grid(path)
     if grid.tune is None:
         return 0.0, 0.0, 0
-    from metarec.bench.tune import reused_grids
+    from metarec.bench.tune import reused_grids, study_name, tuning_protocol
 
     names = [grid.name] + [g.name for g in reused_grids(grid)]
     studies = studies_of(names)
     # a finished run of a reused grid is copied, not trained (runner.RunDonors: same training, at least these
     # metrics; the lists are set up to match), so it counts as done here
-    done = finished_runs(grid.name)
+    fixed = {m: dict(spec.get("fixed", {})) for m, spec in grid.methods.items()}
+    done = finished_runs(grid.name, fixed)
     for other in names[1:]:
-        for cell, n in finished_runs(other).items():
+        for cell, n in finished_runs(other, fixed).items():
             done[cell] = max(done[cell], n)
     t = grid.tune
     spent_total = left_total = 0.0
     unknown = 0
     cells = defaultdict(list)   # (dataset, method, tuning setting) -> confirmed settings
-    for d, proto, m in grid.cells():
+    all_cells = grid.cells()
+    for d, proto, m in all_cells:
         if grid.is_tuned(m):
             share = t.share and set(t.share) <= set(proto["params"])
             key_params = {**proto["params"], **(t.share if share else {})}
@@ -88,9 +94,14 @@ def plan(path: Path) -> tuple[float, float, int]:
     print("| dataset / protocol | method | trials | trial CPU min | left: study | left: confirm runs | est. left CPU min |")
     print("|---|---|---|---|---|---|---|")
     for (ds, pname, params, m), protos in cells.items():
-        prefix = f"{ds}/{pname}/{m}/"
-        # the study of the cell by its readable prefix (the hash also covers what a teacher selected)
-        trials = max((tr for n, tr in studies.items() if n.startswith(prefix)), key=len, default=[])
+        if grid.methods[m].get("teacher"):
+            # a student's study name also hashes what its teacher's study selected: found by its readable prefix
+            prefix = f"{ds}/{pname}/{m}/"
+            trials = max((tr for n, tr in studies.items() if n.startswith(prefix)), key=len, default=[])
+        else:   # the study the tuner would open (a changed fixed parameter or space is a new, empty study)
+            d = next(x for x in grid.datasets if x["name"] == ds)
+            on = tuning_protocol(grid, d, protos[0], m, all_cells)
+            trials = studies.get(study_name(grid, d, on, m, grid.methods[m]), [])
         costs = [cpu(x) for x in trials if x.state.name in ("COMPLETE", "PRUNED") and cpu(x) > 0]
         if not costs:   # the same method's trials on this dataset in any setting
             costs = [cpu(x) for n, tr in studies.items() if n.startswith(f"{ds}/") and n.split("/")[2] == m

@@ -144,6 +144,46 @@ class StudyRun:
         return self.dataset["name"], self.protocol["name"], self.method
 
 
+def tuning_protocol(grid: Grid, d: dict, proto: dict, method: str, cells) -> dict:
+    """The protocol setting a cell's study tunes on: its own, or with ``tune.share`` the grid's setting of the
+    same protocol whose shared parameters take the given values (it must be one of the method's cells)."""
+    from metarec.errors import ConfigError
+
+    share = grid.tune.share
+    if not share or not set(share) <= set(proto["params"]):
+        return proto
+    want = {**proto["params"], **share}
+    for d2, p2, m2 in cells:
+        if d2["name"] == d["name"] and m2 == method and p2["name"] == proto["name"] and p2["params"] == want:
+            return p2
+    raise ConfigError(f"tune.share {share}: dataset {d['name']} has no {proto['name']} setting with "
+                      f"{json.dumps(want, sort_keys=True)} for {method} to tune on (it shares the study of "
+                      f"{json.dumps(proto['params'], sort_keys=True)})")
+
+
+def study_name(grid: Grid, d: dict, proto: dict, method: str, m: dict) -> str:
+    """Readable cell + a hash of everything that defines the study: change the space, the fixed parameters,
+    the tuning seeds or the metric and a new study starts (an old one is never mixed with a new space)."""
+    from metarec.methods import build_method
+
+    t = grid.tune
+    # every parameter the trials do not search, defaults included: a changed default starts a new study
+    fixed = {k: v for k, v in build_method(method, dict(m["fixed"])).params.items() if k not in m["space"]}
+    ident = {"dataset": d["name"], "preprocess": d["preprocess"], "protocol": proto["name"],
+             "protocol_params": proto["params"], "method": method, "fixed": fixed,
+             "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
+             "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
+             "eval_mode": grid.eval_mode, "split_seed": grid.split_seed}
+    version = get_protocol(proto["name"]).version
+    if version != 1:   # a changed split algorithm starts new studies (trials on the old splits stay apart)
+        ident["protocol_version"] = version
+    if grid.ties != "expected":
+        # (studies begun before tie-aware metrics ranked ties by item id; they continue under the default:
+        # selection only, the confirm runs that make the tables are keyed and evaluated with ``ties``)
+        ident["ties"] = grid.ties
+    return f"{d['name']}/{proto['name']}/{method}/{run_key(ident)[:10]}"
+
+
 class Tuner:
     """Plans trial runs and confirm runs; the runner executes them and hands every outcome back."""
 
@@ -180,8 +220,8 @@ class Tuner:
             if (d, proto, teacher) not in all_cells:
                 self.unresolved.append(f"{mname} on {d['name']}/{proto['name']}: {teacher} does not run there")
                 continue
-            t_on = self.tuning_protocol(d, proto, teacher, all_cells)
-            t_name = self.study_name(d, t_on, teacher, grid.methods[teacher])
+            t_on = tuning_protocol(grid, d, proto, teacher, all_cells)
+            t_name = study_name(grid, d, t_on, teacher, grid.methods[teacher])
             t_study = by_name.get(t_name) or self._existing(d, t_on, teacher, t_name)
             if t_study is not None and self._selected(t_study) is not None:
                 self._open_student(d, proto, mname, t_study)
@@ -196,8 +236,8 @@ class Tuner:
         import optuna
 
         m = {**self.grid.methods[mname], "fixed": fixed}
-        tune_on = self.tuning_protocol(d, proto, mname, self._cells)
-        name = self.study_name(d, tune_on, mname, m)
+        tune_on = tuning_protocol(self.grid, d, proto, mname, self._cells)
+        name = study_name(self.grid, d, tune_on, mname, m)
         if name in self._by_name:   # a setting that shares its study (tune.share): confirmed there too
             self._by_name[name].confirm_protocols.append(proto)
             return self._by_name[name]
@@ -283,44 +323,6 @@ class Tuner:
             optuna.load_study(study_name=name, storage=self.storage).set_user_attr("adopted_from", grid_name)
             self.adopted[name] = grid_name
             return
-
-    def tuning_protocol(self, d: dict, proto: dict, method: str, cells) -> dict:
-        """The protocol setting a cell's study tunes on: its own, or with ``tune.share`` the grid's setting of the
-        same protocol whose shared parameters take the given values (it must be one of the method's cells)."""
-        from metarec.errors import ConfigError
-
-        share = self.spec_t.share
-        if not share or not set(share) <= set(proto["params"]):
-            return proto
-        want = {**proto["params"], **share}
-        for d2, p2, m2 in cells:
-            if d2["name"] == d["name"] and m2 == method and p2["name"] == proto["name"] and p2["params"] == want:
-                return p2
-        raise ConfigError(f"tune.share {share}: dataset {d['name']} has no {proto['name']} setting with "
-                          f"{json.dumps(want, sort_keys=True)} for {method} to tune on (it shares the study of "
-                          f"{json.dumps(proto['params'], sort_keys=True)})")
-
-    def study_name(self, d: dict, proto: dict, method: str, m: dict) -> str:
-        """Readable cell + a hash of everything that defines the study: change the space, the fixed parameters,
-        the tuning seeds or the metric and a new study starts (an old one is never mixed with a new space)."""
-        from metarec.methods import build_method
-
-        t = self.spec_t
-        # every parameter the trials do not search, defaults included: a changed default starts a new study
-        fixed = {k: v for k, v in build_method(method, dict(m["fixed"])).params.items() if k not in m["space"]}
-        ident = {"dataset": d["name"], "preprocess": d["preprocess"], "protocol": proto["name"],
-                 "protocol_params": proto["params"], "method": method, "fixed": fixed,
-                 "space": {k: v.__dict__ for k, v in sorted(m["space"].items())}, "seeds": list(t.seeds),
-                 "metric": t.metric, "sampler_seed": t.sampler_seed, "startup": t.startup_trials,
-                 "eval_mode": self.grid.eval_mode, "split_seed": self.grid.split_seed}
-        version = get_protocol(proto["name"]).version
-        if version != 1:   # a changed split algorithm starts new studies (trials on the old splits stay apart)
-            ident["protocol_version"] = version
-        if self.grid.ties != "expected":
-            # (studies begun before tie-aware metrics ranked ties by item id; they continue under the default:
-            # selection only, the confirm runs that make the tables are keyed and evaluated with ``ties``)
-            ident["ties"] = self.grid.ties
-        return f"{d['name']}/{proto['name']}/{method}/{run_key(ident)[:10]}"
 
     # ---- budget --------------------------------------------------------------------------------------------
     def spent(self, s: StudyRun) -> tuple[int, float]:
