@@ -130,12 +130,48 @@ def peak_memory_mb(window: bool) -> dict:
     return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss_scope": "process"}
 
 
-def git_revision() -> str | None:
+def _git(*args: str) -> str | None:
     import subprocess
 
     try:
         root = Path(__file__).resolve().parents[1]
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+        return done.stdout.strip() if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def source_digest(package: Path | None = None) -> str:
+    """sha256 over the package's Python sources as they are on disk now (relative path and bytes of every
+    ``**/*.py`` under ``package``, default ``metarec/``, in path order)."""
+    import hashlib
+
+    package = Path(package) if package is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_CODE_AT_IMPORT: dict | None = None
+
+
+def code_identity() -> dict:
+    """The code this process runs, taken once, when ``metarec`` was first imported (``metarec/__init__`` calls
+    this): the git revision then, whether the package's sources differed from it (uncommitted changes), and the
+    digest of those sources. Why at import and not per run: a long-lived process (a pool worker, a Ray actor)
+    keeps the modules it imported while the checkout moves on, so HEAD at run time can name code the run never
+    executed; ``code_changed`` (:func:`code_now_differs`) then says so. Not a git checkout: revision None."""
+    global _CODE_AT_IMPORT
+    if _CODE_AT_IMPORT is None:
+        rev = _git("rev-parse", "HEAD")
+        status = _git("status", "--porcelain", "--", "metarec") if rev else None
+        _CODE_AT_IMPORT = {"revision": rev or None, "uncommitted": bool(status) if status is not None else None,
+                           "source_sha256": source_digest()}
+    return dict(_CODE_AT_IMPORT)
+
+
+def code_now_differs() -> bool:
+    """True when the package's sources on disk are no longer those this process started with: a module it
+    imports from now on (or imported lazily after the change) may not be the code :func:`code_identity` names."""
+    return source_digest() != code_identity()["source_sha256"]

@@ -18,7 +18,7 @@ from typing import Any
 from metarec.bench.artifacts import Artifacts
 from metarec.bench.grid import RunSpec
 from metarec.bench.store import RunStore, write_run
-from metarec.utils import git_revision, machine, peak_memory_mb, reset_peak_memory, versions
+from metarec.utils import code_identity, code_now_differs, machine, peak_memory_mb, reset_peak_memory, versions
 
 
 def trial_reporter(trial: dict | None, method_valid_metric: str | None):
@@ -102,7 +102,10 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     per_user = res.pop("per_user")
     result = {**res, "key": key, "config_params": spec.params, "family": getattr(get_method(spec.method), "family", ""),
               "split_seed": spec.split_seed, "preprocess": spec.preprocess, "versions": versions(),
-              "git_revision": git_revision(), "wall_s": time.time() - t0,
+              # the code this process imported (not HEAD now: a worker keeps its modules while the checkout moves)
+              "git_revision": code_identity()["revision"],
+              "code": {**code_identity(), "changed_since_start": code_now_differs()},
+              "wall_s": time.time() - t0,
               # CPU seconds of this process (all its threads): what the run cost, whatever else the machine did
               "cpu_s": time.process_time() - c0,
               # the reproducibility card's machine lines: CPU model, cores, torch threads; peak resident memory

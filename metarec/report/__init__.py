@@ -49,6 +49,19 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
     return out
 
 
+def _code_line(result: dict) -> str:
+    """The card's code line: the revision the run's process imported, and what would make it not that revision."""
+    code = result.get("code")
+    if code is None:   # runs from before session 10 recorded HEAD at run time, which a long-lived worker may not run
+        return f"git `{result.get('git_revision') or 'unknown'}` (HEAD when the run ended, not checked against its code)"
+    line = f"git `{code.get('revision') or 'unknown'}`, sources sha256 `{code['source_sha256'][:16]}`"
+    if code.get("uncommitted"):
+        line += " **with uncommitted changes**"
+    if code.get("changed_since_start"):
+        line += " **(the sources changed while its process ran: modules imported after that may differ)**"
+    return line
+
+
 def card(result: dict, trials: pd.DataFrame | None = None) -> str:
     """A run's reproducibility card (Markdown): what was split and how, what ran with which parameters and how they
     were chosen, on which code, libraries and machine, at what cost."""
@@ -60,7 +73,7 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
              f"| split | {result['protocol']} {json.dumps(result['protocol_params'], sort_keys=True)}, split seed "
              f"{result.get('split_seed', result['seed'])}, fingerprint `{result.get('split_fingerprint', '?')}` |",
              f"| parameters (resolved) | `{json.dumps(result.get('params', result['config_params']), sort_keys=True)}` |",
-             f"| code | git `{result.get('git_revision') or 'unknown'}` |",
+             f"| code | {_code_line(result)} |",
              f"| libraries | {', '.join(f'{k} {v}' for k, v in sorted(result.get('versions', {}).items()))} |",
              f"| machine | {m.get('cpu', 'not recorded')}, {m.get('cores', '?')} cores, {m.get('threads', '?')} "
              f"torch threads |",

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metarec.bench import parse_grid, run_grid
+from metarec.utils import source_digest
 from tests.bench._kill import bench, bench_then_kill
 
 TINY = {"name": "tiny", "seeds": [0, 1], "metrics": ["ndcg@10", "recall@10", "coverage@10"],
@@ -50,6 +51,9 @@ def test_every_run_records_its_machine_memory_and_code(reference):
         assert r["machine"]["threads"] == 1 and r["machine"]["cores"] >= 1 and r["machine"]["cpu"]
         assert r["peak_rss_mb"] > 50 and r["peak_rss_scope"] in ("run", "process")
         assert r["versions"]["torch"] and r["wall_s"] > 0 and r["cpu_s"] > 0
+        # the code its process imported: this checkout's sources, unchanged while the tests ran
+        assert r["code"]["source_sha256"] == source_digest() and r["code"]["changed_since_start"] is False
+        assert r["git_revision"] == r["code"]["revision"]
     # the peak is the run's own: a window opened after a big allocation was given back does not see it, and sees what
     # comes after it (in a fresh interpreter, so the allocator's state is known: a 150 MB block is unmapped on free)
     import subprocess
@@ -200,3 +204,51 @@ def test_only_runs_a_part_and_keeps_the_rest_of_the_table(reference, tmp_path):
                      (["method=pop", "protocol=sequential"], "matches no protocol")]:
         with pytest.raises(ConfigError, match=msg):
             grid.restrict(bad)
+
+def test_the_source_digest_sees_every_python_byte_and_name(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("not code")
+    assert source_digest(tmp_path) == first                      # only Python sources count
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert source_digest(tmp_path) != first                      # one byte
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    assert source_digest(tmp_path) == first
+    (tmp_path / "a.py").rename(tmp_path / "c.py")
+    assert source_digest(tmp_path) != first                      # same bytes under another name
+
+
+def test_a_run_says_when_its_process_code_is_not_the_checkout(tmp_path, monkeypatch):
+    """A long-lived worker keeps the modules it imported while the checkout changes: the run records the code the
+    process started with and flags that the sources moved since, and its card says so (session 10: pool workers
+    that outlived two commits wrote results labelled with the new HEAD)."""
+    import metarec.bench.execute as execute
+    from metarec import utils
+    from metarec.report import card
+
+    ident = utils.code_identity()
+    assert ident == utils.code_identity() and ident is not utils.code_identity()   # taken once; a copy each time
+    assert not utils.code_now_differs()
+    monkeypatch.setattr(utils, "source_digest", lambda package=None: "moved")
+    assert utils.code_now_differs()
+    monkeypatch.undo()
+
+    grid = {"name": "code", "seeds": [0], "metrics": ["ndcg@10"],
+            "datasets": [{"name": "ml-100k", "protocols": ["general"]}], "methods": {"pop": {}}}
+    for moved in (False, True):
+        monkeypatch.setattr(execute, "code_now_differs", lambda moved=moved: moved)
+        out = run_grid(parse_grid(grid), root=tmp_path / str(moved), progress=False)
+        (path,) = out["store"].runs.glob("*/result.json")
+        result = json.loads(path.read_text())
+        assert result["code"]["changed_since_start"] is moved
+        assert result["code"]["source_sha256"] == ident["source_sha256"]
+        text = card(result)
+        assert ("the sources changed while its process ran" in text) is moved
+        assert f"sources sha256 `{ident['source_sha256'][:16]}`" in text
+    for dirty in (False, True):
+        assert ("with uncommitted changes" in card({**result, "code": {**result["code"], "uncommitted": dirty}})) is dirty
+    # a run recorded before the code identity existed: its revision, said to be unchecked
+    old = {k: v for k, v in result.items() if k != "code"}
+    assert "not checked against its code" in card(old)

@@ -1,0 +1,121 @@
+"""Reproducibility audit: train finished runs of a grid again, each in a fresh process on today's code, and compare.
+
+    python benchmarks/reproduce_runs.py GRID.yaml [--methods 'meta:*'] [--per-method 1] [--all] [--out FILE]
+
+Picks, per method (and protocol setting), the finished confirm or untuned runs of the grid's store (not tuning
+trials, not runs copied from another grid: their donor is audited in its own grid), up to ``--per-method`` of them
+(lowest seeds first; ``--all``: every one), and re-executes each through the runner's own path
+(``execute_run``) in a newly spawned process, under a sibling grid name (``<grid>.reproduce``) in the same run
+store, so splits and artifacts (a KD student's teacher) are shared and the grid's own runs are never touched. A
+run is *reproduced* when every test and validation metric is bit-identical. Prints a Markdown table (stored vs
+now, the revision each was recorded under) and writes it to ``--out``; exit status 1 if any run differs.
+
+Why this exists: a long-lived pool worker keeps the modules it imported while the checkout moves on; until session
+10 a run recorded HEAD at its end, so a committed number could come from code no commit holds. Runs since then
+record the code their process imported (``result['code']``: revision, uncommitted changes, sources digest, and
+whether the sources changed while the process ran); this audit checks the older ones by rerunning them.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import multiprocessing as mp
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import metarec  # noqa: E402,F401
+from metarec.bench import load_grid  # noqa: E402
+from metarec.utils import atomic_write_text, home  # noqa: E402
+
+
+def finished(grid_name: str, root: Path) -> list[tuple[Path, dict, dict]]:
+    """(folder, config, result) of every finished run of the grid that trained itself (no trial, no copy)."""
+    out = []
+    for path in sorted((root / "grids" / grid_name / "runs").glob("*/result.json")):
+        result = json.loads(path.read_text())
+        if result.get("trial") or result.get("copied_from"):
+            continue
+        out.append((path.parent, json.loads((path.parent / "config.json").read_text()), result))
+    return out
+
+
+def rerun(args: tuple[dict, dict, str, str]) -> dict:
+    """In a fresh process: the run again, through the runner, under ``grid_name`` in ``root``."""
+    config, result, grid_name, root = args
+    import metarec  # noqa: F401
+    from metarec.bench.execute import execute_run
+    from metarec.bench.grid import RunSpec
+
+    spec = RunSpec(dataset=config["dataset"], preprocess=config["preprocess"], protocol=config["protocol"],
+                   protocol_params=config["protocol_params"], split_seed=result["split_seed"],
+                   method=config["method"], params=config["params"], seed=config["seed"],
+                   metrics=tuple(config["metrics"]), eval_mode=config["eval_mode"], threads=config.get("threads", 1),
+                   ties=config.get("ties", "expected"), also_eval=tuple(config.get("also_eval", ())))
+    key = result["key"]
+    folder = Path(root) / "grids" / grid_name / "runs" / key
+    if folder.exists():   # a previous audit's copy: train it again
+        shutil.rmtree(folder)
+    status = execute_run(spec, key, grid_name, root)
+    if status["status"] != "done":
+        return {"status": status["status"], "reason": status.get("reason", "")}
+    return {"status": "done", **json.loads((folder / "result.json").read_text())}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid")
+    ap.add_argument("--methods", default="*", help="comma-separated globs over method names")
+    ap.add_argument("--per-method", type=int, default=1, help="runs per method and protocol setting (lowest seeds)")
+    ap.add_argument("--all", action="store_true", help="every finished run")
+    ap.add_argument("--out", help="also write the table here (Markdown)")
+    args = ap.parse_args()
+    grid = load_grid(args.grid)
+    root = home()
+    globs = [g.strip() for g in args.methods.split(",") if g.strip()]
+    groups: dict[tuple, list] = defaultdict(list)
+    for folder, config, result in finished(grid.name, root):
+        if any(fnmatch.fnmatchcase(config["method"], g) for g in globs):
+            groups[(config["method"], json.dumps(config["protocol_params"], sort_keys=True),
+                    config["dataset"], config["protocol"])].append((folder, config, result))
+    chosen = [run for runs in groups.values()
+              for run in sorted(runs, key=lambda r: r[1]["seed"])[:None if args.all else args.per_method]]
+    if not chosen:
+        raise SystemExit(f"no finished run of {grid.name} matches --methods {args.methods} in {root}")
+    ctx = mp.get_context("spawn")
+    lines = [f"# Reproducibility audit: {grid.name}", "",
+             "Each run trained again in a fresh process on the code of the audit, through the runner; "
+             "reproduced = every test and validation metric bit-identical.", "",
+             "| method | dataset / protocol | setting | seed | recorded under | test ndcg@10 stored | now | reproduced |",
+             "|---|---|---|---|---|---|---|---|"]
+    differ = 0
+    for folder, config, result in chosen:
+        with ctx.Pool(1) as pool:   # one process per run: nothing carried over from another run
+            now = pool.map(rerun, [(config, result, f"{grid.name}.reproduce", str(root))])[0]
+        code = result.get("code") or {}
+        recorded = (result.get("git_revision") or "?")[:7] + ("" if code else " (HEAD at its end)")
+        metric = "ndcg@10" if "ndcg@10" in result["metrics"].get("test", {}) else next(iter(result["metrics"]["test"]))
+        if now["status"] != "done":
+            same, shown = False, f"failed: {now.get('reason', '')[:80]}"
+        else:
+            same = all(now["metrics"].get(stage) == result["metrics"].get(stage) for stage in ("test", "valid"))
+            shown = f"{now['metrics']['test'][metric]:.5f}"
+        differ += not same
+        setting = ", ".join(f"{k}={v}" for k, v in config["protocol_params"].items()
+                            if k in ("k_shot", "new_items")) or "–"
+        lines.append(f"| {config['method']} | {config['dataset']} / {config['protocol']} | {setting} | {config['seed']} | "
+                     f"{recorded} | {result['metrics']['test'][metric]:.5f} | {shown} | {'yes' if same else '**no**'} |")
+        print(lines[-1], flush=True)
+    lines += ["", f"{len(chosen) - differ} of {len(chosen)} reproduced."]
+    print(lines[-1])
+    if args.out:
+        atomic_write_text(Path(args.out), "\n".join(lines) + "\n")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
