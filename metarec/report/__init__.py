@@ -38,6 +38,7 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         if db.is_file():
             _copy_sqlite(db, out / "tuning.db")
     write_cards(sel, store, out, trials)
+    code = code_versions(store.load_result(run) for run in sel.run)
     failures = _failures(store)
     if not failures.empty or (out / "failures.csv").is_file():
         atomic_write_text(out / "failures.csv", failures.to_csv(index=False))
@@ -45,8 +46,26 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
                                           "metrics": grid.metrics, "seeds": grid.seeds,
                                           "reference": grid.reference, "summaries": list(grid.summaries),
                                           "methods": list(grid.methods),
-                                          "grid_file": str(grid.path) if grid.path else None})
+                                          "grid_file": str(grid.path) if grid.path else None,
+                                          "code_versions": code})
     return out
+
+
+def code_versions(results) -> dict[str, int]:
+    """How many of the runs each code version trained: ``<revision[:12]> sources <sha256[:12]>`` (+ " uncommitted",
+    + " changed while running") from the run's recorded code identity, or ``<revision[:12]> (unchecked)`` for a run
+    recorded before that existed (HEAD at its end, which a long-lived worker may not have run)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        code = r.get("code")
+        if code is None:
+            label = f"{(r.get('git_revision') or 'unknown')[:12]} (unchecked)"
+        else:
+            label = f"{(code.get('revision') or 'unknown')[:12]} sources {code['source_sha256'][:12]}"
+            label += " uncommitted" if code.get("uncommitted") else ""
+            label += " changed while running" if code.get("changed_since_start") else ""
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _code_line(result: dict) -> str:
@@ -163,6 +182,12 @@ def build(folder: Path, figures: bool = True) -> dict:
     metrics = [m for m in meta["metrics"] if m in set(tidy.metric)] + \
         sorted(set(tidy.metric) - set(meta["metrics"]))
     md, tex, tests = [f"# Results: {meta['grid']}\n"], [], []
+    code = meta.get("code_versions") or {}
+    if code:   # a reader can tell a table trained by one code version from one that mixes several
+        md.append(f"Code: the {sum(code.values())} runs in these tables were trained by {len(code)} code version(s): "
+                  + "; ".join(f"{label} ({n})" for label, n in code.items())
+                  + " (revision and sources digest of the code each run's process imported; \"unchecked\": recorded "
+                    "before runs recorded it, audit with benchmarks/reproduce_runs.py).\n")
     notes = sorted({n for n in tidy.get("eval_mode", pd.Series(dtype=str)).unique() if n != "full"})
     if notes:
         md.append(f"Evaluation mode: {', '.join(notes)} (sampled-negative ranking, not full ranking).\n")

@@ -185,6 +185,23 @@ def test_report_tables_and_figures(reference, tmp_path):
     assert "against" in md and "p seeds (Holm)" in md   # the Δ table with intervals
     meta = json.loads((out / "meta.json").read_text())
     assert meta["valid_metric"] == "ndcg@10"
+    # which code trained the table's runs: one version here, counted over every run the tables show
+    n_runs = ref["tidy"][ref["tidy"].selected & (ref["tidy"].stage == "test")].run.nunique()
+    assert list(meta["code_versions"].values()) == [n_runs]
+    assert f"the {n_runs} runs in these tables were trained by 1 code version(s)" in md
+
+
+def test_code_versions_tell_apart_what_trained_each_run():
+    from metarec.report import code_versions
+
+    same = {"revision": "a" * 40, "uncommitted": False, "source_sha256": "1" * 64, "changed_since_start": False}
+    runs = [{"code": same}, {"code": dict(same)}, {"code": {**same, "source_sha256": "2" * 64}},
+            {"code": {**same, "uncommitted": True}}, {"code": {**same, "changed_since_start": True}},
+            {"git_revision": "b" * 40}]
+    got = code_versions(runs)
+    assert got == {f"{'a' * 12} sources {'1' * 12}": 2, f"{'a' * 12} sources {'2' * 12}": 1,
+                   f"{'a' * 12} sources {'1' * 12} uncommitted": 1,
+                   f"{'a' * 12} sources {'1' * 12} changed while running": 1, f"{'b' * 12} (unchecked)": 1}
 
 
 def test_only_runs_a_part_and_keeps_the_rest_of_the_table(reference, tmp_path):
