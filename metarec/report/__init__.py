@@ -134,6 +134,10 @@ def write_cards(selected: pd.DataFrame, store: RunStore, out: Path, trials: pd.D
             if "protocol_params" in mine.columns and r.protocol_params in set(mine.protocol_params):
                 mine = mine[mine.protocol_params == r.protocol_params]
         atomic_write_text(folder / f"{r.run}.md", card(result, mine))
+    shown = set(selected.run)
+    for stale in folder.glob("*.md") if folder.is_dir() else []:   # a run no table shows any more (deleted, rerun)
+        if stale.stem not in shown:
+            stale.unlink()
 
 
 def _failures(store: RunStore) -> pd.DataFrame:

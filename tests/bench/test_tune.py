@@ -290,6 +290,10 @@ def test_report_shows_what_the_budget_bought(tuned_reference, tmp_path):
     assert f"torch {result['versions']['torch']}" in text and "torch threads" in text and "MiB (run)" in text
     pop = (out / "cards" / f"{sel[sel.method == 'pop'].run.iloc[0]}.md").read_text()
     assert "| tuning | none: the grid ran this configuration as given |" in pop
+    # a card of a run the tables no longer show (deleted, re-tuned) does not outlive it
+    (out / "cards" / "0123456789abcdef.md").write_text("# Run of code that no table shows\n")
+    report.export(parse_grid(TUNED), ref["tidy"], ref["store"], out)
+    assert sorted(p.stem for p in (out / "cards").glob("*.md")) == sorted(sel.run)
 
 
 def test_best_so_far_follows_the_direction_and_skips_unfinished_trials():
