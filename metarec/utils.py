@@ -141,19 +141,32 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def source_digest(package: Path | None = None) -> str:
-    """sha256 over the package's Python sources as they are on disk now (relative path and bytes of every
-    ``**/*.py`` under ``package``, default ``metarec/``, in path order)."""
+def source_hashes(package: Path | None = None) -> dict[str, str]:
+    """sha256 of every ``**/*.py`` under ``package`` (default ``metarec/``), by path relative to it."""
     import hashlib
 
     package = Path(package) if package is not None else Path(__file__).resolve().parent
+    return {path.relative_to(package).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(package.rglob("*.py"))}
+
+
+def source_digest(package: Path | None = None) -> str:
+    """One sha256 over the package's Python sources as they are on disk now (each file's path and hash, in path
+    order)."""
+    return _digest(source_hashes(package))
+
+
+def _digest(hashes: dict[str, str]) -> str:
+    import hashlib
+
     h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel, digest in hashes.items():
+        h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()
 
 
 _CODE_AT_IMPORT: dict | None = None
+_FILES_AT_IMPORT: dict[str, str] = {}
 
 
 def code_identity() -> dict:
@@ -161,17 +174,34 @@ def code_identity() -> dict:
     this): the git revision then, whether the package's sources differed from it (uncommitted changes), and the
     digest of those sources. Why at import and not per run: a long-lived process (a pool worker, a Ray actor)
     keeps the modules it imported while the checkout moves on, so HEAD at run time can name code the run never
-    executed; ``code_changed`` (:func:`code_now_differs`) then says so. Not a git checkout: revision None."""
+    executed; :func:`code_now_differs` says when that may be the case. Not a git checkout: revision None."""
     global _CODE_AT_IMPORT
     if _CODE_AT_IMPORT is None:
         rev = _git("rev-parse", "HEAD")
         status = _git("status", "--porcelain", "--", "metarec") if rev else None
+        _FILES_AT_IMPORT.update(source_hashes())
         _CODE_AT_IMPORT = {"revision": rev or None, "uncommitted": bool(status) if status is not None else None,
-                           "source_sha256": source_digest()}
+                           "source_sha256": _digest(_FILES_AT_IMPORT)}
     return dict(_CODE_AT_IMPORT)
 
 
 def code_now_differs() -> bool:
-    """True when the package's sources on disk are no longer those this process started with: a module it
-    imports from now on (or imported lazily after the change) may not be the code :func:`code_identity` names."""
-    return source_digest() != code_identity()["source_sha256"]
+    """True when a package module this process has loaded is no longer, on disk, what it was when the process
+    started: imported after the change, it is not the code :func:`code_identity` names (imported before, it is,
+    but the flag stays conservative). Modules the process never loaded do not count."""
+    import sys
+
+    code_identity()
+    package = Path(__file__).resolve().parent
+    now = source_hashes()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not name.startswith("metarec") or not path:
+            continue
+        try:
+            rel = Path(path).resolve().relative_to(package).as_posix()
+        except ValueError:
+            continue
+        if now.get(rel) != _FILES_AT_IMPORT.get(rel):
+            return True
+    return False
