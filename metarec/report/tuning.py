@@ -39,9 +39,18 @@ def selected_table(trials: pd.DataFrame) -> pd.DataFrame:
                      "failed": int((t.state == "FAIL").sum()), "tuning_s": float(t.wall_s.fillna(0).sum()),
                      # CPU seconds (budget_clock: cpu); a trial recorded before cpu_s existed counts its wall time
                      "tuning_cpu_s": float((t.cpu_s.fillna(t.wall_s) if "cpu_s" in t else t.wall_s).fillna(0).sum()),
-                     "adopted_from": str(t.adopted_from.iloc[0]) if "adopted_from" in t else "",
+                     # a study this grid ran itself has none (read back from a table: NaN/None, not the text "None")
+                     "adopted_from": _adopted_from(t),
                      "space": t.space.iloc[0]})
     return pd.DataFrame(rows)
+
+
+def _adopted_from(trials: pd.DataFrame) -> str:
+    """The grid a study was adopted from (tune.reuse), or "" when the grid ran it itself."""
+    if "adopted_from" not in trials:
+        return ""
+    v = trials.adopted_from.iloc[0]
+    return v if isinstance(v, str) else ""
 
 
 def _short(v) -> str:

@@ -503,6 +503,11 @@ def test_a_grid_reuses_the_finished_studies_of_another_grid(tuned_reference, tmp
     from metarec.report import tuning
     md = tuning.write(out["trials"], tmp_path / "report")["markdown"].read_text()
     assert "| mf-bpr (study of tuned) |" in md and "adopted here, not run again" in md
+    # a study the grid ran itself, read back from a table where the missing grid name is None/NaN: no "study of"
+    for missing in (None, float("nan")):
+        own = out["trials"].assign(adopted_from=missing)
+        md = tuning.write(own, tmp_path / f"own{missing}")["markdown"].read_text()
+        assert "| mf-bpr |" in md and "study of" not in md
 
     wide["tune"]["trials"] = 4                     # another budget: the adopted trials had another chance
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump(wide))
