@@ -48,9 +48,10 @@ def module_of(key: str) -> str:
 
 
 def verdicts(folder: Path) -> dict[str, object]:
-    """mutant name -> mutmut exit code (None: not run yet), from every ``*.py.meta`` under ``folder``."""
+    """mutant name -> mutmut exit code (None: not run yet), from every ``*.py.meta`` of the package under
+    ``folder`` (``folder/metarec``: mutants/ also holds a copy of results/, committed verdicts included)."""
     out: dict[str, object] = {}
-    for meta in sorted(folder.rglob("*.py.meta")):
+    for meta in sorted((folder / "metarec").rglob("*.py.meta")):
         out.update(json.loads(meta.read_text())["exit_code_by_key"])
     return out
 
@@ -59,7 +60,8 @@ def save() -> None:
     """mutants/ -> results/mutation/: the verdict files and the test map (written whole, then moved in place)."""
     tmp = STATE.with_name(STATE.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    for meta in WORK.rglob("*.py.meta"):
+    # only the package's verdicts: mutants/ also holds a copy of results/ (also_copy), mutation state included
+    for meta in (WORK / "metarec").rglob("*.py.meta"):
         dest = tmp / meta.relative_to(WORK)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(meta, dest)
