@@ -189,11 +189,11 @@ def code_now_differs() -> bool:
     """True when a package module this process has loaded is no longer, on disk, what it was when the process
     started: imported after the change, it is not the code :func:`code_identity` names (imported before, it is,
     but the flag stays conservative). Modules the process never loaded do not count."""
+    import hashlib
     import sys
 
     code_identity()
     package = Path(__file__).resolve().parent
-    now = source_hashes()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not name.startswith("metarec") or not path:
@@ -202,6 +202,10 @@ def code_now_differs() -> bool:
             rel = Path(path).resolve().relative_to(package).as_posix()
         except ValueError:
             continue
-        if now.get(rel) != _FILES_AT_IMPORT.get(rel):
+        try:   # only the loaded modules' files are read: a run calls this once, at its end
+            now = hashlib.sha256((package / rel).read_bytes()).hexdigest()
+        except OSError:   # deleted since
+            now = None
+        if now != _FILES_AT_IMPORT.get(rel):
             return True
     return False

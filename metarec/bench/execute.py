@@ -100,11 +100,12 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
         root_logger.removeHandler(handler)
         handler.close()
     per_user = res.pop("per_user")
+    code = code_identity()
     result = {**res, "key": key, "config_params": spec.params, "family": getattr(get_method(spec.method), "family", ""),
               "split_seed": spec.split_seed, "preprocess": spec.preprocess, "versions": versions(),
               # the code this process imported (not HEAD now: a worker keeps its modules while the checkout moves)
-              "git_revision": code_identity()["revision"],
-              "code": {**code_identity(), "changed_since_start": code_now_differs()},
+              "git_revision": code["revision"],
+              "code": {**code, "changed_since_start": code_now_differs()},
               "wall_s": time.time() - t0,
               # CPU seconds of this process (all its threads): what the run cost, whatever else the machine did
               "cpu_s": time.process_time() - c0,

@@ -37,8 +37,7 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
         db = store.root / "tuning.db"
         if db.is_file():
             _copy_sqlite(db, out / "tuning.db")
-    write_cards(sel, store, out, trials)
-    code = code_versions(store.load_result(run) for run in sel.run)
+    code = code_versions(write_cards(sel, store, out, trials))
     failures = _failures(store)
     if not failures.empty or (out / "failures.csv").is_file():
         atomic_write_text(out / "failures.csv", failures.to_csv(index=False))
@@ -121,12 +120,14 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_cards(selected: pd.DataFrame, store: RunStore, out: Path, trials: pd.DataFrame | None) -> None:
+def write_cards(selected: pd.DataFrame, store: RunStore, out: Path, trials: pd.DataFrame | None) -> list[dict]:
     """``cards/<run key>.md`` for every run a table shows (the selected test runs); ``trials``: the grid's trials
-    table, or None for an untuned grid."""
+    table, or None for an untuned grid. Returns those runs' results (read once, also for :func:`code_versions`)."""
     folder = out / "cards"
+    results = []
     for r in selected.itertuples():
         result = store.load_result(r.run)
+        results.append(result)
         mine = None
         if trials is not None:
             mine = trials[(trials.dataset == r.dataset) & (trials.protocol == r.protocol)
@@ -138,6 +139,7 @@ def write_cards(selected: pd.DataFrame, store: RunStore, out: Path, trials: pd.D
     for stale in folder.glob("*.md") if folder.is_dir() else []:   # a run no table shows any more (deleted, rerun)
         if stale.stem not in shown:
             stale.unlink()
+    return results
 
 
 def _failures(store: RunStore) -> pd.DataFrame:

@@ -248,13 +248,14 @@ def test_a_run_says_when_its_process_code_is_not_the_checkout(tmp_path, monkeypa
     ident = utils.code_identity()
     assert ident == utils.code_identity() and ident is not utils.code_identity()   # taken once; a copy each time
     assert not utils.code_now_differs()
-    real = utils.source_hashes()
-    # a loaded module's file changed on disk: flagged; a file the process never imported: not
-    monkeypatch.setattr(utils, "source_hashes", lambda package=None: {**real, "utils.py": "0" * 64})
+    # a loaded module's file differs on disk from what it was at import: flagged; a file never imported: not
+    monkeypatch.setitem(utils._FILES_AT_IMPORT, "utils.py", "0" * 64)
     assert utils.code_now_differs()
-    monkeypatch.setattr(utils, "source_hashes", lambda package=None: {**real, "never_imported.py": "0" * 64})
+    monkeypatch.undo()
+    monkeypatch.setitem(utils._FILES_AT_IMPORT, "never_imported.py", "0" * 64)
     assert not utils.code_now_differs()
     monkeypatch.undo()
+    assert not utils.code_now_differs()
 
     grid = {"name": "code", "seeds": [0], "metrics": ["ndcg@10"],
             "datasets": [{"name": "ml-100k", "protocols": ["general"]}], "methods": {"pop": {}}}
