@@ -89,6 +89,7 @@ class _Batch:
     known: torch.Tensor       # flat positions row * n_items + item (row within the batch) to mask
     target: torch.Tensor      # flat positions of the positives
     n_pos: torch.Tensor       # [B] number of distinct targets
+    n_pos64: torch.Tensor     # the same as float64 (what the metrics divide by; converted once, not per evaluation)
     known_rows: tuple         # (indptr [B+1], items): the same as CSR over the batch's rows (the fused CPU path)
     target_rows: tuple
 
@@ -140,6 +141,10 @@ class Evaluator:
             (s.k for s in self.specs if s.definition.is_topk), default=0)
         if self.kmax > split.n_items:
             raise ConfigError(f"cut-off {self.kmax} exceeds the number of items ({split.n_items})")
+        # what the hot path asks of each metric's definition, looked up once
+        self._per_unit_names = {s.name for s in self.specs
+                                if s.definition.per_unit and "ratings" not in s.definition.needs}
+        self._plugin_names = {s.name for s in self.specs if s.definition.compute is not None}
         self._cache: dict[str, Any] = {}
         self._sigs = None
         self._basis: tuple[str, torch.Tensor] | None | str = "unset"
@@ -227,6 +232,7 @@ class Evaluator:
             known_rows, target_rows = _rows_csr(k_ptr, k_idx, ub), _rows_csr(t_ptr, t_idx, ub)
             batches.append(_Batch(users=torch.from_numpy(ub.astype(np.int64)), known=_flat(known_rows, n_i),
                                   target=_flat(target_rows, n_i), n_pos=torch.from_numpy(n_t[ub].astype(np.int64)),
+                                  n_pos64=torch.from_numpy(n_t[ub].astype(np.float64)),
                                   known_rows=known_rows, target_rows=target_rows))
         st = self._cache[key] = _RankingStage(batches=batches)
         return st
@@ -285,18 +291,17 @@ class Evaluator:
     def _evaluate_ranking(self, score_fn, stage: str, timings: dict, rating_fn=None, fresh: bool = False
                           ) -> EvalResult:
         notes: list[str] = []
-        ranked = [s for s in self.specs if s.definition.is_topk]
+        ranked = self.kmax > 0 or any(s.k is not None for s in self.specs)
         want_auc = any(s.base in ("auc", "gauc") for s in self.specs)
         basis = self._diversity_basis(notes) if any(s.base == "diversity" for s in self.specs) else None
         active = [s for s in self.specs if not (s.base == "diversity" and basis is None)]
         info = self._self_information() if any(s.base == "novelty" for s in self.specs) else None
         n_items = self.split.n_items
         t_score = 0.0
-        per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active
-                                                   if s.per_unit and "ratings" not in s.definition.needs}
+        per_unit: dict[str, list[torch.Tensor]] = {s.name: [] for s in active if s.name in self._per_unit_names}
         counts = {s.k: torch.zeros(n_items, dtype=torch.int64 if self.ties == "first" else torch.float64)
                   for s in active if s.base in ("coverage", "gini")}
-        plugins = [s for s in active if s.definition.compute is not None]
+        plugins = [s for s in active if s.name in self._plugin_names]
         # tie-aware coverage: per item, sum over users of log P(not in the user's list); E[covered] = 1 - exp(.)
         log_miss = {k: torch.zeros(n_items, dtype=torch.float64) for k in counts}
         auc_w: list[torch.Tensor] = []
@@ -304,6 +309,7 @@ class Evaluator:
         gen = torch.Generator().manual_seed(int(self.seed)) if self.mode != "full" else None
         st = self._ranking_stage(stage) if (ranked or want_auc) else None
         acc = [(s.base, s.k) for s in active if s.base in M.TOPK_FUNCTIONS]
+        acc_names, acc_blocks = [f"{b}@{k}" for b, k in acc], []
         clock = [0.0]
         batches = st.batches if st is not None else []
         for b, s, target, valid, fused in self._masked(score_fn, batches, stage, fresh, want_auc, gen, clock,
@@ -313,7 +319,7 @@ class Evaluator:
             tie, listed = None, None
             if fused is not None:   # every list strict and full: the plain hits are the expectation
                 top, hits = fused
-                n_pos = n_pos.to(torch.float64)
+                n_pos = b.n_pos64
             elif self.kmax:
                 if self.ties == "expected":   # one more position: does the tie at the cut-off go on past it?
                     top = _topk(s, min(self.kmax + 1, n_items), stage)
@@ -326,7 +332,7 @@ class Evaluator:
                 else:
                     top, tied = _topk(s, self.kmax, stage), False
                 hits = torch.gather(target, 1, top).to(torch.float64)  # converted once for all metrics
-                n_pos = n_pos.to(torch.float64)
+                n_pos = b.n_pos64.to(dev)
                 if tied:
                     tie = _CutoffRun(s, top, hits, target, nxt)
                 # a user with fewer than K rankable items gets a shorter list: the masked (-inf) items that pad it
@@ -336,11 +342,12 @@ class Evaluator:
                 listed = None if bool(listed.all()) else listed
             elif torch.isnan(s).any():
                 raise TrainingError(f"the method returned NaN scores at stage {stage!r}")
-            if acc:
-                table = (M.expected_topk_table(tie.runs, n_pos, acc) if tie is not None
-                         else M.topk_table(hits, n_pos, acc))
-                for name, v in table.items():
-                    per_unit[name].append(v.cpu())
+            if acc:   # the top-K accuracy metrics as one [B, len(acc)] block, columns in acc's order
+                if tie is not None:
+                    table = M.expected_topk_table(tie.runs, n_pos, acc)
+                    acc_blocks.append(torch.stack([table[name] for name in acc_names], 1).cpu().numpy())
+                else:
+                    acc_blocks.append(M.topk_table_array(hits, n_pos, acc))
             for spec in plugins:   # a registered plugin metric: from the lists and the (expected) hits
                 v = spec.definition.compute(top, tie.runs.soft if tie is not None else hits, n_pos, spec.k)
                 per_unit[spec.name].append(torch.as_tensor(v, dtype=torch.float64).reshape(-1).cpu())
@@ -388,8 +395,7 @@ class Evaluator:
             users_done.append(b.users.numpy())
         users = np.concatenate(users_done) if users_done else np.zeros(0, dtype=np.int64)
         names = list(per_unit)
-        table = (torch.stack([torch.cat(per_unit[m]) for m in names], 1).numpy() if users_done and names
-                 else np.zeros((len(users), len(names))))
+        table = self._per_user_table(names, per_unit, acc_names, acc_blocks, len(users))
         per_user = pd.DataFrame(table, columns=names, index=pd.Index(users, name=USER))  # one float64 block
         col_means = _nanmean_columns(table)
         cols = dict(zip(names, col_means))
@@ -475,6 +481,18 @@ class Evaluator:
                     valid = torch.ones((B, n_items), dtype=torch.bool, device=dev)
                     valid.view(-1)[kf] = False
             yield b, s, target, valid, None
+
+    @staticmethod
+    def _per_user_table(names, per_unit, acc_names, acc_blocks, n_users) -> np.ndarray:
+        """[n_users, len(names)] float64: the per-user metric columns in ``names`` order, the accuracy metrics from
+        their blocks (one per batch), the others from their per-batch tensors."""
+        acc = (acc_blocks[0] if len(acc_blocks) == 1 else np.concatenate(acc_blocks)) if acc_blocks else None
+        if acc is not None and names == acc_names:   # the usual case: only accuracy metrics per user, no copy
+            return acc
+        if not names or n_users == 0:
+            return np.zeros((n_users, len(names)))
+        where = {name: j for j, name in enumerate(acc_names)}
+        return np.column_stack([acc[:, where[m]] if m in where else torch.cat(per_unit[m]).numpy() for m in names])
 
     def _fused(self, scores: torch.Tensor, rows: np.ndarray, b: _Batch, k: int):
         """(top [B, kmax], hits [B, kmax]) from the fused kernel for ``scores[rows]``, or None when the scores are not

@@ -34,6 +34,7 @@ direction and where it is allowed are declared once in ``metarec.eval.registry``
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -258,15 +259,28 @@ def topk_table(hits: torch.Tensor, n_pos: torch.Tensor, wanted, compiled: bool |
         compiled = hits.device.type == "cpu"
     if not compiled:
         return expected_topk_table(TieRuns.from_hits(hits), n_pos, wanted)
+    table = torch.from_numpy(topk_table_array(hits, n_pos, wanted))
+    return {f"{b}@{k}": table[:, m] for m, (b, k) in enumerate(wanted)}
+
+
+def topk_table_array(hits: torch.Tensor, n_pos: torch.Tensor, wanted) -> np.ndarray:
+    """``topk_table`` on the CPU as one float64 array [U, len(wanted)], columns in ``wanted``'s order (the
+    evaluator's per-user table takes it as it is). Cut-offs are the caller's to check."""
     from metarec.eval._topk_compiled import plain_topk_table
 
-    codes = np.array([TABLE_CODES[b] for b, _ in wanted], dtype=np.int64)   # an unknown base: KeyError, as torch's
-    ks = np.array([k for _, k in wanted], dtype=np.int64)
-    out = np.empty((hits.shape[0], len(wanted)), dtype=np.float64)
+    codes, ks = _table_codes(tuple(wanted))
+    out = np.empty((hits.shape[0], len(codes)), dtype=np.float64)
     plain_topk_table(np.ascontiguousarray(hits.to(F64).numpy()), np.ascontiguousarray(n_pos.to(F64).numpy()),
                      codes, ks, out)
-    table = torch.from_numpy(out)
-    return {f"{b}@{k}": table[:, m] for m, (b, k) in enumerate(wanted)}
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _table_codes(wanted: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled pass's metric codes and cut-offs for ``wanted`` (shared between calls: never written)."""
+    codes = np.array([TABLE_CODES[b] for b, _ in wanted], dtype=np.int64)   # an unknown base: KeyError, as torch's
+    ks = np.array([k for _, k in wanted], dtype=np.int64)
+    return codes, ks
 
 
 # ---- tie-aware top-K (McSherry & Najork 2008) ---------------------------------------------------------------------
