@@ -10,6 +10,11 @@ store, so splits and artifacts (a KD student's teacher) are shared and the grid'
 run is *reproduced* when every test and validation metric is bit-identical. Prints a Markdown table (stored vs
 now, the revision each was recorded under) and writes it to ``--out``; exit status 1 if any run differs.
 
+``--adopt``: a run reproduced bit for bit (every metric and every per-user value of both stages) is replaced in the
+grid's store by its retraining, which records what the old run could not (the code its process imported, the
+machine, peak memory), with ``reproduces`` naming the revision the old run was recorded under; the copies other
+grids took of it (``tune.reuse``) are re-copied. Re-run ``metarec report`` on the grids named afterwards.
+
 Why this exists: a long-lived pool worker keeps the modules it imported while the checkout moves on; until session
 10 a run recorded HEAD at its end, so a committed number could come from code no commit holds. Runs since then
 record the code their process imported (``result['code']``: revision, uncommitted changes, sources digest, and
@@ -66,6 +71,50 @@ def rerun(args: tuple[dict, dict, str, str]) -> dict:
     return {"status": "done", **json.loads((folder / "result.json").read_text())}
 
 
+def same_per_user(old: Path, new: Path) -> bool:
+    """Every per-user table of the two run folders equal value for value (the same files, the same frames)."""
+    import pandas as pd
+
+    names = sorted(p.name for p in old.glob("per_user_*.parquet"))
+    if names != sorted(p.name for p in new.glob("per_user_*.parquet")):
+        return False
+    return all(pd.read_parquet(old / n).equals(pd.read_parquet(new / n)) for n in names)
+
+
+def adopt(grid_name: str, root: Path, key: str, old: dict) -> list[str]:
+    """Replace run ``key`` of ``grid_name`` by its retraining (``<grid>.reproduce``), then every copy other grids
+    took of it, and copies of those; returns the grids changed."""
+    import datetime
+
+    from metarec.bench.store import RunStore, copy_run
+    from metarec.utils import atomic_write_json
+
+    store = RunStore(grid_name, root)
+    src = RunStore(f"{grid_name}.reproduce", root).runs / key
+    tmp = store.temp_folder(key)
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    result = json.loads((tmp / "result.json").read_text())
+    result["reproduces"] = {"git_revision": old.get("git_revision"), "wall_s": old.get("wall_s"),
+                            "recorded": "the code its process imported" if old.get("code") else "HEAD at its end",
+                            "date": datetime.date.today().isoformat()}
+    atomic_write_json(tmp / "result.json", result)
+    store.replace_run(key, tmp)
+    changed, todo = [grid_name], [(grid_name, store, key)]
+    while todo:   # copies, and copies of copies
+        donor_grid, donor, donor_key = todo.pop()
+        for path in sorted((root / "grids").glob("*/runs/*/result.json")):
+            copied = json.loads(path.read_text()).get("copied_from") or {}
+            if copied.get("grid") != donor_grid or copied.get("run") != donor_key:
+                continue
+            name, dkey = path.parents[2].name, path.parent.name
+            dst = RunStore(name, root)
+            config = json.loads((path.parent / "config.json").read_text())
+            copy_run(donor, donor_key, dst, dkey, config, donor_grid, replace=True)
+            changed.append(name)
+            todo.append((name, dst, dkey))
+    return changed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("grid")
@@ -73,6 +122,8 @@ def main() -> int:
     ap.add_argument("--per-method", type=int, default=1, help="runs per method and protocol setting (lowest seeds)")
     ap.add_argument("--all", action="store_true", help="every finished run")
     ap.add_argument("--out", help="also write the table here (Markdown)")
+    ap.add_argument("--adopt", action="store_true",
+                    help="replace each run reproduced bit for bit by its retraining (and the copies of it)")
     args = ap.parse_args()
     grid = load_grid(args.grid)
     root = home()
@@ -92,7 +143,7 @@ def main() -> int:
              "reproduced = every test and validation metric bit-identical.", "",
              "| method | dataset / protocol | setting | seed | recorded under | test ndcg@10 stored | now | reproduced |",
              "|---|---|---|---|---|---|---|---|"]
-    differ = 0
+    differ, touched = 0, set()
     for folder, config, result in chosen:
         with ctx.Pool(1) as pool:   # one process per run: nothing carried over from another run
             now = pool.map(rerun, [(config, result, f"{grid.name}.reproduce", str(root))])[0]
@@ -103,15 +154,22 @@ def main() -> int:
             same, shown = False, f"failed: {now.get('reason', '')[:80]}"
         else:
             same = all(now["metrics"].get(stage) == result["metrics"].get(stage) for stage in ("test", "valid"))
+            redone = root / "grids" / f"{grid.name}.reproduce" / "runs" / result["key"]
+            same = same and same_per_user(folder, redone)
             shown = f"{now['metrics']['test'][metric]:.5f}"
+            if same and args.adopt:
+                touched.update(adopt(grid.name, root, result["key"], result))
         differ += not same
         setting = ", ".join(f"{k}={v}" for k, v in config["protocol_params"].items()
                             if k in ("k_shot", "new_items")) or "–"
         lines.append(f"| {config['method']} | {config['dataset']} / {config['protocol']} | {setting} | {config['seed']} | "
                      f"{recorded} | {result['metrics']['test'][metric]:.5f} | {shown} | {'yes' if same else '**no**'} |")
         print(lines[-1], flush=True)
-    lines += ["", f"{len(chosen) - differ} of {len(chosen)} reproduced."]
-    print(lines[-1])
+    summary = [f"{len(chosen) - differ} of {len(chosen)} reproduced."]
+    if touched:
+        summary.append(f"Adopted the reproduced runs; re-run `metarec report` on: {', '.join(sorted(touched))}.")
+    lines += ["", *summary]
+    print("\n".join(summary))
     if args.out:
         atomic_write_text(Path(args.out), "\n".join(lines) + "\n")
     return 1 if differ else 0

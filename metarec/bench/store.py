@@ -63,6 +63,19 @@ class RunStore:
         (self.failed / f"{key}.json").unlink(missing_ok=True)
         return final
 
+    def replace_run(self, key: str, tmp: Path) -> Path:
+        """Put the finished run folder ``tmp`` in place of run ``key`` (which may exist). The old folder is moved
+        aside, the new one renamed in, then the old one deleted: a crash in between leaves the old run beside an
+        absent key (the grid retrains it), never a half-written run."""
+        final = self.runs / key
+        old = self.runs / f".old-{key}-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        (self.failed / f"{key}.json").unlink(missing_ok=True)
+        return final
+
     def record_failure(self, key: str, info: dict) -> None:
         atomic_write_json(self.failed / f"{key}.json", info)
 
@@ -362,11 +375,12 @@ class RunDonors:
         return None
 
 
-def copy_run(src: RunStore, src_key: str, dst: RunStore, key: str, identity: dict[str, Any], label: str) -> Path:
+def copy_run(src: RunStore, src_key: str, dst: RunStore, key: str, identity: dict[str, Any], label: str,
+             replace: bool = False) -> Path:
     """``src``'s run ``src_key`` written into ``dst`` as run ``key`` with identity ``identity``: the metrics of
     ``src``'s list that ``identity`` does not ask for are left out of its result and per-user tables (a method's own
     task metrics, not on any list, stay); its result says ``copied_from``. Written like any run (temporary folder,
-    one rename)."""
+    one rename); ``replace``: in place of an existing copy (its donor was retrained)."""
     folder = src.runs / src_key
     recover = f"delete {folder} and rerun its grid"
     config = read_json(folder / "config.json", recover)
@@ -382,4 +396,4 @@ def copy_run(src: RunStore, src_key: str, dst: RunStore, key: str, identity: dic
     metrics = {stage: {m: v for m, v in values.items() if m not in drop} for stage, values in result["metrics"].items()}
     atomic_write_json(tmp / RESULT, {**result, "key": key, "metrics": metrics,
                                      "copied_from": {"grid": label, "run": src_key}})
-    return dst.commit(key, tmp)
+    return dst.replace_run(key, tmp) if replace else dst.commit(key, tmp)

@@ -101,6 +101,12 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
                 else "not recorded") + " |",
              f"| test users | {result.get('test_users', '?')}; best epoch {result.get('best_epoch', '–')} of "
              f"{result.get('epochs_trained', '–')} |"]
+    if result.get("reproduces"):   # an older run trained again and adopted because it matched bit for bit
+        old = result["reproduces"]
+        lines.append(f"| reproduced | trained again on {old.get('date', '?')} by the reproducibility audit, every "
+                     f"metric and per-user value bit-identical to the run first recorded under git "
+                     f"`{(old.get('git_revision') or '?')[:12]}` ({old.get('recorded', 'HEAD at its end')}); code, "
+                     "machine and cost above are the retraining's |")
     if result.get("copied_from"):   # trained once, by another grid (or this one under a longer metric list)
         src = result["copied_from"]
         lines.append(f"| trained as | run `{src.get('run')}` of grid `{src.get('grid')}` (the same training; copied "

@@ -363,3 +363,16 @@ def test_selection_without_validation_says_what_to_do():
     assert str(e.value) == ("d/p a: 2 configurations but the split has no validation stage to select among them "
                             "(selecting on test would report the best test score as if it were chosen blind); give "
                             "this method one configuration here or use a protocol with a validation stage")
+
+
+def test_replace_run_puts_the_new_folder_in_place_and_leaves_nothing_aside(store):
+    finished(store, "k1", seed=1)
+    tmp = store.temp_folder("k1")
+    write_run(tmp, {"key": "k1"}, result(seed=2), {})
+    store.commit("k1", tmp)          # commit keeps the run there (same key, same result)
+    assert store.load_result("k1")["seed"] == 1
+    tmp = store.temp_folder("k1")
+    write_run(tmp, {"key": "k1"}, result(seed=2), {})
+    store.replace_run("k1", tmp)     # replace_run does not
+    assert store.load_result("k1")["seed"] == 2
+    assert sorted(p.name for p in store.runs.iterdir()) == ["k1"]   # no temporary or old folder left

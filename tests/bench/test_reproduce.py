@@ -1,0 +1,57 @@
+"""benchmarks/reproduce_runs.py: retrains a grid's finished runs in fresh processes and compares them bit for bit;
+``--adopt`` replaces a reproduced run (and the copies other grids took of it) by its retraining, never a run that
+differs in a metric or in a single per-user value."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from metarec.bench import parse_grid, run_grid
+from metarec.bench.store import RunStore, copy_run
+
+ROOT = Path(__file__).resolve().parents[2]
+GRID = {"name": "audit", "seeds": [0, 1], "metrics": ["ndcg@10", "hit@10"],
+        "datasets": [{"name": "ml-100k", "protocols": ["general"]}], "methods": {"pop": {}}}
+
+
+@pytest.mark.slow
+def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_path):
+    home = tmp_path / "home"
+    run_grid(parse_grid(GRID), root=home, progress=False)
+    store = RunStore("audit", home)
+    runs = {json.loads((p / "result.json").read_text())["seed"]: p for p in store.runs.iterdir()}
+    # another grid's copy of seed 1's run (as tune.reuse takes one), with a shorter metric list
+    other = RunStore("other", home)
+    other.prepare()
+    config = json.loads((runs[1] / "config.json").read_text())
+    copy_run(store, runs[1].name, other, "copykey", {**config, "metrics": ["ndcg@10"]}, "audit")
+    # seed 0: one per-user value off by 1e-12, every mean untouched: not reproduced, not adopted
+    table = runs[0] / "per_user_test.parquet"
+    frame = pd.read_parquet(table)
+    frame.loc[frame.index[0], "ndcg@10"] += 1e-12
+    frame.to_parquet(table, index=False)
+    grid_file = tmp_path / "audit.yaml"
+    grid_file.write_text(yaml.safe_dump(GRID))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_runs.py"), str(grid_file), "--all",
+                          "--adopt"], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                         env={**os.environ, "METAREC_HOME": str(home)})
+    assert out.returncode == 1, out.stdout + out.stderr   # one run differs
+    assert "1 of 2 reproduced" in out.stdout and "other" in out.stdout and "audit" in out.stdout
+    kept, adopted = (json.loads((runs[s] / "result.json").read_text()) for s in (0, 1))
+    assert "reproduces" not in kept
+    assert adopted["reproduces"]["git_revision"] is not None and adopted["machine"]["threads"] == 1
+    copy = json.loads((other.runs / "copykey" / "result.json").read_text())
+    assert copy["reproduces"] == adopted["reproduces"] and copy["copied_from"] == {"grid": "audit",
+                                                                                   "run": runs[1].name}
+    assert list(copy["metrics"]["test"]) == ["ndcg@10"]   # still the copy's own metric list
+    assert sorted(p.name for p in store.runs.iterdir()) == sorted(p.name for p in runs.values())
+    from metarec.report import card   # the card says which run was retrained, and under which revision first
+    assert "bit-identical to the run first recorded under git" in card(adopted)
+    assert "bit-identical" not in card(kept)
