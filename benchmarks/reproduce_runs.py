@@ -1,6 +1,7 @@
 """Reproducibility audit: train finished runs of a grid again, each in a fresh process on today's code, and compare.
 
-    python benchmarks/reproduce_runs.py GRID.yaml [--methods 'meta:*'] [--per-method 1] [--all] [--out FILE]
+    python benchmarks/reproduce_runs.py GRID.yaml [--methods 'meta:*'] [--per-method 1] [--all] [--unchecked]
+                                      [--adopt] [--out FILE]
 
 Picks, per method (and protocol setting), the finished confirm or untuned runs of the grid's store (not tuning
 trials, not runs copied from another grid: their donor is audited in its own grid), up to ``--per-method`` of them
@@ -121,6 +122,8 @@ def main() -> int:
     ap.add_argument("--methods", default="*", help="comma-separated globs over method names")
     ap.add_argument("--per-method", type=int, default=1, help="runs per method and protocol setting (lowest seeds)")
     ap.add_argument("--all", action="store_true", help="every finished run")
+    ap.add_argument("--unchecked", action="store_true",
+                    help="only runs recorded before runs recorded their code (no code identity in the result)")
     ap.add_argument("--out", help="also write the table here (Markdown)")
     ap.add_argument("--adopt", action="store_true",
                     help="replace each run reproduced bit for bit by its retraining (and the copies of it)")
@@ -130,6 +133,8 @@ def main() -> int:
     globs = [g.strip() for g in args.methods.split(",") if g.strip()]
     groups: dict[tuple, list] = defaultdict(list)
     for folder, config, result in finished(grid.name, root):
+        if args.unchecked and result.get("code"):
+            continue
         if any(fnmatch.fnmatchcase(config["method"], g) for g in globs):
             groups[(config["method"], json.dumps(config["protocol_params"], sort_keys=True),
                     config["dataset"], config["protocol"])].append((folder, config, result))
