@@ -291,7 +291,7 @@ class Evaluator:
     def _evaluate_ranking(self, score_fn, stage: str, timings: dict, rating_fn=None, fresh: bool = False
                           ) -> EvalResult:
         notes: list[str] = []
-        ranked = self.kmax > 0 or any(s.k is not None for s in self.specs)
+        ranked = any(s.k is not None for s in self.specs)   # a top-K metric (is_topk)
         want_auc = any(s.base in ("auc", "gauc") for s in self.specs)
         basis = self._diversity_basis(notes) if any(s.base == "diversity" for s in self.specs) else None
         active = [s for s in self.specs if not (s.base == "diversity" and basis is None)]
