@@ -14,8 +14,7 @@ Both sides rank every user with a test item over all items, with the user's trai
 
 Preparation that RecBole's dataloader does outside the evaluation (history_index, positive_u/positive_i per batch)
 is precomputed outside the timing; so is ours (the evaluator caches its per-stage CSR on the first call, reported
-separately as the cold call). Both use the same user batches (``--batch-size``), one thread. Both sides produce
-the metric means; ours is also timed with its per-user table built (a DataFrame built on first access).
+separately as the cold call). Both use the same user batches (``--batch-size``), one thread.
 
     .venv/bin/python benchmarks/eval_speed.py [--repeats 15] [--batch-size 1024]
 """
@@ -145,9 +144,7 @@ def main() -> int:
     # Wall time and the process's CPU time, both: on a shared 2-core machine the wall time also counts the time the
     # process waited for a core (other jobs, the VM host), which swings RecBole's median by 15-30 % between runs;
     # one thread each, so CPU time is the work itself.
-    # Ours also once more with its per-user table built: EvalResult builds that DataFrame on first access (RecBole's
-    # evaluator returns the means only, so the means are the like-for-like output; the table is timed beside).
-    ours_times, rb_times, ours_cpu, rb_cpu, table_times = [], [], [], [], []
+    ours_times, rb_times, ours_cpu, rb_cpu = [], [], [], []
     with torch.no_grad():
         theirs = recbole_eval()
         for _ in range(args.repeats):
@@ -155,9 +152,6 @@ def main() -> int:
             ours = ev.evaluate_scores(scores, "test")
             ours_times.append(time.perf_counter() - t)
             ours_cpu.append(time.process_time() - c)
-            t = time.perf_counter()
-            ev.evaluate_scores(scores, "test").per_user
-            table_times.append(time.perf_counter() - t)
             t, c = time.perf_counter(), time.process_time()
             theirs = recbole_eval()
             rb_times.append(time.perf_counter() - t)
@@ -180,9 +174,6 @@ def main() -> int:
     print(f"ratio metarec/recbole = {mo / mr:.3f} (of medians), {min(ours_times) / min(rb_times):.3f} (of bests); "
           f"per-repeat ratios median {statistics.median(ratios):.3f}, range {ratios[0]:.3f}..{ratios[-1]:.3f}"
           f"  (goal <= 0.2)")
-    with_table = sorted(o / r for o, r in zip(table_times, rb_times))
-    print(f"metarec with its per-user table built too: median {statistics.median(table_times) * 1e3:.2f} ms; "
-          f"per-repeat ratio median {statistics.median(with_table):.3f}")
     cpu_ratios = sorted(o / r for o, r in zip(ours_cpu, rb_cpu))
     print(f"CPU time: metarec median {statistics.median(ours_cpu) * 1e3:.2f} ms, RecBole median "
           f"{statistics.median(rb_cpu) * 1e3:.2f} ms; ratio {statistics.median(ours_cpu) / statistics.median(rb_cpu):.3f}"

@@ -25,10 +25,9 @@ MIND's per-impression AUC / MRR / nDCG@K.
 """
 from __future__ import annotations
 
-import functools
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -54,6 +53,7 @@ REFERENCE_DIM = 64  # rank of the reference item vectors behind diversity@K on s
 ScoreSource = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass
 class EvalResult:
     """Outcome of one evaluation.
 
@@ -63,28 +63,16 @@ class EvalResult:
     unit (e.g. AUC of a user with no negative), and ``means`` averages the non-NaN values of each column, so
     ``per_user[m].mean() == means[m]``. Aggregate-only metrics (gauc, coverage@K, gini@K, mae, rmse) are in
     ``means`` only.
-
-    ``per_user`` may be handed over as a zero-argument function that builds the frame: it is then built on first
-    access. The evaluator does so because a DataFrame costs ~0.1-0.4 ms to build (a tenth of a whole ml-100k
-    evaluation) and most evaluations are read for their means only (every epoch's validation).
     """
 
-    def __init__(self, stage: str, mode: str, means: dict[str, float],
-                 per_user: pd.DataFrame | Callable[[], pd.DataFrame], n_users: int, timings: dict[str, float],
-                 unit: str = "user", notes: list[str] | None = None):
-        self.stage, self.mode, self.means, self.n_users, self.timings = stage, mode, means, n_users, timings
-        self.unit, self.notes = unit, list(notes) if notes is not None else []
-        self._per_user = per_user
-
-    @property
-    def per_user(self) -> pd.DataFrame:
-        if not isinstance(self._per_user, pd.DataFrame):
-            self._per_user = self._per_user()
-        return self._per_user
-
-    @per_user.setter
-    def per_user(self, frame: pd.DataFrame) -> None:
-        self._per_user = frame
+    stage: str
+    mode: str
+    means: dict[str, float]
+    per_user: pd.DataFrame
+    n_users: int
+    timings: dict[str, float]
+    unit: str = "user"
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "mode": self.mode, "unit": self.unit, "n_units": self.n_users,
@@ -408,6 +396,7 @@ class Evaluator:
         users = np.concatenate(users_done) if users_done else np.zeros(0, dtype=np.int64)
         names = list(per_unit)
         table = self._per_user_table(names, per_unit, acc_names, acc_blocks, len(users))
+        per_user = pd.DataFrame(table, columns=names, index=pd.Index(users, name=USER))  # one float64 block
         col_means = _nanmean_columns(table)
         cols = dict(zip(names, col_means))
         means: dict[str, float] = {}
@@ -431,10 +420,11 @@ class Evaluator:
                 if s.base in ("mae", "rmse") and rt is not None:
                     means[s.name] = (M.mae if s.base == "mae" else M.rmse)(*rt)
         means = {s.name: means[s.name] for s in active if s.name in means}  # requested order
+        per_user.attrs["mode"] = self.mode_label
+        per_user.attrs["stage"] = stage
         timings["score_s"] = t_score + clock[0]
-        return EvalResult(stage=stage, mode=self.mode_label, means=means, n_users=len(users), timings=timings,
-                          per_user=functools.partial(_per_user_frame, table, names, users, self.mode_label, stage),
-                          unit="user", notes=notes)
+        return EvalResult(stage=stage, mode=self.mode_label, means=means, per_user=per_user, n_users=len(users),
+                          timings=timings, unit="user", notes=notes)
 
     def _fused_k(self, want_auc: bool) -> int:
         """The list length the fused CPU path selects (0: not used). Full ranking only, and not with AUC, which
@@ -750,14 +740,6 @@ def diversity_basis(split) -> tuple[tuple[str, torch.Tensor] | None, str | None]
         return None, f"diversity@K skipped: {why}, and too few interactions for reference item vectors"
     return ("vectors", vec), (f"diversity@K by item vectors (cosine; rank-{vec.shape[1]} SVD of the training "
                               f"interactions): {why}")
-
-
-def _per_user_frame(table: np.ndarray, names: list[str], users: np.ndarray, mode: str, stage: str) -> pd.DataFrame:
-    """The per-user metric table as a DataFrame (one float64 block), indexed by user, labelled with mode and stage."""
-    frame = pd.DataFrame(table, columns=names, index=pd.Index(users, name=USER))
-    frame.attrs["mode"] = mode
-    frame.attrs["stage"] = stage
-    return frame
 
 
 def _nanmean_columns(table: np.ndarray) -> list[float]:

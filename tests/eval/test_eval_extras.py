@@ -402,20 +402,3 @@ def test_a_like_head_where_no_user_has_both_classes_has_no_auc():
     assert res.per_user["like/auc"].isna().all()
     assert math.isnan(res.means["like/auc"]) and math.isnan(res.means["like/gauc"])
     assert math.isnan(res.means["like/pooled_auc"])
-
-
-
-def test_the_per_user_table_is_built_on_first_access_once_with_its_labels():
-    """EvalResult takes a builder for per_user (the evaluator hands one: most evaluations are read for their means
-    only); the frame is built at the first access, kept, labelled with mode and stage, and can be replaced (extras
-    merge into it)."""
-    split = random_split(seed=3)
-    res = Evaluator(split, ["ndcg@5", "recall@5"]).evaluate_scores(torch.rand(split.n_users, split.n_items), "test")
-    assert not isinstance(res._per_user, pd.DataFrame)   # not built yet
-    frame = res.per_user
-    assert res.per_user is frame                          # built once
-    assert frame.attrs == {"mode": "full", "stage": "test"} and frame.index.name == "user"
-    assert list(frame.columns) == ["ndcg@5", "recall@5"] and len(frame) == res.n_users
-    assert frame["ndcg@5"].mean() == pytest.approx(res.means["ndcg@5"], abs=1e-12)
-    res.per_user = frame.iloc[:1]
-    assert len(res.per_user) == 1
