@@ -123,7 +123,8 @@ def main() -> int:
     ap.add_argument("--per-method", type=int, default=1, help="runs per method and protocol setting (lowest seeds)")
     ap.add_argument("--all", action="store_true", help="every finished run")
     ap.add_argument("--unchecked", action="store_true",
-                    help="only runs recorded before runs recorded their code (no code identity in the result)")
+                    help="only runs recorded before runs recorded their code (no code identity in the result), "
+                         "or trained by sources with uncommitted changes (code no commit holds)")
     ap.add_argument("--out", help="also write the table here (Markdown)")
     ap.add_argument("--adopt", action="store_true",
                     help="replace each run reproduced bit for bit by its retraining (and the copies of it)")
@@ -133,7 +134,7 @@ def main() -> int:
     globs = [g.strip() for g in args.methods.split(",") if g.strip()]
     groups: dict[tuple, list] = defaultdict(list)
     for folder, config, result in finished(grid.name, root):
-        if args.unchecked and result.get("code"):
+        if args.unchecked and result.get("code") and not result["code"].get("uncommitted"):
             continue
         if any(fnmatch.fnmatchcase(config["method"], g) for g in globs):
             groups[(config["method"], json.dumps(config["protocol_params"], sort_keys=True),

@@ -37,9 +37,16 @@ def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_pa
     frame = pd.read_parquet(table)
     frame.loc[frame.index[0], "ndcg@10"] += 1e-12
     frame.to_parquet(table, index=False)
-    for seed in (0, 1):   # recorded before runs recorded their code: what --unchecked picks (seed 2 is left alone)
-        path = runs[seed] / "result.json"
-        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "code"}))
+    # what --unchecked picks: seed 0 recorded before runs recorded their code, seed 1 trained by uncommitted sources;
+    # seed 2, trained by committed code, is left alone
+    path = runs[0] / "result.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "code"}))
+    path = runs[1] / "result.json"
+    r = json.loads(path.read_text())
+    path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": True}}))
+    path = runs[2] / "result.json"
+    r = json.loads(path.read_text())
+    path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": False}}))
     grid_file = tmp_path / "audit.yaml"
     grid_file.write_text(yaml.safe_dump(GRID))
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_runs.py"), str(grid_file), "--all",
