@@ -151,8 +151,16 @@ def main() -> int:
              "|---|---|---|---|---|---|---|---|"]
     differ, touched = 0, set()
     for folder, config, result in chosen:
-        with ctx.Pool(1) as pool:   # one process per run: nothing carried over from another run
+        pool = ctx.Pool(1)   # one process per run: nothing carried over from another run
+        try:
             now = pool.map(rerun, [(config, result, f"{grid.name}.reproduce", str(root))])[0]
+        except BaseException:
+            pool.terminate()
+            raise
+        else:
+            pool.close()     # the worker exits on its own (a terminate() cuts into its atexit handlers: noise)
+        finally:
+            pool.join()
         code = result.get("code") or {}
         recorded = (result.get("git_revision") or "?")[:7] + ("" if code else " (HEAD at its end)")
         metric = "ndcg@10" if "ndcg@10" in result["metrics"].get("test", {}) else next(iter(result["metrics"]["test"]))
