@@ -141,13 +141,16 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def source_hashes(package: Path | None = None) -> dict[str, str]:
-    """sha256 of every ``**/*.py`` under ``package`` (default ``metarec/``), by path relative to it."""
+def _file_sha256(path: Path) -> str:
     import hashlib
 
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def source_hashes(package: Path | None = None) -> dict[str, str]:
+    """sha256 of every ``**/*.py`` under ``package`` (default ``metarec/``), by path relative to it."""
     package = Path(package) if package is not None else Path(__file__).resolve().parent
-    return {path.relative_to(package).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(package.rglob("*.py"))}
+    return {path.relative_to(package).as_posix(): _file_sha256(path) for path in sorted(package.rglob("*.py"))}
 
 
 def source_digest(package: Path | None = None) -> str:
@@ -189,7 +192,6 @@ def code_now_differs() -> bool:
     """True when a package module this process has loaded is no longer, on disk, what it was when the process
     started: imported after the change, it is not the code :func:`code_identity` names (imported before, it is,
     but the flag stays conservative). Modules the process never loaded do not count."""
-    import hashlib
     import sys
 
     code_identity()
@@ -203,7 +205,7 @@ def code_now_differs() -> bool:
         except ValueError:
             continue
         try:   # only the loaded modules' files are read: a run calls this once, at its end
-            now = hashlib.sha256((package / rel).read_bytes()).hexdigest()
+            now = _file_sha256(package / rel)
         except OSError:   # deleted since
             now = None
         if now != _FILES_AT_IMPORT.get(rel):
