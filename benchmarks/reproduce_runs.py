@@ -82,8 +82,20 @@ def same_per_user(old: Path, new: Path) -> bool:
     return all(pd.read_parquet(old / n).equals(pd.read_parquet(new / n)) for n in names)
 
 
-def adopt(grid_name: str, root: Path, key: str, old: dict) -> list[str]:
-    """Replace run ``key`` of ``grid_name`` by its retraining (``<grid>.reproduce``), then every copy other grids
+def copies_index(root: Path) -> dict[tuple[str, str], list[Path]]:
+    """(donor grid, donor run) -> the run folders in every grid's store that are copies of it (``copied_from``).
+    Read once per audit: adopting a run replaces its copies under the same keys, so the index stays true."""
+    index: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for path in sorted((root / "grids").glob("*/runs/*/result.json")):
+        copied = json.loads(path.read_text()).get("copied_from") or {}
+        if copied.get("grid") and copied.get("run"):
+            index[(copied["grid"], copied["run"])].append(path.parent)
+    return index
+
+
+def adopt(grid_name: str, root: Path, key: str, old: dict, redone: Path,
+          copies: dict[tuple[str, str], list[Path]]) -> list[str]:
+    """Replace run ``key`` of ``grid_name`` by its retraining (the folder ``redone``), then every copy other grids
     took of it, and copies of those; returns the grids changed."""
     import datetime
 
@@ -91,9 +103,8 @@ def adopt(grid_name: str, root: Path, key: str, old: dict) -> list[str]:
     from metarec.utils import atomic_write_json
 
     store = RunStore(grid_name, root)
-    src = RunStore(f"{grid_name}.reproduce", root).runs / key
     tmp = store.temp_folder(key)
-    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    shutil.copytree(redone, tmp, dirs_exist_ok=True)
     result = json.loads((tmp / "result.json").read_text())
     result["reproduces"] = {"git_revision": old.get("git_revision"), "wall_s": old.get("wall_s"),
                             "recorded": "the code its process imported" if old.get("code") else "HEAD at its end",
@@ -103,13 +114,10 @@ def adopt(grid_name: str, root: Path, key: str, old: dict) -> list[str]:
     changed, todo = [grid_name], [(grid_name, store, key)]
     while todo:   # copies, and copies of copies
         donor_grid, donor, donor_key = todo.pop()
-        for path in sorted((root / "grids").glob("*/runs/*/result.json")):
-            copied = json.loads(path.read_text()).get("copied_from") or {}
-            if copied.get("grid") != donor_grid or copied.get("run") != donor_key:
-                continue
-            name, dkey = path.parents[2].name, path.parent.name
+        for folder in copies.get((donor_grid, donor_key), []):
+            name, dkey = folder.parents[1].name, folder.name
             dst = RunStore(name, root)
-            config = json.loads((path.parent / "config.json").read_text())
+            config = json.loads((folder / "config.json").read_text())
             copy_run(donor, donor_key, dst, dkey, config, donor_grid, replace=True)
             changed.append(name)
             todo.append((name, dst, dkey))
@@ -150,6 +158,7 @@ def main() -> int:
              "| method | dataset / protocol | setting | seed | recorded under | test ndcg@10 stored | now | reproduced |",
              "|---|---|---|---|---|---|---|---|"]
     differ, touched = 0, set()
+    copies = copies_index(root) if args.adopt else {}
     for folder, config, result in chosen:
         pool = ctx.Pool(1)   # one process per run: nothing carried over from another run
         try:
@@ -172,7 +181,7 @@ def main() -> int:
             same = same and same_per_user(folder, redone)
             shown = f"{now['metrics']['test'][metric]:.5f}"
             if same and args.adopt:
-                touched.update(adopt(grid.name, root, result["key"], result))
+                touched.update(adopt(grid.name, root, result["key"], result, redone, copies))
         differ += not same
         setting = ", ".join(f"{k}={v}" for k, v in config["protocol_params"].items()
                             if k in ("k_shot", "new_items")) or "–"
