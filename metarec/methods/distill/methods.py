@@ -335,7 +335,8 @@ class KDRD(DistillMethod):
 class KDRRD(DistillMethod):
     """Student + relaxed ranking distillation (DE-RRD style listwise loss on the teacher's top-K)."""
 
-    defaults = _student_defaults(kd_weight=0.5, kd_k=10)
+    defaults = _student_defaults(lr=2.06e-3, dropout=0.358, input_dropout=0.422, weight_decay=5.30e-6,
+                                 kd_weight=0.352, kd_k=50)
     search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "kd_k": [5, 10, 20, 50]}
     kd = "rrd"
     uses_teacher = True
