@@ -226,7 +226,7 @@ def test_teacher_is_trained_once_and_loaded_by_students(seq_split, home, tmp_pat
     sparams = {**FAST, "dim": 8, "teacher_dim": 16, "teacher_max_epochs": 2, "teacher_eval_every": 1}
     scores = {}
     for name in ("distill:kd-soft", "distill:kd-rd", "distill:kd-rrd"):
-        m = build_method(name, sparams)
+        m = build_method(name, {**sparams, **({} if name == "distill:kd-soft" else {"kd_k": 10})})  # 30 items
         m.fit(seq_split, seed=0, workdir=tmp_path / name)
         assert m.teacher_meta["cached"] is True                        # loaded, not retrained
         s = m.score(torch.arange(seq_split.n_users))
@@ -275,7 +275,7 @@ def test_general_fit_and_score(gen_split, home, name):
 @pytest.mark.parametrize("name", ["distill:kd-soft", "distill:kd-rd", "distill:kd-rrd"])
 def test_a_student_builds_for_scoring_without_its_teacher(seq_split, name):
     """(a model built from its configuration can be scored, e.g. to time inference) — but refuses to train without one."""
-    m = build_method(name, {**FAST, "dim": 8})
+    m = build_method(name, {**FAST, "dim": 8, **({} if name == "distill:kd-soft" else {"kd_k": 10})})
     m.prepare(seq_split, 0)
     m.set_stage("test")
     assert m.score(torch.arange(3)).shape == (3, seq_split.n_items)
@@ -395,7 +395,8 @@ def test_a_tuned_mf_bpr_can_teach_a_general_protocol_student(gen_split, seq_spli
     users = torch.arange(4)
     bag = torch.zeros(4, gen_split.n_items)
     torch.testing.assert_close(kd._frozen_teacher.bag_logits(bag, users), teacher.score(users))
-    again = build_method("distill:kd-rd", {**FAST, "teacher_method": "mf-bpr", "teacher_params": teacher_params})
+    again = build_method("distill:kd-rd", {**FAST, "teacher_method": "mf-bpr", "teacher_params": teacher_params,
+                                           "kd_k": 10})
     again.fit(gen_split, seed=0)
     assert again.teacher_meta["cached"]                                 # trained once, loaded by the next student
     torch.testing.assert_close(again._frozen_teacher.method.score(users), teacher.score(users))
@@ -407,3 +408,16 @@ def test_a_tuned_mf_bpr_can_teach_a_general_protocol_student(gen_split, seq_spli
         build_method("distill:kd-soft", {"teacher_method": "mf-bpr", "teacher_params": {"lrr": 1}})
     with pytest.raises(ConfigError, match="must be a Lightning method"):
         build_method("distill:kd-soft", {**FAST, "teacher_method": "pop"}).fit(gen_split, seed=0)
+
+
+@pytest.mark.parametrize("name,k,ok", [("distill:kd-rd", 29, True), ("distill:kd-rd", 30, False),
+                                       ("distill:kd-rrd", 30, True), ("distill:kd-rrd", 31, False)])
+def test_kd_k_must_fit_the_catalogue(seq_split, name, k, ok):
+    """The teacher's top kd_k (RD: besides the target) must exist: a clear error before any training, not a
+    top-k index error deep in the first batch."""
+    m = build_method(name, {**FAST, "kd_k": k})
+    if ok:
+        m._check(seq_split)
+    else:
+        with pytest.raises(ConfigError, match=f"kd_k must be between 1 and {30 - (name == 'distill:kd-rd')} on this split"):
+            m.fit(seq_split, seed=0)
