@@ -274,9 +274,10 @@ class DistillMethod(LightningMethod):
         return n
 
 
-# Optimisation and regularisation defaults: each method's selection on ml-100k sequential (the studies
-# tuned-ml100k adopts from distill: results/tuned-ml100k/tables/tuning.md; 3 significant digits). The studies' budget (1200 CPU-s) bought 2-7 trials of these models, so a
-# default is the best of a few draws, not a converged search; sizes and the training schedule are not searched.
+# Optimisation and regularisation defaults: each method's selection on ml-100k sequential (the studies tuned-ml100k
+# adopts from distill: results/tuned-ml100k/tables/tuning.md; 3 significant digits). The studies' budget (1200
+# CPU-s) bought 2-7 trials of these models, so a default is the best of a few draws, not a converged search; sizes
+# and the training schedule are not searched.
 TEACHER_TUNED = {"lr": 2.06e-3, "dropout": 0.358, "input_dropout": 0.422, "weight_decay": 5.30e-6}
 STUDENT_TUNED = {"lr": 8.91e-3, "dropout": 0.274, "input_dropout": 0.681, "weight_decay": 3.75e-5}
 
