@@ -280,6 +280,9 @@ class DistillMethod(LightningMethod):
 # and the training schedule are not searched.
 TEACHER_TUNED = {"lr": 2.06e-3, "dropout": 0.358, "input_dropout": 0.422, "weight_decay": 5.30e-6}
 STUDENT_TUNED = {"lr": 8.91e-3, "dropout": 0.274, "input_dropout": 0.681, "weight_decay": 3.75e-5}
+# The studies share a sampler seed, so several selected the same draw of the common parameters: kd-soft, kd-rrd and
+# text-student the teacher's (TEACHER_TUNED), text-student-alone kd-rd's.
+RD_TUNED = {"lr": 1.29e-3, "dropout": 0.360, "input_dropout": 8.01e-5, "weight_decay": 3.25e-7}
 
 
 def _teacher_defaults() -> dict:
@@ -313,8 +316,7 @@ class Student(DistillMethod):
 class KDSoft(DistillMethod):
     """Student + soft-label KD (Hinton): hard loss + kd_weight * T^2 KL(teacher || student) over all items."""
 
-    defaults = _student_defaults(lr=2.06e-3, dropout=0.358, input_dropout=0.422, weight_decay=5.30e-6,
-                                 kd_weight=0.352, temperature=8.0)
+    defaults = _student_defaults(**TEACHER_TUNED, kd_weight=0.352, temperature=8.0)
     search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "temperature": [1.0, 2.0, 4.0, 8.0]}
     kd = "soft"
     uses_teacher = True
@@ -324,8 +326,7 @@ class KDSoft(DistillMethod):
 class KDRD(DistillMethod):
     """Student + Ranking Distillation (Tang & Wang 2018): teacher top-K as rank-weighted extra positives."""
 
-    defaults = _student_defaults(lr=1.29e-3, dropout=0.360, input_dropout=8.01e-5, weight_decay=3.25e-7,
-                                 kd_weight=0.0983, kd_k=50, rd_lambda=5.98)
+    defaults = _student_defaults(**RD_TUNED, kd_weight=0.0983, kd_k=50, rd_lambda=5.98)
     search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "kd_k": [5, 10, 20, 50],
                     "rd_lambda": loguniform(0.5, 50.0)}
     kd = "rd"
@@ -336,8 +337,7 @@ class KDRD(DistillMethod):
 class KDRRD(DistillMethod):
     """Student + relaxed ranking distillation (DE-RRD style listwise loss on the teacher's top-K)."""
 
-    defaults = _student_defaults(lr=2.06e-3, dropout=0.358, input_dropout=0.422, weight_decay=5.30e-6,
-                                 kd_weight=0.352, kd_k=50)
+    defaults = _student_defaults(**TEACHER_TUNED, kd_weight=0.352, kd_k=50)
     search_space = {**DistillMethod.search_space, "kd_weight": loguniform(0.05, 5.0), "kd_k": [5, 10, 20, 50]}
     kd = "rrd"
     uses_teacher = True
@@ -356,7 +356,7 @@ class TextTeacher(DistillMethod):
 class TextStudent(DistillMethod):
     """Student backbone + 2-layer 128-d DistilBERT text encoder distilled from MiniLM (emb_weight; 0 = alone)."""
 
-    defaults = {**COMMON, **STUDENT_SIZE, **TEACHER_TUNED,   # its study selected the teacher's first draw
+    defaults = {**COMMON, **STUDENT_SIZE, **TEACHER_TUNED,
                 "emb_weight": 1.0, "text_dim": 128, "text_layers": 2, "text_heads": 2, "text_batch": 256}
     text_mode = "student"
 
@@ -383,5 +383,4 @@ for _encoder in ENCODERS:
 class TextStudentAlone(TextStudent):
     """The text student trained without embedding distillation (emb_weight 0): its 'student alone' row."""
 
-    defaults = {**TextStudent.defaults, "emb_weight": 0.0,
-                "lr": 1.29e-3, "dropout": 0.360, "input_dropout": 8.01e-5, "weight_decay": 3.25e-7}
+    defaults = {**TextStudent.defaults, "emb_weight": 0.0, **RD_TUNED}
