@@ -160,3 +160,10 @@ def test_a_composition_carries_its_members_tables_once(tmp_path):
     assert generated.index("Grid \\texttt{paper}") < generated.index("Grid \\texttt{meta}")
     assert "results/paper/tables/leaderboard.tex" in generated
     assert "results/meta/tables/" not in generated and "% meta: its tables are in the composition" in generated
+
+
+def test_p_values_below_one_in_a_thousand_are_typeset_in_math_mode():
+    from metarec.report import macros
+
+    assert macros._fmt("seed_p_holm", 0.0123) == "0.012"
+    assert macros._fmt("seed_p_holm", 5.2e-06) == "\\ensuremath{<}0.001"   # a bare < prints as an inverted !

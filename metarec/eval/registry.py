@@ -89,6 +89,8 @@ _BUILTIN = [
     MetricDef("pooled_auc", "one AUC over all the stage's pairs (a task head)", per_unit=False, protocols={}),
     MetricDef("accuracy", "top-1 accuracy (a classification head, pooled)", per_unit=False, protocols={}),
     MetricDef("impression_accuracy", "top-1 accuracy per impression (a classification head)", protocols={}),
+    MetricDef("user_accuracy", "top-1 accuracy per user (a classification head under a ranking protocol)",
+              protocols={}),
     MetricDef("majority_accuracy", "accuracy of always predicting train's most frequent class", per_unit=False,
               protocols={}),
 ]

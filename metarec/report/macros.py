@@ -53,7 +53,8 @@ def _fmt(column: str, value) -> str | None:
     if column == "rank":
         return str(int(value))
     if column == "seed_p_holm":
-        return f"{value:.2g}" if value >= 0.001 else "<0.001"
+        # the < in math mode: in running text a T1 font sets a bare < as an inverted exclamation mark
+        return f"{value:.2g}" if value >= 0.001 else "\\ensuremath{<}0.001"
     if column.startswith("delta"):   # a typeset minus sign, not a hyphen
         return f"\\ensuremath{{{value:+.4f}}}"
     return f"{value:.4f}"

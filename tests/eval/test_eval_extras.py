@@ -15,6 +15,7 @@ from metarec.eval import Evaluator
 from metarec.eval.evaluator import EvalResult
 from metarec.eval.extras import extras, merge, register_extra
 from metarec.eval.query_ranking import melu_ndcg, query_metrics, query_ranking
+from metarec.eval.registry import higher_is_better
 from metarec.eval.tasks import task_metrics
 from metarec.methods.multitask.tasks import Task
 from metarec.protocols.split import Split
@@ -324,6 +325,7 @@ def test_click_and_category_heads_on_impressions():
     train_cats = cat[split.frames["train_impressions"].item.to_numpy()]
     majority = np.bincount(train_cats[train_cats >= 0]).argmax()
     assert res.means["category/majority_accuracy"] == pytest.approx((truth[known] == majority).mean(), abs=1e-12)
+    assert all(higher_is_better(name) for name in [*res.means, *res.per_user.columns])   # each has a direction
     assert res.notes == [f"category: {known.sum()} of {len(known)} test candidates have a known category "
                          f"({known.mean():.1%}); the rest are not scored"]
     only_click = task_metrics(Heads([Task("click", "binary")]), split, "test", Evaluator(split, ["auc"]))
@@ -365,6 +367,8 @@ def test_item_label_heads_under_a_ranking_protocol_are_scored_per_user():
     train_items = split.train.item.to_numpy()
     b_major = np.bincount((train_items % 3)[train_items % 5 != 0]).argmax()
     assert res.means["brand/majority_accuracy"] == pytest.approx(np.mean((items % 3)[known] == b_major), abs=1e-12)
+    # every name the extra writes is a registered metric with a direction: a report must be able to rank it
+    assert all(higher_is_better(name) for name in [*res.means, *res.per_user.columns])
     assert res.notes == [f"category: {len(items)} of {len(items)} test pairs have a known category (100.0%); the rest "
                          f"are not scored", f"brand: {known.sum()} of {len(known)} test pairs have a known brand "
                          f"({known.mean():.1%}); the rest are not scored"]

@@ -66,6 +66,9 @@ class MultiTaskMethod(LightningMethod):
     # the auxiliary losses (MSE on 1-5 ratings, cross-entropy) dwarf BPR's and shared networks rank at popularity's
     # level (one-seed probe: MMoE 0.149 NDCG@10 at 1:1:1, 0.285 at 0.1 on rating/like). dropout is not searched: it
     # acts between hidden layers, and the default experts and towers have none.
+    # The dense_weight_decay range suits sides with side fields (ml-100k); where a side has only its id (amazon-office,
+    # the MIND sample: their labels are tasks), the residual is a linear reparametrisation of the id embedding that
+    # overfits below ~0.1, and benchmarks/multitask_amazon.yaml searches up to 1.0 (probe numbers there).
     search_space = {"lr": loguniform(5e-5, 1e-2), "weight_decay": loguniform(1e-8, 1e-4),
                     "dense_weight_decay": loguniform(5e-3, 1e-1), "aux_weight": loguniform(1e-3, 1.0)}
 
