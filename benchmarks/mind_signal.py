@@ -7,8 +7,8 @@ candidate: was its news ever a train candidate (so an id model saw it with a lab
 stage (click histories included: what ``train`` holds), its click-through rate by group; and the per-impression AUC
 (the evaluator's ``auc``: ties count one half) of scores that use one fact each, read from the train stage only:
 exposure (times shown), clicks, and first-shown time (recency). An id embedding can only rank a candidate it has
-seen; if most candidates are unseen, and seen ones are clicked less, an id model sits near or below 0.5 AUC while
-recency does not -- the measured reason behind the sample's multi-task AUCs.
+seen: where most candidates are unseen and no train fact orders the clicks within an impression, an id model can
+only sit near 0.5 AUC -- the measured reason behind the sample's multi-task AUCs (docs/multitask.md).
 """
 from __future__ import annotations
 
