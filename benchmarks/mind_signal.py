@@ -22,20 +22,19 @@ import pandas as pd
 import metarec  # noqa: F401  (offline settings)
 from metarec.bench.experiment import get_split
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, TIME
+from metarec.eval.metrics import auc_per_user
+from metarec.eval.tasks import _padded
 from metarec.utils import atomic_write_text
 
 
 def impression_auc(frame: pd.DataFrame, score: np.ndarray) -> tuple[float, int]:
-    """Mean over impressions with a click and a non-click of the AUC of ``score`` (ties one half), and that count."""
-    df = pd.DataFrame({"imp": frame[IMPRESSION].to_numpy(), "y": frame[LABEL].to_numpy(), "s": score})
-    aucs = []
-    for _, g in df.groupby("imp", sort=False):
-        pos, neg = g.s[g.y == 1].to_numpy(), g.s[g.y == 0].to_numpy()
-        if len(pos) and len(neg):
-            above = (pos[:, None] > neg[None, :]).mean()
-            ties = (pos[:, None] == neg[None, :]).mean()
-            aucs.append(above + 0.5 * ties)
-    return float(np.mean(aucs)), len(aucs)
+    """Mean over impressions with a click and a non-click of the AUC of ``score`` (ties one half), and that count:
+    the evaluator's own per-impression AUC (``metarec.eval.tasks``' grouping, ``metrics.auc_per_user``)."""
+    _, s, pos, valid = _padded(frame[IMPRESSION].to_numpy(), np.asarray(score, dtype=np.float64),
+                               frame[LABEL].to_numpy() == 1)
+    auc = auc_per_user(s, pos, valid)[0].numpy()
+    scored = ~np.isnan(auc)
+    return float(auc[scored].mean()), int(scored.sum())
 
 
 def stage_facts(split, stage: str) -> tuple[list[tuple[str, str]], list[tuple[str, float, int]]]:
