@@ -201,6 +201,10 @@ def test_pool_and_ray_select_the_same_configuration(tuned_reference, tmp_path):
         assert not out["failures"], (executor, out["failures"])
         pd.testing.assert_frame_equal(trial_values(out["trials"]), trial_values(ref["trials"]), obj=executor)
         pd.testing.assert_frame_equal(table_values(out["tidy"]), table_values(ref["tidy"]), obj=executor)
+        selected = ["method", "params", "seed", "stage", "metric", "selected"]
+        pd.testing.assert_frame_equal(out["tidy"][selected].sort_values(selected[:5]).reset_index(drop=True),
+                                      ref["tidy"][selected].sort_values(selected[:5]).reset_index(drop=True),
+                                      obj=f"{executor} selection")
 
 
 # ---- pruning ------------------------------------------------------------------------------------------------
