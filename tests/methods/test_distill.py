@@ -29,6 +29,11 @@ NAMES = ["distill:teacher", "distill:student", "distill:kd-soft", "distill:kd-rd
 FAST = {"max_epochs": 2, "eval_every": 1, "progress_bar": False, "max_len": 8, "batch_size": 16}
 
 
+def _toy_kd_k(name: str) -> dict:
+    """RD and RRD rank the teacher's top ``kd_k`` items (default 50): the toy catalogue has 30."""
+    return {} if name == "distill:kd-soft" else {"kd_k": 10}
+
+
 def with_text(split):
     """A copy of ``split`` whose items have text, except every fifth item (no text)."""
     import copy
@@ -226,7 +231,7 @@ def test_teacher_is_trained_once_and_loaded_by_students(seq_split, home, tmp_pat
     sparams = {**FAST, "dim": 8, "teacher_dim": 16, "teacher_max_epochs": 2, "teacher_eval_every": 1}
     scores = {}
     for name in ("distill:kd-soft", "distill:kd-rd", "distill:kd-rrd"):
-        m = build_method(name, {**sparams, **({} if name == "distill:kd-soft" else {"kd_k": 10})})  # 30 items
+        m = build_method(name, {**sparams, **_toy_kd_k(name)})
         m.fit(seq_split, seed=0, workdir=tmp_path / name)
         assert m.teacher_meta["cached"] is True                        # loaded, not retrained
         s = m.score(torch.arange(seq_split.n_users))
@@ -275,7 +280,7 @@ def test_general_fit_and_score(gen_split, home, name):
 @pytest.mark.parametrize("name", ["distill:kd-soft", "distill:kd-rd", "distill:kd-rrd"])
 def test_a_student_builds_for_scoring_without_its_teacher(seq_split, name):
     """(a model built from its configuration can be scored, e.g. to time inference) — but refuses to train without one."""
-    m = build_method(name, {**FAST, "dim": 8, **({} if name == "distill:kd-soft" else {"kd_k": 10})})
+    m = build_method(name, {**FAST, "dim": 8, **_toy_kd_k(name)})
     m.prepare(seq_split, 0)
     m.set_stage("test")
     assert m.score(torch.arange(3)).shape == (3, seq_split.n_items)
