@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from metarec.report.stats import mean_interval  # noqa: E402
 from metarec.report.tables import summary  # noqa: E402
 
 
@@ -102,13 +103,27 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     sel = sel.assign(k=sel.protocol_params.map(lambda s: json.loads(s).get("k_shot")))
     if sel.k.nunique() < 2:
         return []
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for method, g in sel.groupby("method"):
-        a = g.groupby("k")["value"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(a.k, a["mean"], yerr=a["std"].fillna(0), marker="o", capsize=3, label=method)
-    ax.set_xlabel("support examples per user (K)")
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
+    ks = sorted(sel.k.unique())
+    methods = sorted(sel.method.unique())
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, method in enumerate(methods):
+        g = sel[sel.method == method]
+        # the 95 % interval of the mean over seeds (Student t), the interval every table of the suite reports
+        a = pd.DataFrame([(k, *mean_interval(v)) for k, v in g.groupby("k")["value"]], columns=["k", "mean", "half"])
+        half = a["half"].fillna(0.0)   # one seed: no interval to draw
+        # methods side by side at each K (a small multiplicative offset on the log axis), so no bar hides another
+        x = a.k * 1.035 ** (i - (len(methods) - 1) / 2)
+        baseline = (g.family == "baseline").any() if "family" in g.columns else False
+        ax.errorbar(x, a["mean"], yerr=half, marker="o", markersize=4, capsize=2, linewidth=1.2,
+                    linestyle="--" if baseline else "-", label=method)
+    ax.set_xscale("log")
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("support examples per cold user (K)")
+    ax.set_ylabel(f"{metric} (mean, 95 % CI over seeds)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="dashed: baselines",
+              title_fontsize=7)
     fig.tight_layout()
     return _save(fig, folder, f"kshot_{_stem(metric)}")
 

@@ -35,6 +35,14 @@ CONFIDENCE = 0.95
 BOOTSTRAP = 1000
 
 
+def mean_interval(values) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its 95 % Student interval (NaN with fewer than two seeds)."""
+    v = pd.Series(values, dtype=float).dropna()
+    if len(v) < 2:
+        return float(v.mean()) if len(v) else float("nan"), float("nan")
+    return float(v.mean()), float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-Bonferroni step-down adjusted p-values (monotone, capped at 1). NaN stays NaN and does not count."""
     p = np.asarray(pvalues, dtype=float)

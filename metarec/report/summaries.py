@@ -30,6 +30,7 @@ import pandas as pd
 
 from metarec.errors import ConfigError, UnknownNameError
 from metarec.utils import atomic_write_text
+from metarec.report.stats import mean_interval
 
 ENTRY_POINT_GROUP = "metarec.summaries"
 _BUILTIN: dict[str, Callable] = {}
@@ -304,16 +305,6 @@ TEXT_TEACHER, TEXT_STUDENT, TEXT_CONTROL = "distill:text-mpnet-12", "distill:tex
 TEXT_GOALS = {"ndcg_pct": 95.0, "params_pct": 61.0, "speedup": 1.8}
 
 
-def _ci(v: pd.Series) -> tuple[float, float]:
-    """Half-width of the 95 % Student interval of the mean over seeds (NaN with one seed)."""
-    from scipy import stats
-
-    v = v.dropna()
-    if len(v) < 2:
-        return float(v.mean()) if len(v) else float("nan"), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
 @register_summary("text_frontier")
 def text_frontier(ctx: SummaryContext) -> list[Path]:
     """Per dataset x protocol: every method's test metric (mean and 95 % interval over seeds) against its parameters
@@ -331,7 +322,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
         runs = g.drop_duplicates("run")
         rows = []
         for method, m in g.groupby("method"):
-            mean, half = _ci(m.value)
+            mean, half = mean_interval(m.value)
             r = runs[runs.method == method]
             speed = r["encode_items_per_s"].mean() if "encode_items_per_s" in r else float("nan")
             enc = r["encoder_parameters"].mean() if "encoder_parameters" in r else float("nan")
@@ -655,7 +646,7 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             cells, row = [], {"dataset": ds, "protocol": proto, "protocol_params": pp, "rank": int(rank[method]),
                               "method": method, "family": family.get(method, ""), "baseline": best}
             for metric in metrics:
-                mean, half = _ci(m_rows[m_rows.metric == metric].value)
+                mean, half = mean_interval(m_rows[m_rows.metric == metric].value)
                 row[metric], row[f"{metric}_ci"] = mean, half
                 if metric in shown:
                     cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))

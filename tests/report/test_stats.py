@@ -246,3 +246,17 @@ def test_user_level_test_with_two_users_a_seed_and_a_seed_without_spread():
     assert r.user_p == pytest.approx(2 * min(g, 1 - g), rel=1e-9, abs=0)
     flat = compare(frame({"ref": np.zeros((1, 3)), "m": np.ones((1, 3))}), "ref", "ndcg@10", n_boot=10).iloc[0]
     assert flat.user_p == pytest.approx(2 * sst.norm.sf(8.0), rel=1e-9, abs=0)
+
+
+def test_mean_interval_is_the_student_interval_of_the_mean():
+    """The interval the K-shot figures and the summaries' tables draw: scipy's t interval around the mean (sem)."""
+    from metarec.report.stats import mean_interval
+
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 12):
+        v = rng.normal(0.1, 0.02, size=n)
+        mean, half = mean_interval(v)
+        lo, hi = sst.t.interval(0.95, n - 1, loc=v.mean(), scale=sst.sem(v))
+        assert mean == pytest.approx(v.mean(), rel=1e-12) and half == pytest.approx((hi - lo) / 2, rel=1e-9)
+    assert mean_interval([0.3, np.nan])[0] == 0.3 and np.isnan(mean_interval([0.3, np.nan])[1])   # one seed
+    assert all(np.isnan(x) for x in mean_interval([]))
