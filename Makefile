@@ -15,9 +15,12 @@ demo: setup
 	$(VENV)/bin/metarec run --dataset ml-100k --protocol general --method pop
 	$(VENV)/bin/metarec run --dataset ml-100k --protocol general --method mf-bpr
 
-# everything, slow tests included (what CI runs); `make test-fast` (= plain pytest) leaves the slow ones out
+# everything, slow tests included (what CI runs); `make test-fast` (= plain pytest) leaves the slow ones out.
+# Two pytest workers (pytest-xdist), one per core: much of the suite waits on subprocesses, process start-up and
+# pandas rather than computing, so two workers finish in ~2/3 of one worker's time (measured: 6:43 against 10:32);
+# --dist loadfile keeps a file's tests, and the module fixtures they share, on one worker.
 test: setup
-	$(PY) -m pytest -q -m "slow or not slow" -rs
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "slow or not slow" -rs
 
 test-fast: setup
 	$(PY) -m pytest -q -rs
