@@ -177,6 +177,8 @@ def cmd_bench(args) -> int:
         for member in grid.members:
             print(f"== member grid {member.name} ({member.path})")
             rc = max(rc, _bench_one(member, args))
+        for member, reason in grid.deferred:   # validated above; run where it fits, then `metarec report` joins it
+            print(f"== deferred member grid {member.name} ({member.path}): not run here: {reason}")
         return rc
     if args.only:
         grid = grid.restrict(args.only)
@@ -227,7 +229,7 @@ def cmd_report(args) -> int:
             print("members without exported results (run `metarec report` on them): "
                   + ", ".join(composed["missing"]))
         built = report.build(out)
-        print(f"{out}: {composed['cells']} cells from {len(grid.members) - len(composed['missing'])} member grid(s); "
+        print(f"{out}: {composed['cells']} cells from {len(grid.everyone) - len(composed['missing'])} member grid(s); "
               f"{built['markdown']}")
         return 0
     store = RunStore(grid.name)

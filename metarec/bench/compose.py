@@ -3,6 +3,8 @@ reported as one leaderboard.
 
     name: paper
     grids: [../benchmarks/tuned-ml100k.yaml, ../benchmarks/meta_ml1m.yaml, ...]   # relative to this file
+    deferred:                                  # members too large for this machine, each with its reason
+      ../benchmarks/paper_rest.yaml: "~100 CPU-h: run it on a cluster (--executor ray --address ...)"
     exclude:                                   # registered methods no member runs, each with its reason
       "melu:*": the rating variant, tuned on MAE (benchmarks/meta_rating.yaml)
 
@@ -14,11 +16,15 @@ composition adds is the check that they are comparable, and the one table:
 - validation: every member loads and is tuned with the same budget (trials, budget_s, clock, pruner, start-up
   trials, parallel) on the same evaluation seeds; every registered method is run by a member or excluded with a
   reason (``uncovered``);
-- ``metarec bench`` runs the members in order (each its own store, studies, resume);
+- ``metarec bench`` runs the members in order (each its own store, studies, resume); a ``deferred`` member is
+  validated like the others but not run: its reason is printed, and it runs as it is where it fits
+  (``metarec bench <member> --executor ray --address ...``, or with ``device: cuda`` in its params);
 - ``metarec report`` puts the members' exported results folders (``results/<member>/``, written by their own
   ``metarec report``) together into ``results/<name>/``: the selected runs of every cell (dataset x protocol setting
   x method; a cell two members share is taken from the first that has it, ``sources.csv`` says which), their
-  per-user values and reproducibility cards, then the report and the ``leaderboard`` summary on top. Splits are
+  per-user values and reproducibility cards, then the report and the ``leaderboard`` summary on top. A deferred
+  member's results join once its folder exists (after every member's: it never displaces one); until then the
+  leaderboard names it with its reason. Splits are
   persisted by content, so the same dataset, protocol, parameters and seed are the same split in every member: rows
   of different members are paired by user like rows of one grid.
 """
@@ -35,7 +41,7 @@ import pandas as pd
 
 from metarec.errors import ConfigError
 
-TOP_KEYS = {"name", "grids", "exclude", "summaries"}
+TOP_KEYS = {"name", "grids", "deferred", "exclude", "summaries"}
 #: what must agree between members for their rows to share a table
 BUDGET = ("trials", "budget_s", "clock", "pruner", "startup_trials", "parallel")
 
@@ -47,13 +53,19 @@ class Composite:
     members: list  # list[Grid], in the order their rows take precedence
     exclude: dict[str, str] = field(default_factory=dict)
     summaries: tuple = ("leaderboard",)
+    deferred: list = field(default_factory=list)   # [(Grid, why this machine does not run it)]
+
+    @property
+    def everyone(self) -> list:
+        """Members, then deferred members: the order their rows take precedence in."""
+        return list(self.members) + [g for g, _ in self.deferred]
 
     @property
     def seeds(self) -> list[int]:
         return self.members[0].seeds
 
     def methods(self) -> set[str]:
-        return {m for g in self.members for m in g.methods}
+        return {m for g in self.everyone for m in g.methods}
 
     def uncovered(self) -> list[str]:
         """Registered methods that no member runs and no ``exclude`` entry names."""
@@ -83,27 +95,39 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
     if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
         raise ConfigError(f"{source}: grids: a non-empty list of grid files (relative to this file)")
     here = path.parent if path is not None else Path(".")
-    members = []
-    for i, ref in enumerate(refs):
+
+    def load(ref: str, where: str):
         member = Path(ref) if Path(ref).is_absolute() else here / ref
         try:
-            members.append(load_grid(member))
+            return load_grid(member)
         except ConfigError as e:
-            raise ConfigError(f"{source}: grids[{i}] ({ref}): {e}") from None
-    names = [g.name for g in members]
+            raise ConfigError(f"{source}: {where} ({ref}): {e}") from None
+
+    members = [(f"grids[{i}]", load(ref, f"grids[{i}]")) for i, ref in enumerate(refs)]
+    raw_deferred = raw.get("deferred") or {}
+    if not isinstance(raw_deferred, dict):
+        raise ConfigError(f"{source}: deferred: a mapping from grid file to the reason this machine does not run it")
+    deferred = []
+    for ref, reason in raw_deferred.items():
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{source}: deferred.{ref}: give the reason it is not run here (and its cost)")
+        grid = load(str(ref), f"deferred.{ref}")
+        members.append((f"deferred.{ref}", grid))
+        deferred.append((grid, reason.strip()))
+    names = [g.name for _, g in members]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: grids: a grid named twice ({', '.join(names)})")
-    first = members[0]
-    for i, g in enumerate(members):
+    first = members[0][1]
+    for where, g in members:   # a deferred member is held to the same budget and seeds: it joins the same tables
         if g.tune is None:
-            raise ConfigError(f"{source}: grids[{i}] ({g.name}): not tuned (no tune: block); every method of the "
+            raise ConfigError(f"{source}: {where} ({g.name}): not tuned (no tune: block); every method of the "
                               "composition must have had the same tuning budget")
         diff = [f"{k} {getattr(g.tune, k)!r} (grids[0] {first.name}: {getattr(first.tune, k)!r})" for k in BUDGET
                 if getattr(g.tune, k) != getattr(first.tune, k)]
         if diff:
-            raise ConfigError(f"{source}: grids[{i}] ({g.name}): another tuning budget: {', '.join(diff)}")
+            raise ConfigError(f"{source}: {where} ({g.name}): another tuning budget: {', '.join(diff)}")
         if g.seeds != first.seeds:
-            raise ConfigError(f"{source}: grids[{i}] ({g.name}): evaluation seeds {g.seeds}, grids[0] "
+            raise ConfigError(f"{source}: {where} ({g.name}): evaluation seeds {g.seeds}, grids[0] "
                               f"{first.name}: {first.seeds}; a table pairs seeds, so they must be the same")
     exclude = raw.get("exclude") or {}
     if not isinstance(exclude, dict):
@@ -117,8 +141,8 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
     summaries = raw.get("summaries", ["leaderboard"])
     if not isinstance(summaries, list):
         raise ConfigError(f"{source}: summaries: a list of summary names")
-    comp = Composite(name=name, path=path, members=members, exclude={str(k): v for k, v in exclude.items()},
-                     summaries=tuple(summaries))
+    comp = Composite(name=name, path=path, members=[g for where, g in members if where.startswith("grids[")],
+                     exclude={str(k): v for k, v in exclude.items()}, summaries=tuple(summaries), deferred=deferred)
     missing = comp.uncovered()
     if missing:
         raise ConfigError(f"{source}: registered method(s) no member grid runs: {', '.join(missing)}; add them to a "
@@ -158,7 +182,7 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     (out / "cards").mkdir(exist_ok=True)
     fingerprints: dict[tuple, tuple[str, str]] = {}   # (dataset, protocol, params, seed) -> (fingerprint, grid)
-    for g in comp.members:
+    for g in comp.everyone:
         folder = results / g.name
         if not (folder / "meta.json").is_file() or not (folder / RUNS_FILE).is_file():
             missing.append(g.name)   # not reported, or reported before runs were exported (splits unknown)
@@ -211,6 +235,6 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
     atomic_write_json(out / "meta.json", {
         "grid": comp.name, "valid_metric": comp.members[0].valid_metric, "metrics": metrics, "seeds": comp.seeds,
         "reference": None, "summaries": list(comp.summaries), "methods": sorted(set(tidy.method)),
-        "grid_file": str(comp.path) if comp.path else None, "members": [g.name for g in comp.members],
-        "members_missing": missing})
+        "grid_file": str(comp.path) if comp.path else None, "members": [g.name for g in comp.everyone],
+        "members_missing": missing, "deferred": {g.name: reason for g, reason in comp.deferred}})
     return {"folder": out, "missing": missing, "cells": len(sources)}

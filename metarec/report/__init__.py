@@ -225,7 +225,8 @@ def build(folder: Path, figures: bool = True) -> dict:
         stem = f"{g.dataset}_{g.protocol}{'_' + g.setting if g.setting else ''}".replace("-", "_").replace("=", "")
         if g.setting:
             info["tests"] = [t.assign(protocol_params=g.protocol_params) for t in info["tests"]]
-        tex_text = tables.to_latex(frame, title, f"tab:{stem}")
+        # the grid in the label: two grids of one paper have tables of the same dataset and protocol
+        tex_text = tables.to_latex(frame, title, f"tab:{meta['grid']}:{stem}")
         atomic_write_text(folder / "tables" / f"{stem}.tex", tex_text)
         tex.append(f"tables/{stem}.tex")
         tests += info["tests"]
@@ -242,6 +243,8 @@ def build(folder: Path, figures: bool = True) -> dict:
             from metarec.report.summaries import SummaryContext, run_summaries
 
             ctx = SummaryContext(folder, tidy, per_user, meta)
+            if "kshot" in meta["summaries"]:   # the summary draws the K-shot curve of every metric: not twice
+                figs.pop("kshot", None)
             for name, files in run_summaries(meta["summaries"], ctx).items():
                 figs[f"summary {name}"] = [f for f in files if f.suffix in (".png", ".pdf")] or \
                     f"tables: {', '.join(str(f.relative_to(folder)) for f in files)}"

@@ -151,17 +151,29 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
 
 
 def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
+    """One panel per task metric (two columns, as many rows as needed): every method's test mean with its 95 %
+    interval over seeds, as horizontal bars so the method names stay readable at the paper's column width."""
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & tidy.metric.str.contains("/")]
     if sel.empty:
         return []
-    summ = summary(sel)
-    metrics = sorted(summ.metric.unique())
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        g = summ[summ.metric == metric]
-        ax.bar(g.method, g["mean"], yerr=g["std"].fillna(0.0), capsize=3)
+    metrics = sorted(sel.metric.unique())
+    methods = sorted(sel.method.unique())
+    cols = min(2, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, rows * (0.7 + 0.26 * len(methods))), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        stats = [mean_interval(sel[(sel.metric == metric) & (sel.method == m)].value) for m in methods]
+        y = np.arange(len(methods))
+        ax.barh(y, [m for m, _ in stats], xerr=[0.0 if np.isnan(h) else h for _, h in stats], capsize=2,
+                color="#2ca02c")
+        ax.set_yticks(y)
+        ax.set_yticklabels(methods, fontsize=8)
+        ax.invert_yaxis()
         ax.set_title(metric, fontsize=9)
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.tick_params(axis="x", labelsize=8)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.supxlabel("test mean, 95 % CI over seeds", fontsize=8)
     fig.tight_layout()
     return _save(fig, folder, "per_task")
 

@@ -617,6 +617,10 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
              f"{primary}; Δ against the best tuned classical baseline of the setting (best test mean on {primary} "
              f"among the baseline family), with its 95 % interval over seeds and the seed-level paired t-test "
              f"(Holm across methods; * p < 0.05); cards: each seed's reproducibility card.\n"]
+    missing, deferred = ctx.meta.get("members_missing") or [], ctx.meta.get("deferred") or {}
+    if missing:   # a composition: say which member grids' cells these tables do not hold yet, and why
+        lines.append("Not in these tables (member grids without exported results): " + "; ".join(
+            f"{m} (deferred: {deferred[m]})" if m in deferred else f"{m} (not reported yet)" for m in missing) + "\n")
     rows: list[dict] = []
     tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
     for ds, proto, pp, label in _settings(sel):

@@ -3,6 +3,7 @@ method, best per column in bold, a marker where a method differs from the refere
 (``metarec.report.stats``), and a Δ table with intervals, effect sizes and both kinds of p-value."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,10 +136,22 @@ def to_markdown(table: Table, title: str) -> str:
     return f"### {title}\n\n" + "\n".join([head, sep, *body]) + f"\n\n_{legend(table)}_\n"
 
 
-def to_latex(table: Table, title: str, label: str) -> str:
+#: metric columns a LaTeX table shows: beyond ~5 "mean ± std" columns, fitting the page width shrinks the text below
+#: legibility (the rendered paper showed it: multi-task and trade-off tables have 12-16 metrics)
+LATEX_COLUMNS = 5
+
+
+def to_latex(table: Table, title: str, label: str, max_columns: int = LATEX_COLUMNS) -> str:
+    """The table for the paper: the first ``max_columns`` metrics (the grid's order, its primary metric first); the
+    caption says when metrics are left out (the Markdown table, tables/results.md, has them all)."""
     esc = lambda s: str(s).replace("_", "\\_").replace("@", "@").replace("%", "\\%")  # noqa: E731
+    n_all = len(table.columns)
+    table = dataclasses.replace(table, columns=table.columns[:max_columns])
     cols = "l" + "r" * len(table.columns)
     text = esc(legend(table)).replace("±", "$\\pm$").replace(T_MARK, "$^*$").replace(" < ", " $<$ ")
+    if n_all > len(table.columns):
+        text = text.rstrip(".") + f". The first {len(table.columns)} of {n_all} metrics; every metric: the grid's " \
+            "tables/results.md."
     lines = ["\\begin{table}[!htbp]", "\\centering", "\\small", f"\\caption{{{esc(title)}. {text}}}",
              f"\\label{{{label}}}", "\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
              "method & " + " & ".join(esc(c) for c in table.columns) + " \\\\", "\\midrule"]

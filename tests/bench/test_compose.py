@@ -24,6 +24,7 @@ def test_the_paper_grid_validates_and_covers_every_registered_method():
 
     comp = load_experiment(REPO / "paper" / "grid.yaml")
     assert isinstance(comp, Composite) and comp.uncovered() == []
+    assert [g.name for g, why in comp.deferred if "CPU-h" in why] == ["paper_rest"]   # beyond 2 cores, said why
     excluded = {m for m in list_methods() if m not in comp.methods()}
     assert excluded == {"recbole:GRU4Rec", "recbole:SASRec", "recbole:BERT4Rec", "rerank:mmr"}   # each with a reason
     assert {g.tune.trials for g in comp.members} == {20} and comp.seeds == [0, 1, 2, 3, 4]
@@ -127,3 +128,50 @@ def test_the_members_results_make_one_leaderboard(tmp_path):
         f.write("\n".join(edited) + "\n")
     with pytest.raises(ConfigError, match=r"seed 0: second's runs were trained on split 000000000000, first's on"):
         compose_results(comp, results, results / "paper2")
+
+
+def test_a_deferred_member_is_validated_counted_and_not_run(tmp_path, monkeypatch, capsys):
+    """``deferred:``: a member too large for this machine is held to the same budget and seeds, covers its methods,
+    is not run by ``metarec bench`` (its reason printed), and its results join once they exist, after the members'."""
+    import argparse
+
+    from metarec import cli
+    from metarec.report import build
+
+    others = {"[!m]*": "x", "melu:*": "x", "mf-bpr": "x", "mtl:*": "x"}   # everything but meta:*
+    a = _member(tmp_path, "a", methods={"pop": {}})
+    big = _member(tmp_path, "big")
+    path = _write(tmp_path, {"name": "p", "grids": [a], "deferred": {big: "~100 CPU-h: a cluster"}, "exclude": others})
+    comp = load_experiment(path)
+    assert comp.uncovered() == [] and [g.name for g in comp.everyone] == ["a", "big"]
+    assert [g.name for g in comp.members] == ["a"] and [(g.name, why) for g, why in comp.deferred] == \
+        [("big", "~100 CPU-h: a cluster")]
+    with pytest.raises(ConfigError, match=r"no member grid runs: meta:finetune"):   # meta:* only in the deferred one
+        load_experiment(_write(tmp_path, {"name": "p", "grids": [a], "exclude": others}))
+    for raw, message in [({"deferred": {big: " "}}, r"deferred\.big\.yaml: give the reason"),
+                         ({"deferred": [big]}, r"deferred: a mapping from grid file to the reason"),
+                         ({"deferred": {"nope.yaml": "x"}}, r"deferred\.nope\.yaml \(nope\.yaml\): .*not found"),
+                         ({"deferred": {_member(tmp_path, "b", seeds=[0]): "x"}},
+                          r"deferred\.b\.yaml \(b\): evaluation seeds \[0\]")]:
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(_write(tmp_path, {"name": "p", "grids": [a], "exclude": {"*": "x"}, **raw}))
+
+    path = _write(tmp_path, {"name": "p", "grids": [a], "deferred": {big: "~100 CPU-h: a cluster"}, "exclude": others})
+    ran = []
+    monkeypatch.setattr(cli, "_bench_one", lambda grid, args: ran.append(grid.name) or 0)
+    assert cli.cmd_bench(argparse.Namespace(grid=str(path), only=None)) == 0 and ran == ["a"]
+    assert "deferred member grid big" in capsys.readouterr().out
+
+    # results: absent, the deferred member is named with its reason; present, its cells join after the members'
+    results = tmp_path / "results"
+    _results_member(results, "a", keep_methods=["pop"])
+    out = compose_results(comp, results, results / "p")
+    assert out["missing"] == ["big"]
+    assert json.loads((results / "p" / "meta.json").read_text())["deferred"] == {"big": "~100 CPU-h: a cluster"}
+    build(results / "p", figures=False)
+    assert "big (deferred: ~100 CPU-h: a cluster)" in (results / "p" / "leaderboard.md").read_text()
+    _results_member(results, "big")
+    out = compose_results(comp, results, results / "p2")
+    sources = pd.read_csv(results / "p2" / "sources.csv")
+    assert out["missing"] == [] and set(sources[sources.method == "pop"].grid) == {"a"}   # the member's pop
+    assert set(sources[sources.method != "pop"].grid) == {"big"} and sources.method.nunique() == 8

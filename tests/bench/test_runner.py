@@ -172,6 +172,7 @@ def test_report_tables_and_figures(reference, tmp_path):
     assert "| mf-bpr |" in md and "| pop |" in md and "±" in md and "**" in md
     tex = (out / built["latex"][0]).read_text()
     assert "\\toprule" in tex and "\\textbf{" in tex
+    assert "\\label{tab:tiny:ml_100k_general}" in tex   # the grid in the label: unique across a paper's grids
     assert (out / "figures" / "bars_ndcg10.png").stat().st_size > 5000
     assert built["figures"]["kshot"].startswith("skipped")
     sig = pd.read_csv(out / "tables" / "significance.csv")

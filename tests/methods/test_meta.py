@@ -277,3 +277,7 @@ def test_report_builds_one_table_per_k(tmp_path):
     sig = pd.read_csv(folder / "tables" / "significance.csv")
     assert sorted(sig.n_users) == [12, 12] and set(sig.n_seeds) == {2}  # 2 seeds x 6 users per K, never across K
     assert any(p.name.startswith("kshot") for p in built["figures"]["kshot"])
+    (folder / "meta.json").write_text(_json.dumps({"grid": "g", "valid_metric": "mae", "metrics": ["mae"],
+                                                   "seeds": [0, 1], "summaries": ["kshot"]}))
+    built = report.build(folder)   # with the kshot summary, which draws the curves of every metric: drawn once
+    assert "kshot" not in built["figures"] and any(p.name == "kshot_mae.png" for p in built["figures"]["summary kshot"])

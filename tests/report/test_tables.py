@@ -41,6 +41,10 @@ def test_bold_follows_each_metric_direction_and_one_seed_has_no_spread():
     assert "±" not in tables.to_markdown(one, "one seed")
     latex = tables.to_latex(frame, "d / general", "tab:x")
     assert "\\textbf{0.8100" in latex and "\\textbf{0.9100" not in latex
+    assert "first" not in latex                           # three metrics: all shown
+    narrow = tables.to_latex(frame, "d / general", "tab:x", max_columns=2)   # the paper's width limit, met
+    assert "method & ndcg@10 & mae \\\\" in narrow and "user\\_mae" not in narrow
+    assert "The first 2 of 3 metrics; every metric: the grid's tables/results.md." in narrow
 
 
 def test_delta_rows_by_delta_and_equal_deltas_by_name():
