@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from metarec.errors import ConfigError, UnknownNameError
-from metarec.utils import atomic_write_text
 from metarec.report.stats import mean_interval
+from metarec.utils import atomic_write_text
 
 ENTRY_POINT_GROUP = "metarec.summaries"
 _BUILTIN: dict[str, Callable] = {}
