@@ -17,10 +17,11 @@ demo: setup
 
 # everything, slow tests included (what CI runs); `make test-fast` (= plain pytest) leaves the slow ones out.
 # Two pytest workers (pytest-xdist), one per core: much of the suite waits on subprocesses, process start-up and
-# pandas rather than computing, so two workers finish in ~2/3 of one worker's time (measured: 6:43 against 10:32);
-# --dist loadfile keeps a file's tests, and the module fixtures they share, on one worker.
+# pandas rather than computing, so two workers finish in ~2/3 of one worker's time (measured on one machine beside a
+# niced grid: 10:32 with one worker; two: 8:16 with --dist loadfile, whose one worker got every slow test of
+# test_tune.py, and 7:09 with --dist worksteal, which balances the tail at the cost of some module fixtures built twice).
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "slow or not slow" -rs
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "slow or not slow" -rs
 
 test-fast: setup
 	$(PY) -m pytest -q -rs
