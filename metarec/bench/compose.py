@@ -103,7 +103,7 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
         except ConfigError as e:
             raise ConfigError(f"{source}: {where} ({ref}): {e}") from None
 
-    members = [(f"grids[{i}]", load(ref, f"grids[{i}]")) for i, ref in enumerate(refs)]
+    members = [load(ref, f"grids[{i}]") for i, ref in enumerate(refs)]
     raw_deferred = raw.get("deferred") or {}
     if not isinstance(raw_deferred, dict):
         raise ConfigError(f"{source}: deferred: a mapping from grid file to the reason this machine does not run it")
@@ -111,14 +111,14 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
     for ref, reason in raw_deferred.items():
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{source}: deferred.{ref}: give the reason it is not run here (and its cost)")
-        grid = load(str(ref), f"deferred.{ref}")
-        members.append((f"deferred.{ref}", grid))
-        deferred.append((grid, reason.strip()))
-    names = [g.name for _, g in members]
+        deferred.append((load(str(ref), f"deferred.{ref}"), reason.strip()))
+    checked = [(f"grids[{i}]", g) for i, g in enumerate(members)] + \
+        [(f"deferred.{ref}", g) for ref, (g, _) in zip(raw_deferred, deferred)]
+    names = [g.name for _, g in checked]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: grids: a grid named twice ({', '.join(names)})")
-    first = members[0][1]
-    for where, g in members:   # a deferred member is held to the same budget and seeds: it joins the same tables
+    first = members[0]
+    for where, g in checked:   # a deferred member is held to the same budget and seeds: it joins the same tables
         if g.tune is None:
             raise ConfigError(f"{source}: {where} ({g.name}): not tuned (no tune: block); every method of the "
                               "composition must have had the same tuning budget")
@@ -141,7 +141,7 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
     summaries = raw.get("summaries", ["leaderboard"])
     if not isinstance(summaries, list):
         raise ConfigError(f"{source}: summaries: a list of summary names")
-    comp = Composite(name=name, path=path, members=[g for where, g in members if where.startswith("grids[")],
+    comp = Composite(name=name, path=path, members=members,
                      exclude={str(k): v for k, v in exclude.items()}, summaries=tuple(summaries), deferred=deferred)
     missing = comp.uncovered()
     if missing:
