@@ -167,3 +167,18 @@ def test_p_values_below_one_in_a_thousand_are_typeset_in_math_mode():
 
     assert macros._fmt("seed_p_holm", 0.0123) == "0.012"
     assert macros._fmt("seed_p_holm", 5.2e-06) == "\\ensuremath{<}0.001"   # a bare < prints as an inverted !
+
+
+def test_a_figure_is_included_at_its_drawn_width_never_stretched_past_it(tmp_path):
+    """A figure narrower than the text is included at its own width (its text at the size it was drawn for);
+    a wider one at the line; a PDF without a MediaBox (not matplotlib's) at the line."""
+    from metarec.report.paper import included_width
+    from metarec.report.plots import TEXT_WIDTH_IN, plt
+
+    for inches, expected in ((TEXT_WIDTH_IN / 2, "0.50\\linewidth"), (2 * TEXT_WIDTH_IN, "1.00\\linewidth")):
+        fig = plt.figure(figsize=(inches, 2))   # saved without bbox_inches: the MediaBox is the drawn size
+        fig.savefig(tmp_path / "f.pdf")
+        plt.close(fig)
+        assert included_width(tmp_path / "f.pdf") == expected
+    (tmp_path / "g.pdf").write_bytes(b"%PDF-1.4\n% no page box\n")
+    assert included_width(tmp_path / "g.pdf") == "\\linewidth"

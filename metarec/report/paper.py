@@ -19,6 +19,21 @@ from metarec.utils import atomic_write_text
 MIN_SEEDS = 5
 
 
+def included_width(pdf: Path) -> str:
+    """The width to include a figure at: its drawn width (the PDF's MediaBox) as a fraction of the text width, at
+    most the whole line. Every figure is drawn for the text width (``plots.TEXT_WIDTH_IN``) with its text at print
+    size; stretching a narrower one to the line would enlarge its text past the other figures'."""
+    import re
+
+    from metarec.report.plots import TEXT_WIDTH_IN
+
+    box = re.search(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", pdf.read_bytes())
+    if box is None:
+        return "\\linewidth"
+    width_pt = float(box.group(3)) - float(box.group(1))
+    return f"{min(1.0, width_pt / (72 * TEXT_WIDTH_IN)):.2f}\\linewidth"
+
+
 def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool = True) -> int:
     import json
 
@@ -60,7 +75,7 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
             pdf = [f for f in figs if f.suffix == ".pdf"][0]
             caption = fig_name.replace("_", " ")
             lines += ["\\begin{figure}[!htbp]\\centering",
-                      f"\\includegraphics[width=\\linewidth]{{{(Path('..') / pdf).as_posix()}}}",
+                      f"\\includegraphics[width={included_width(pdf)}]{{{(Path('..') / pdf).as_posix()}}}",
                       f"\\caption{{{name}: {caption}.}}\\end{{figure}}"]
         print(f"regenerated {folder}: {len(built['latex'])} tables, "
               f"{sum(len(f) for f in built['figures'].values() if isinstance(f, list))} figure files")

@@ -2,7 +2,9 @@
 skipped (with a reason) when it has none."""
 from __future__ import annotations
 
+import functools
 import json
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,12 +16,64 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from metarec.report.stats import mean_interval  # noqa: E402
-from metarec.report.tables import summary  # noqa: E402
 
 
 def _stem(metric: str) -> str:
     """A file-name-safe form of a metric name: 'ndcg@10' -> 'ndcg10', 'query/mae' -> 'query_mae'."""
     return metric.replace("@", "").replace("/", "_")
+
+
+#: the paper's text width (paper/paper.tex: 11 pt article, 2.2 cm margins on letter paper): every figure is
+#: included at \linewidth, so a figure drawn wider than this is shrunk and its text with it
+TEXT_WIDTH_IN = 6.7
+#: the smallest text, in points as printed at the paper's text width, a figure may carry
+MIN_FONT_PT = 6.5
+#: one type scale for every figure (points at the drawn size; figures are drawn at or below TEXT_WIDTH_IN)
+STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7.5,
+         "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "legend.title_fontsize": 7.5, "figure.titlesize": 8.5,
+         "figure.labelsize": 8}
+
+
+class IllegibleFigure(UserWarning):
+    """A figure whose smallest text would print below ``MIN_FONT_PT`` at the paper's text width."""
+
+
+def paper_style(draw):
+    """Decorator: a figure function draws under ``STYLE`` (text sizes are fixed when an artist is made)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def printed_text_pt(fig) -> float:
+    """The smallest visible text of ``fig`` in points as printed at ``TEXT_WIDTH_IN`` (the figure's tight width
+    above it shrinks every text by the same factor; a narrower figure is not enlarged here)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    width_in = fig.get_tightbbox(renderer).width   # inches: what bbox_inches="tight" saves
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=float("inf")) * min(1.0, TEXT_WIDTH_IN / width_in)
+
+
+def check_legible(fig, stem: str) -> float:
+    """Warn (``IllegibleFigure``) when ``fig``'s smallest text prints below ``MIN_FONT_PT``; returns that size."""
+    pt = printed_text_pt(fig)
+    if pt < MIN_FONT_PT:
+        warnings.warn(f"figure {stem}: its smallest text prints at {pt:.1f} pt at the paper's text width "
+                      f"({TEXT_WIDTH_IN} in; the floor is {MIN_FONT_PT} pt)", IllegibleFigure, stacklevel=3)
+    return pt
+
+
+FAMILY_COLOURS = {"baseline": "#7f7f7f", "distill": "#1f77b4", "multitask": "#2ca02c", "meta": "#d62728"}
+
+
+def grid_shape(panels: int, max_cols: int = 2) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` panels at most ``max_cols`` wide: panels wrap into rows instead of shrinking."""
+    cols = max(1, min(max_cols, panels))
+    return -(-panels // cols), cols
 
 
 _WRITE_FILES = [True]
@@ -36,6 +90,7 @@ def figure_files(write: bool):
 
 
 def _save(fig, folder: Path, stem: str) -> list[Path]:
+    check_legible(fig, stem)   # drawn-only figures too: the tests measure every figure without writing it
     if not _WRITE_FILES[-1]:
         plt.close(fig)
         return []
@@ -52,25 +107,35 @@ def _save(fig, folder: Path, stem: str) -> list[Path]:
     return out
 
 
+@paper_style
 def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
-    summ = summary(tidy)
-    summ = summ[summ.metric == metric]
-    groups = list(summ.groupby(["dataset", "protocol"], sort=True))
-    if not groups:
+    """Per dataset x protocol, every method's test mean and 95 % Student interval over seeds (the interval of every
+    table), best on top, coloured by family."""
+    sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
+    if sel.empty:
         return []
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 3.2 * len(groups)), 3.4), squeeze=False)
-    for ax, ((ds, proto), g) in zip(axes[0], groups):
+    keys = ["dataset", "protocol", "method", "family"]
+    summ = pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in sel.groupby(keys)],
+                        columns=keys + ["mean", "half"])
+    groups = list(summ.groupby(["dataset", "protocol"], sort=True))
+    rows, cols = grid_shape(len(groups))
+    n_methods = max(len(g) for _, g in groups)
+    width = TEXT_WIDTH_IN if cols > 1 else 4.5
+    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (0.9 + 0.2 * n_methods)), squeeze=False)
+    for ax, ((ds, proto), g) in zip(axes.flat, groups):
         g = g.sort_values("mean")
-        colors = [{"baseline": "#7f7f7f", "distill": "#1f77b4", "multitask": "#2ca02c", "meta": "#d62728"}.get(f, "#9467bd")
-                  for f in g.family]
-        ax.barh(g.method, g["mean"], xerr=g["std"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
-        ax.set_title(f"{ds} / {proto}", fontsize=9)
-        ax.set_xlabel(f"{metric} (test, mean ± std over seeds)", fontsize=8)
-        ax.tick_params(labelsize=8)
+        colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
+        ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
+        ax.set_title(f"{ds} / {proto}")
+        ax.set_xlabel(f"test {metric} (mean, 95 % CI)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # half the text width: more tick labels run together
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
     fig.tight_layout()
     return _save(fig, folder, f"bars_{_stem(metric)}")
 
 
+@paper_style
 def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, stem: str, families=None,
             logx: bool = False) -> list[Path]:
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
@@ -81,21 +146,34 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
     agg = sel.groupby(["dataset", "protocol", "method"]).agg(y=("value", "mean"), ys=("value", "std"),
                                                             x=(x, "mean")).reset_index()
     groups = list(agg.groupby(["dataset", "protocol"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 3.6 * len(groups)), 3.4), squeeze=False)
-    for ax, ((ds, proto), g) in zip(axes[0], groups):
-        ax.errorbar(g.x, g.y, yerr=g.ys.fillna(0), fmt="o", capsize=3)
-        for _, r in g.iterrows():
-            ax.annotate(r.method, (r.x, r.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    methods = sorted(agg.method.unique())
+    # one colour and marker per method, the same in every panel, named once in a legend under the panels (names
+    # written beside the points overlap wherever two methods cost about the same)
+    colours, markers = plt.get_cmap("tab20").colors, "os^DvP*X<>"
+    look = {m: {"color": colours[i % len(colours)], "marker": markers[(i // len(colours) + i) % len(markers)]}
+            for i, m in enumerate(methods)}
+    rows, cols = grid_shape(len(groups))
+    legend_rows = -(-len(methods) // 4)
+    width = TEXT_WIDTH_IN if cols > 1 else 4.5
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + 0.17 * legend_rows), squeeze=False)
+    for ax, ((ds, proto), g) in zip(axes.flat, groups):
+        for r in g.itertuples():
+            ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
+                        markersize=5, label=r.method, **look[r.method])
         if logx:
             ax.set_xscale("log")
-        ax.set_title(f"{ds} / {proto}", fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(metric, fontsize=8)
-        ax.tick_params(labelsize=8)
-    fig.tight_layout()
+        ax.set_title(f"{ds} / {proto}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{metric} (test, mean ± std)")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
+    fig.legend(handles, methods, loc="lower center", ncol=4, frameon=False)
+    fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.05) / fig.get_figheight(), 1, 1))
     return _save(fig, folder, stem)
 
 
+@paper_style
 def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric) & (tidy.protocol == "cold_start")]
     if "protocol_params" not in sel or sel.empty:
@@ -105,7 +183,7 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
         return []
     ks = sorted(sel.k.unique())
     methods = sorted(sel.method.unique())
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 3.4))
     for i, method in enumerate(methods):
         g = sel[sel.method == method]
         # the 95 % interval of the mean over seeds (Student t), the interval every table of the suite reports
@@ -122,18 +200,19 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     ax.minorticks_off()
     ax.set_xlabel("support examples per cold user (K)")
     ax.set_ylabel(f"{metric} (mean, 95 % CI over seeds)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="dashed: baselines",
-              title_fontsize=7)
+    # the legend below the axes, not beside them: beside, it widens the figure past the text width
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, title="dashed: baselines")
     fig.tight_layout()
     return _save(fig, folder, f"kshot_{_stem(metric)}")
 
 
+@paper_style
 def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[Path]:
     """Two panels: ``metric`` (mean, 95 % interval) against parameters and against encoding items/s (log x), one
     point per method (``table``: method, mean, ci, parameters, items_per_s)."""
     if table.empty:
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 3.2))
     for ax, col, label in ((axes[0], "parameters", "parameters at inference (log)"),
                            (axes[1], "items_per_s", "item texts encoded per second (log)")):
         for r in table.itertuples():
@@ -142,7 +221,7 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
                 continue
             ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], marker="o", capsize=3,
                         label=r.method)
-            ax.annotate(r.method.split(":")[-1], (x, r.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(r.method.split(":")[-1], (x, r.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
@@ -150,6 +229,7 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
     return _save(fig, folder, _stem(stem))
 
 
+@paper_style
 def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
     """One panel per task metric (two columns, as many rows as needed): every method's test mean with its 95 %
     interval over seeds, as horizontal bars so the method names stay readable at the paper's column width."""
@@ -158,22 +238,22 @@ def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
         return []
     metrics = sorted(sel.metric.unique())
     methods = sorted(sel.method.unique())
-    cols = min(2, len(metrics))
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, rows * (0.7 + 0.26 * len(methods))), squeeze=False)
+    rows, cols = grid_shape(len(metrics))
+    fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN / 2 * cols, rows * (0.7 + 0.26 * len(methods))),
+                             squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         stats = [mean_interval(sel[(sel.metric == metric) & (sel.method == m)].value) for m in methods]
         y = np.arange(len(methods))
         ax.barh(y, [m for m, _ in stats], xerr=[0.0 if np.isnan(h) else h for _, h in stats], capsize=2,
                 color="#2ca02c")
         ax.set_yticks(y)
-        ax.set_yticklabels(methods, fontsize=8)
+        ax.set_yticklabels(methods)
         ax.invert_yaxis()
-        ax.set_title(metric, fontsize=9)
-        ax.tick_params(axis="x", labelsize=8)
+        ax.set_title(metric)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.supxlabel("test mean, 95 % CI over seeds", fontsize=8)
+    fig.supxlabel("test mean, 95 % CI over seeds")
     fig.tight_layout()
     return _save(fig, folder, "per_task")
 

@@ -175,52 +175,54 @@ def _gains_figure(ctx: SummaryContext, tests: pd.DataFrame, reference: str) -> l
     import matplotlib.pyplot as plt
 
     from metarec.eval.registry import lower_is_better
-    from metarec.report.plots import _save
-
     from metarec.report.macros import settings
+    from metarec.report.plots import STYLE, TEXT_WIDTH_IN, _save, grid_shape
 
     out: list[Path] = []
     tests = tests.assign(setting=settings(tests))
-    for (ds, proto, setting), g in tests.groupby(["dataset", "protocol", "setting"], sort=True):
-        tasks = sorted(m for m in g.metric.unique() if "/" in m)
-        primary = ctx.meta.get("valid_metric")
-        metrics = ([primary] if primary in set(g.metric) else []) + tasks if tasks else sorted(g.metric.unique())
-        methods = sorted(g.method.unique())
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics), 0.45 * len(methods) + 1.2),
-                                 squeeze=False, sharey=True)
-        for ax, metric in zip(axes[0], metrics):
-            sign = -1.0 if lower_is_better(metric) else 1.0
-            m = g[g.metric == metric].set_index("method").reindex(methods)
-            y = np.arange(len(methods))
-            d = sign * m.delta.to_numpy(float)
-            lo, hi = sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
-            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-            sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
-            ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
-            ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", ecolor="black", capsize=2, lw=0.8)
-            ax.axvline(0.0, color="grey", lw=0.8)
-            # one method far off the others' scale (popularity against a trained model) would flatten every other
-            # bar: the axis follows the others and that bar is cut at the edge with its value written on it
-            size = np.abs(np.nan_to_num(d))
-            order = np.argsort(size)[::-1]
-            if np.isfinite(d).sum() >= 4 and size[order[0]] > 5 * size[order[1]] > 0:
-                rest = np.delete(np.arange(len(d)), order[0])
-                left, right = np.nanmin(np.r_[lo[rest], 0.0]), np.nanmax(np.r_[hi[rest], 0.0])
-                pad = 0.15 * (right - left)
-                ax.set_xlim(left - pad, right + pad)
-                edge = left - pad if d[order[0]] < 0 else right + pad
-                ax.annotate(f"{d[order[0]]:+.4f} (off scale)", (edge, y[order[0]]), fontsize=6, va="center",
-                            ha="left" if d[order[0]] < 0 else "right")
-            ax.set_yticks(y)
-            ax.set_yticklabels(methods, fontsize=7)
-            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-            ax.set_title(metric + (" (lower is better: sign flipped)" if sign < 0 else ""), fontsize=8)
-            ax.tick_params(axis="x", labelsize=7)
-        fig.suptitle(f"{ds} / {proto}{' ' + setting if setting else ''}: gain over {reference} (Δ, 95 % CI over "
-                     f"seeds; filled: p < {ALPHA}, Holm)", fontsize=8)
-        fig.tight_layout()
-        stem = f"gains_{ds}_{proto}{'_' + setting if setting else ''}"
-        out += _save(fig, ctx.folder / "figures", stem.replace("-", "_").replace("=", ""))
+    with plt.rc_context(STYLE):   # one type scale with every other figure (plots.STYLE)
+        for (ds, proto, setting), g in tests.groupby(["dataset", "protocol", "setting"], sort=True):
+            tasks = sorted(m for m in g.metric.unique() if "/" in m)
+            primary = ctx.meta.get("valid_metric")
+            metrics = ([primary] if primary in set(g.metric) else []) + tasks if tasks else sorted(g.metric.unique())
+            methods = sorted(g.method.unique())
+            rows, cols = grid_shape(len(metrics), max_cols=3)
+            fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN, rows * (0.28 * len(methods) + 1.0)),
+                                     squeeze=False, sharey=True)
+            for ax, metric in zip(axes.flat, metrics):
+                sign = -1.0 if lower_is_better(metric) else 1.0
+                m = g[g.metric == metric].set_index("method").reindex(methods)
+                y = np.arange(len(methods))
+                d = sign * m.delta.to_numpy(float)
+                lo, hi = sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
+                lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+                sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
+                ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
+                ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", ecolor="black", capsize=2, lw=0.8)
+                ax.axvline(0.0, color="grey", lw=0.8)
+                # one method far off the others' scale (popularity against a trained model) would flatten every other
+                # bar: the axis follows the others and that bar is cut at the edge with its value written on it
+                size = np.abs(np.nan_to_num(d))
+                order = np.argsort(size)[::-1]
+                if np.isfinite(d).sum() >= 4 and size[order[0]] > 5 * size[order[1]] > 0:
+                    rest = np.delete(np.arange(len(d)), order[0])
+                    left, right = np.nanmin(np.r_[lo[rest], 0.0]), np.nanmax(np.r_[hi[rest], 0.0])
+                    pad = 0.15 * (right - left)
+                    ax.set_xlim(left - pad, right + pad)
+                    edge = left - pad if d[order[0]] < 0 else right + pad
+                    ax.annotate(f"{d[order[0]]:+.4f} (off scale)", (edge, y[order[0]]), fontsize=7, va="center",
+                                ha="left" if d[order[0]] < 0 else "right")
+                ax.set_yticks(y)
+                ax.set_yticklabels(methods)
+                ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+                ax.set_title(metric + ("\n(lower is better: sign flipped)" if sign < 0 else ""))
+            for ax in list(axes.flat)[len(metrics):]:
+                ax.axis("off")
+            fig.suptitle(f"{ds} / {proto}{' ' + setting if setting else ''}: gain over {reference} (Δ, 95 % CI over "
+                         f"seeds; filled: p < {ALPHA}, Holm)")
+            fig.tight_layout()
+            stem = f"gains_{ds}_{proto}{'_' + setting if setting else ''}"
+            out += _save(fig, ctx.folder / "figures", stem.replace("-", "_").replace("=", ""))
     return out
 
 
@@ -546,7 +548,7 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
             ax.errorbar([p["diversity"] for p in c], [p["accuracy"] for p in c], xerr=[p["diversity_ci"] for p in c],
                         yerr=[p["accuracy_ci"] for p in c], fmt="s--", ms=3, capsize=2, label=f"{method}({base})")
             for p in c:
-                ax.annotate(f"λ={p['lam']}", (p["diversity"], p["accuracy"]), fontsize=6, xytext=(3, 3),
+                ax.annotate(f"λ={p['lam']}", (p["diversity"], p["accuracy"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
         fr = [p for p in pts if p["pareto"]]
         ax.scatter([p["diversity"] for p in fr], [p["accuracy"] for p in fr], s=140, facecolors="none",
@@ -554,8 +556,8 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
         ax.set_xlabel(f"{div} (test)", fontsize=8)
         ax.set_ylabel(f"{acc} (test)", fontsize=8)
         ax.set_title(f"{ds} / {proto}: accuracy vs diversity (mean, 95 % CI over seeds)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="best")
+        ax.tick_params(labelsize=7.5)
+        ax.legend(fontsize=7, loc="best")
         out += _save(fig, ctx.folder / "figures", f"accuracy_diversity_{ds}_{proto}".replace("-", "_"))
     if rows:
         out.append(ctx.write("tables/accuracy_diversity.csv", pd.DataFrame(rows).to_csv(index=False)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec.report.plots import _save, plt
+from metarec.report.plots import TEXT_WIDTH_IN, _save, paper_style, plt
 from metarec.utils import atomic_write_text
 
 
@@ -57,10 +57,12 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+@paper_style
 def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
     out = []
     for (ds, proto), g in trials.groupby(["dataset", "protocol"], sort=True):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        legend_rows = -(-g.method.nunique() // 4)   # four methods a row under the panels
+        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.7 + 0.17 * legend_rows), sharey=True)
         # one colour and line style per method: a 10-colour cycle would give two methods of a large grid one colour
         colours, styles = plt.get_cmap("tab20").colors, ("-", "--", ":", "-.")
         for i, (method, t) in enumerate(g.groupby("method", sort=True)):
@@ -71,14 +73,16 @@ def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
                 axes[1].step(c.elapsed_cpu_s / 60, c.best, where="post", label=method, **look)
         metric = g.metric.iloc[0]
         axes[0].set_xlabel("trials")
-        axes[1].set_xlabel("trial CPU time (min; wall time for trials recorded before CPU time was)")
+        axes[0].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        axes[1].set_xlabel("cumulative trial CPU time (min;\nwall time for trials recorded before CPU time was)")
+        axes[0].set_ylabel(f"best valid {metric} so far")
         for ax in axes:
-            ax.set_ylabel(f"best valid {metric} so far", fontsize=8)
-            ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
-        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.suptitle(f"{ds} / {proto}: what the tuning budget bought", fontsize=9)
-        fig.tight_layout()
+        # the legend under both panels, not beside them: beside, it widens the figure past the text width
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
+        fig.suptitle(f"{ds} / {proto}: what the tuning budget bought")
+        fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.05) / fig.get_figheight(), 1, 1))
         out += _save(fig, folder, f"budget_{ds}_{proto}".replace("-", "_"))
     return out
 

@@ -1,0 +1,64 @@
+"""Figures stay legible in the paper: every figure is included at the text width, so its smallest text is measured
+as printed there (plots.printed_text_pt) and a figure below the floor warns (IllegibleFigure; an error under
+pytest: pyproject's filterwarnings)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from metarec.report import plots
+from metarec.report.plots import IllegibleFigure, plt
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _figure(width_in: float, fontsize: float):
+    fig, ax = plt.subplots(figsize=(width_in, 3))
+    ax.set_title("title", fontsize=fontsize)
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel("x", fontsize=fontsize)
+    ax.set_ylabel("y", fontsize=fontsize)
+    return fig
+
+
+def test_a_figure_wider_than_the_text_prints_its_text_smaller():
+    narrow, wide = _figure(plots.TEXT_WIDTH_IN / 2, 8), _figure(2.5 * plots.TEXT_WIDTH_IN, 8)
+    assert plots.printed_text_pt(narrow) == pytest.approx(8)   # not enlarged: it may be included narrower
+    # drawn 2.5x the text width: saved tight (blank margins cropped) it is still over twice as wide as the text
+    assert 8 / 2.5 < plots.printed_text_pt(wide) < 8 / 2
+    plt.close("all")
+
+
+def test_an_illegible_figure_warns_and_a_legible_one_does_not():
+    with plots.figure_files(False):
+        with pytest.warns(IllegibleFigure, match="figure too_wide: its smallest text prints at 2.*pt"):
+            plots._save(_figure(3 * plots.TEXT_WIDTH_IN, 7), Path("unused"), "too_wide")
+        with pytest.warns(IllegibleFigure, match="tiny_font"):   # at the text width, a 5 pt label
+            plots._save(_figure(plots.TEXT_WIDTH_IN, 5), Path("unused"), "tiny_font")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IllegibleFigure)
+            assert plots._save(_figure(plots.TEXT_WIDTH_IN, plots.MIN_FONT_PT), Path("unused"), "ok") == []
+
+
+@pytest.mark.parametrize("pairs,shape", [(1, (1, 1)), (2, (1, 2)), (3, (2, 2)), (5, (3, 2))])
+def test_panels_wrap_into_rows_instead_of_shrinking(pairs, shape):
+    assert plots.grid_shape(pairs) == shape
+    assert plots.grid_shape(7, max_cols=3) == (3, 3)
+
+
+@pytest.mark.parametrize("grid", ["tuned-ml100k", "meta", "multitask_mind", "tradeoff"])
+def test_every_figure_of_a_committed_grid_is_legible_at_the_text_width(grid):
+    """The widest cases the paper has: many datasets x protocols (tradeoff: five panels), 30 methods (tuned-ml100k),
+    the K-shot curve (meta), per-task panels (multitask_mind). Drawn, not written."""
+    path = REPO / "results" / grid / "results.parquet"
+    if not path.is_file():
+        pytest.skip(f"results/{grid} not committed")
+    tidy = pd.read_parquet(path)
+    with warnings.catch_warnings(), plots.figure_files(False):
+        warnings.simplefilter("error", IllegibleFigure)
+        drawn = plots.all_figures(tidy, "ndcg@10" if grid != "multitask_mind" else "auc", Path("unused"))
+    assert set(drawn) >= {"bars", "time_vs_accuracy"}
+    plt.close("all")
