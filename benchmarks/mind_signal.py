@@ -23,14 +23,14 @@ import metarec  # noqa: F401  (offline settings)
 from metarec.bench.experiment import get_split
 from metarec.data.schema import IMPRESSION, ITEM, LABEL, TIME
 from metarec.eval.metrics import auc_per_user
-from metarec.eval.tasks import _padded
+from metarec.eval.tasks import padded_groups
 from metarec.utils import atomic_write_text
 
 
 def impression_auc(frame: pd.DataFrame, score: np.ndarray) -> tuple[float, int]:
     """Mean over impressions with a click and a non-click of the AUC of ``score`` (ties one half), and that count:
     the evaluator's own per-impression AUC (``metarec.eval.tasks``' grouping, ``metrics.auc_per_user``)."""
-    _, s, pos, valid = _padded(frame[IMPRESSION].to_numpy(), np.asarray(score, dtype=np.float64),
+    _, s, pos, valid = padded_groups(frame[IMPRESSION].to_numpy(), np.asarray(score, dtype=np.float64),
                                frame[LABEL].to_numpy() == 1)
     auc = auc_per_user(s, pos, valid)[0].numpy()
     scored = ~np.isnan(auc)

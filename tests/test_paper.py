@@ -182,3 +182,40 @@ def test_a_figure_is_included_at_its_drawn_width_never_stretched_past_it(tmp_pat
         assert included_width(tmp_path / "f.pdf") == expected
     (tmp_path / "g.pdf").write_bytes(b"%PDF-1.4\n% no page box\n")
     assert included_width(tmp_path / "g.pdf") == "\\linewidth"
+
+
+def test_a_grid_whose_every_number_another_grid_shows_stays_out_of_the_paper(tmp_path):
+    """contained_in: left out only where another folder has every cell with the same per-seed values, on the same
+    seeds, with the same reference and summaries; each difference keeps it in."""
+    import pandas as pd
+
+    from metarec.report.paper import contained_in
+
+    def folder(name, rows, **meta):
+        f = tmp_path / name
+        f.mkdir()
+        pd.DataFrame(rows, columns=["dataset", "protocol", "protocol_params", "method", "metric", "seed", "value",
+                                    "stage", "selected"]).to_parquet(f / "results.parquet")
+        return f, {"seeds": [0, 1], "reference": None, "summaries": [], **meta}
+
+    def cell(method, value, seed=0, metric="ndcg@10"):
+        return ("ml-100k", "general", "{}", method, metric, seed, value, "test", True)
+
+    small = [cell("mf-bpr", 0.3), cell("mf-bpr", 0.31, seed=1)]
+    big = small + [cell("pop", 0.1), cell("pop", 0.11, seed=1)]
+    cases = {"a_big": folder("a_big", big), "small": folder("small", small),
+             "other_value": folder("other_value", [cell("mf-bpr", 0.3), cell("mf-bpr", 0.32, seed=1)]),
+             "other_seeds": folder("other_seeds", small, seeds=[0, 1, 2]),
+             "own_reference": folder("own_reference", small, reference="pop"),
+             "own_summary": folder("own_summary", small, summaries=["leaderboard"]),
+             "z_equal": folder("z_equal", big)}
+    metas = {f: meta for f, meta in cases.values()}
+    folders = sorted(metas)
+    left_out = {f.name: (home.name if home else None) for f in folders for home in [contained_in(f, folders, metas)]}
+    assert left_out == {"a_big": None, "small": "a_big", "other_value": None, "other_seeds": None,
+                        "own_reference": None, "own_summary": None, "z_equal": "a_big"}
+    # a train-stage or unselected row is no table cell: it neither keeps a folder in nor counts as shown
+    extra = [("ml-100k", "general", "{}", "mf-bpr", "ndcg@10", 0, 0.9, "valid", True),
+             ("ml-100k", "general", "{}", "mf-bpr", "ndcg@10", 0, 0.5, "test", False)]
+    f, meta = folder("with_valid", small + extra)
+    assert contained_in(f, folders + [f], {**metas, f: meta}).name == "a_big"

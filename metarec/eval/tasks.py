@@ -32,7 +32,7 @@ from metarec.eval.evaluator import EvalResult, scoring_stage
 from metarec.eval.extras import register_extra
 
 
-def _padded(groups: np.ndarray, values: np.ndarray, labels: np.ndarray):
+def padded_groups(groups: np.ndarray, values: np.ndarray, labels: np.ndarray):
     """Rows grouped by ``groups`` -> padded [G, L] score / label / valid matrices and the group keys."""
     order = np.argsort(groups, kind="stable")
     g, v, y = groups[order], values[order], labels[order]
@@ -48,7 +48,7 @@ def _padded(groups: np.ndarray, values: np.ndarray, labels: np.ndarray):
 
 
 def _auc_block(prefix: str, groups: np.ndarray, prob: np.ndarray, label: np.ndarray, means: dict) -> pd.Series:
-    keys, s, pos, valid = _padded(groups, prob, label)
+    keys, s, pos, valid = padded_groups(groups, prob, label)
     auc, n_pos = M.auc_per_user(s, pos, valid)
     per = pd.Series(auc.numpy(), index=keys, name=f"{prefix}/auc")
     means[f"{prefix}/auc"] = float(np.nanmean(per)) if per.notna().any() else float("nan")

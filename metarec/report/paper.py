@@ -34,6 +34,36 @@ def included_width(pdf: Path) -> str:
     return f"{min(1.0, width_pt / (72 * TEXT_WIDTH_IN)):.2f}\\linewidth"
 
 
+def _cells(folder: Path) -> dict:
+    """A results folder's table cells: (dataset, protocol, protocol parameters, method, metric) -> its per-seed test
+    values, rounded to 12 digits (the numbers a table's mean and interval are made of)."""
+    import pandas as pd
+
+    cols = ["dataset", "protocol", "protocol_params", "method", "metric"]
+    t = pd.read_parquet(folder / "results.parquet", columns=cols + ["seed", "value", "stage", "selected"])
+    t = t[t.selected & (t.stage == "test")].sort_values("seed")
+    return {key: tuple(zip(g.seed, g.value.round(12))) for key, g in t.groupby(cols, sort=False)}
+
+
+def contained_in(folder: Path, others: list[Path], metas: dict) -> Path | None:
+    """Another folder that already shows everything ``folder`` does: every table cell (method x metric) with the
+    same per-seed values, and its comparisons (the reference, when ``folder`` has one) and summaries; of two equal
+    folders the one sorted first is kept. Else None. Such a grid (e.g. one that adopted another's studies and runs
+    to time the two side by side) adds no row to the paper: it stays out rather than print the same numbers twice."""
+    meta = metas[folder]
+    mine = _cells(folder)
+    for other in others:
+        theirs_meta = metas[other]
+        if other == folder or theirs_meta.get("seeds") != meta.get("seeds") or \
+                (meta.get("reference") and theirs_meta.get("reference") != meta["reference"]) or \
+                not set(meta.get("summaries") or []) <= set(theirs_meta.get("summaries") or []):
+            continue
+        theirs = _cells(other)
+        if all(theirs.get(k) == v for k, v in mine.items()) and (len(mine) < len(theirs) or other.name < folder.name):
+            return other
+    return None
+
+
 def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool = True) -> int:
     import json
 
@@ -50,12 +80,20 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
     # then contributes its figures and summaries only, not the same rows a second time
     composed = {m for meta in metas.values() for m in meta.get("members") or []}
     folders = sorted(folders, key=lambda f: (not metas[f].get("members"), f.name))   # the composition first
+    eligible = [f for f in folders if len(metas[f].get("seeds") or []) >= MIN_SEEDS and f.name not in composed
+                and not metas[f].get("members")]
     for folder in folders:
         built = report.build(folder, figures=figures)
         seeds = metas[folder].get("seeds") or []
         if len(seeds) < MIN_SEEDS:
             lines.append(f"% {folder.name}: left out ({len(seeds)} evaluation seed(s); the paper needs {MIN_SEEDS})")
             print(f"rebuilt {folder} (not in the paper: {len(seeds)} seed(s) < {MIN_SEEDS})")
+            continue
+        home = None if folder.name in composed or metas[folder].get("members") \
+            else contained_in(folder, eligible, metas)
+        if home is not None:
+            lines.append(f"% {folder.name}: left out (every cell of its tables is in {home.name}'s, same seeds)")
+            print(f"rebuilt {folder} (not in the paper: every cell of its tables is in {home.name}'s)")
             continue
         quoted.append(folder)
         rel = Path("..") / folder
