@@ -143,8 +143,9 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
         sel = sel[sel.family.isin(families)]
     if sel.empty:
         return []
-    agg = sel.groupby(["dataset", "protocol", "method"]).agg(y=("value", "mean"), ys=("value", "std"),
-                                                            x=(x, "mean")).reset_index()
+    keys = ["dataset", "protocol", "method"]
+    agg = pd.DataFrame([(*key, *mean_interval(g.value), g[x].mean()) for key, g in sel.groupby(keys)],
+                       columns=keys + ["y", "ys", "x"])   # ys: the 95 % interval's half-width
     groups = list(agg.groupby(["dataset", "protocol"]))
     methods = sorted(agg.method.unique())
     # one colour and marker per method, the same in every panel, named once in a legend under the panels (names
@@ -164,7 +165,7 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
             ax.set_xscale("log")
         ax.set_title(f"{ds} / {proto}")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{metric} (test, mean ± std)")
+        ax.set_ylabel(f"test {metric} (mean, 95 % CI)")
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
