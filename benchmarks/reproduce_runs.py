@@ -132,7 +132,8 @@ def main() -> int:
     ap.add_argument("--all", action="store_true", help="every finished run")
     ap.add_argument("--unchecked", action="store_true",
                     help="only runs recorded before runs recorded their code (no code identity in the result), "
-                         "or trained by sources with uncommitted changes (code no commit holds)")
+                         "trained by sources with uncommitted changes (code no commit holds), or by a process whose "
+                         "loaded sources changed on disk while it ran (which of the two versions ran is not known)")
     ap.add_argument("--out", help="also write the table here (Markdown)")
     ap.add_argument("--adopt", action="store_true",
                     help="replace each run reproduced bit for bit by its retraining (and the copies of it)")
@@ -142,7 +143,8 @@ def main() -> int:
     globs = [g.strip() for g in args.methods.split(",") if g.strip()]
     groups: dict[tuple, list] = defaultdict(list)
     for folder, config, result in finished(grid.name, root):
-        if args.unchecked and result.get("code") and not result["code"].get("uncommitted"):
+        code = result.get("code")
+        if args.unchecked and code and not code.get("uncommitted") and not code.get("changed_since_start"):
             continue
         if any(fnmatch.fnmatchcase(config["method"], g) for g in globs):
             groups[(config["method"], json.dumps(config["protocol_params"], sort_keys=True),

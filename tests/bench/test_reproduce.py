@@ -17,7 +17,7 @@ from metarec.bench import parse_grid, run_grid
 from metarec.bench.store import RunStore, copy_run
 
 ROOT = Path(__file__).resolve().parents[2]
-GRID = {"name": "audit", "seeds": [0, 1, 2], "metrics": ["ndcg@10", "hit@10"],
+GRID = {"name": "audit", "seeds": [0, 1, 2, 3], "metrics": ["ndcg@10", "hit@10"],
         "datasets": [{"name": "ml-100k", "protocols": ["general"]}], "methods": {"pop": {}}}
 
 
@@ -37,8 +37,9 @@ def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_pa
     frame = pd.read_parquet(table)
     frame.loc[frame.index[0], "ndcg@10"] += 1e-12
     frame.to_parquet(table, index=False)
-    # what --unchecked picks: seed 0 recorded before runs recorded their code, seed 1 trained by uncommitted sources;
-    # seed 2, trained by committed code, is left alone
+    # what --unchecked picks: seed 0 recorded before runs recorded their code, seed 1 trained by uncommitted sources,
+    # seed 3 by a process whose loaded sources changed on disk while it ran; seed 2, trained by committed code, is
+    # left alone
     path = runs[0] / "result.json"
     path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "code"}))
     path = runs[1] / "result.json"
@@ -47,14 +48,18 @@ def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_pa
     path = runs[2] / "result.json"
     r = json.loads(path.read_text())
     path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": False}}))
+    path = runs[3] / "result.json"
+    r = json.loads(path.read_text())
+    path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": False, "changed_since_start": True}}))
     grid_file = tmp_path / "audit.yaml"
     grid_file.write_text(yaml.safe_dump(GRID))
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_runs.py"), str(grid_file), "--all",
                           "--unchecked", "--adopt"], capture_output=True, text=True, cwd=ROOT, timeout=600,
                          env={**os.environ, "METAREC_HOME": str(home)})
     assert out.returncode == 1, out.stdout + out.stderr   # one run differs
-    assert "1 of 2 reproduced" in out.stdout and "other" in out.stdout and "audit" in out.stdout
+    assert "2 of 3 reproduced" in out.stdout and "other" in out.stdout and "audit" in out.stdout
     kept, adopted = (json.loads((runs[s] / "result.json").read_text()) for s in (0, 1))
+    assert "reproduces" in json.loads((runs[3] / "result.json").read_text())
     assert "reproduces" not in kept
     assert "reproduces" not in json.loads((runs[2] / "result.json").read_text())   # not picked: it has its code
     assert adopted["reproduces"]["git_revision"] is not None and adopted["machine"]["threads"] == 1
