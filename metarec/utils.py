@@ -191,14 +191,17 @@ def code_identity() -> dict:
 def code_now_differs() -> bool:
     """True when a package module this process has loaded is no longer, on disk, what it was when the process
     started: imported after the change, it is not the code :func:`code_identity` names (imported before, it is,
-    but the flag stays conservative). Modules the process never loaded do not count."""
+    but the flag stays conservative). Modules the process never loaded do not count, nor does ``metarec.report``:
+    it renders exported results and no run calls it (a process that parsed a grid has loaded its summaries to check
+    their names), so editing a table or figure while a grid runs does not cast doubt on the grid's runs."""
     import sys
 
     code_identity()
     package = Path(__file__).resolve().parent
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not name.startswith("metarec") or not path:
+        if not name.startswith("metarec") or name == "metarec.report" or name.startswith("metarec.report.") \
+                or not path:
             continue
         try:
             rel = Path(path).resolve().relative_to(package).as_posix()

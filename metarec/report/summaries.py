@@ -502,7 +502,6 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy import stats
 
     from metarec.report.plots import _save
 
@@ -521,12 +520,11 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
             continue
         pts = []
         for (method, params), h in wide.groupby(level=["method", "params"], sort=True):
-            n = len(h)
-            q = stats.t.ppf(0.975, n - 1) if n > 1 else 0.0
-            se = h.std(ddof=1) / np.sqrt(n) if n > 1 else h.mean() * 0
-            pts.append({"dataset": ds, "protocol": proto, "method": method, "params": params, "seeds": n,
-                        "accuracy": h[acc].mean(), "accuracy_ci": q * se[acc], "diversity": h[div].mean(),
-                        "diversity_ci": q * se[div]})
+            (acc_mean, acc_ci), (div_mean, div_ci) = mean_interval(h[acc]), mean_interval(h[div])
+            pts.append({"dataset": ds, "protocol": proto, "method": method, "params": params, "seeds": len(h),
+                        # one seed: no interval (drawn and written as 0)
+                        "accuracy": acc_mean, "accuracy_ci": np.nan_to_num(acc_ci), "diversity": div_mean,
+                        "diversity_ci": np.nan_to_num(div_ci)})
         front = _pareto([(p["diversity"], p["accuracy"]) for p in pts])
         for p, f in zip(pts, front):
             p["pareto"] = f

@@ -251,6 +251,11 @@ def test_a_run_says_when_its_process_code_is_not_the_checkout(tmp_path, monkeypa
     monkeypatch.setitem(utils._FILES_AT_IMPORT, "never_imported.py", "0" * 64)
     assert not utils.code_now_differs()
     monkeypatch.undo()
+    # the report package (loaded here: card) renders results, no run calls it: a change to it is not the run's
+    import metarec.report.plots  # noqa: F401
+    monkeypatch.setitem(utils._FILES_AT_IMPORT, "report/plots.py", "0" * 64)
+    assert not utils.code_now_differs()
+    monkeypatch.undo()
     assert not utils.code_now_differs()
 
     grid = {"name": "code", "seeds": [0], "metrics": ["ndcg@10"],
