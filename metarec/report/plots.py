@@ -70,6 +70,21 @@ def check_legible(fig, stem: str) -> float:
 FAMILY_COLOURS = {"baseline": "#7f7f7f", "distill": "#1f77b4", "multitask": "#2ca02c", "meta": "#d62728"}
 
 
+LEGEND_COLUMNS, LEGEND_ROW_IN = 4, 0.17
+
+
+def legend_height_in(entries: int) -> float:
+    """Inches a legend of ``entries`` under the panels takes (``LEGEND_COLUMNS`` a row): add it to the figure."""
+    return LEGEND_ROW_IN * -(-entries // LEGEND_COLUMNS)
+
+
+def legend_below(fig, handles, labels) -> None:
+    """One legend under every panel and the panels laid out above it: beside the axes, a legend widens the figure
+    past the text width. The figure's height must include ``legend_height_in(len(labels))``."""
+    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, frameon=False)
+    fig.tight_layout(rect=(0, (legend_height_in(len(labels)) + 0.05) / fig.get_figheight(), 1, 1))
+
+
 def grid_shape(panels: int, max_cols: int = 2) -> tuple[int, int]:
     """(rows, columns) for ``panels`` panels at most ``max_cols`` wide: panels wrap into rows instead of shrinking."""
     cols = max(1, min(max_cols, panels))
@@ -154,9 +169,8 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
     look = {m: {"color": colours[i % len(colours)], "marker": markers[(i // len(colours) + i) % len(markers)]}
             for i, m in enumerate(methods)}
     rows, cols = grid_shape(len(groups))
-    legend_rows = -(-len(methods) // 4)
     width = TEXT_WIDTH_IN if cols > 1 else 4.5
-    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + 0.17 * legend_rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + legend_height_in(len(methods))), squeeze=False)
     for ax, ((ds, proto), g) in zip(axes.flat, groups):
         for r in g.itertuples():
             ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
@@ -169,8 +183,7 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
-    fig.legend(handles, methods, loc="lower center", ncol=4, frameon=False)
-    fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.05) / fig.get_figheight(), 1, 1))
+    legend_below(fig, handles, methods)
     return _save(fig, folder, stem)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec.report.plots import TEXT_WIDTH_IN, _save, paper_style, plt
+from metarec.report.plots import TEXT_WIDTH_IN, _save, legend_below, legend_height_in, paper_style, plt
 from metarec.utils import atomic_write_text
 
 
@@ -61,8 +61,7 @@ def _short(v) -> str:
 def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
     out = []
     for (ds, proto), g in trials.groupby(["dataset", "protocol"], sort=True):
-        legend_rows = -(-g.method.nunique() // 4)   # four methods a row under the panels
-        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.7 + 0.17 * legend_rows), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.7 + legend_height_in(g.method.nunique())), sharey=True)
         # one colour and line style per method: a 10-colour cycle would give two methods of a large grid one colour
         colours, styles = plt.get_cmap("tab20").colors, ("-", "--", ":", "-.")
         for i, (method, t) in enumerate(g.groupby("method", sort=True)):
@@ -78,11 +77,9 @@ def budget_curves(trials: pd.DataFrame, folder: Path) -> list[Path]:
         axes[0].set_ylabel(f"best valid {metric} so far")
         for ax in axes:
             ax.grid(alpha=0.3)
-        # the legend under both panels, not beside them: beside, it widens the figure past the text width
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
         fig.suptitle(f"{ds} / {proto}: what the tuning budget bought")
-        fig.tight_layout(rect=(0, (0.17 * legend_rows + 0.05) / fig.get_figheight(), 1, 1))
+        legend_below(fig, handles, labels)
         out += _save(fig, folder, f"budget_{ds}_{proto}".replace("-", "_"))
     return out
 
