@@ -49,6 +49,7 @@ def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_pa
     r = json.loads(path.read_text())
     path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": False}}))
     path = runs[3] / "result.json"
+    (runs[3] / "per_user_valid.parquet").unlink()   # as a run restored from a committed results folder: test only
     r = json.loads(path.read_text())
     path.write_text(json.dumps({**r, "code": {**r["code"], "uncommitted": False, "changed_since_start": True}}))
     grid_file = tmp_path / "audit.yaml"
@@ -71,3 +72,24 @@ def test_adopt_replaces_only_runs_reproduced_bit_for_bit_and_their_copies(tmp_pa
     from metarec.report import card   # the card says which run was retrained, and under which revision first
     assert "bit-identical to the run first recorded under git" in card(adopted)
     assert "bit-identical" not in card(kept)
+
+
+def test_same_per_user_needs_the_stored_test_table_and_every_table_it_has(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_runs", ROOT / "benchmarks" / "reproduce_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    frame = pd.DataFrame({"user": [1, 2], "ndcg@10": [0.5, 0.25]})
+    for name in ("per_user_test.parquet", "per_user_valid.parquet"):
+        frame.to_parquet(new / name, index=False)
+    frame.to_parquet(old / "per_user_valid.parquet", index=False)
+    assert not module.same_per_user(old, new)          # no stored test table: nothing to check per user
+    frame.to_parquet(old / "per_user_test.parquet", index=False)
+    assert module.same_per_user(old, new)
+    (old / "per_user_valid.parquet").unlink()
+    assert module.same_per_user(old, new)              # restored from committed results: the test table only
+    (new / "per_user_test.parquet").unlink()
+    assert not module.same_per_user(old, new)          # the retraining lost a table the stored run has
