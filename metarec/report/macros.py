@@ -34,6 +34,18 @@ def varying_keys(decoded: list[dict]) -> list[str]:
     return sorted(k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in decoded}) > 1)
 
 
+def each_setting(sel: pd.DataFrame):
+    """(dataset, protocol, protocol_params, label) per setting of ``sel``, in order (numbers by value); the label
+    names what varies within the dataset and protocol (e.g. ``k_shot=5``), '' when nothing does. Every table and
+    figure that shows one setting at a time walks them this way, so no panel pools two settings."""
+    for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
+        params = sorted(g.protocol_params.unique())
+        decoded = [json.loads(p) for p in params]
+        varying = varying_keys(decoded)
+        for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
+            yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying)
+
+
 def settings(board: pd.DataFrame) -> pd.Series:
     """Per row, the protocol parameters that vary among the rows of its dataset and protocol ('' when none)."""
     out = pd.Series("", index=board.index, dtype=object)

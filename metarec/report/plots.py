@@ -122,26 +122,36 @@ def _save(fig, folder: Path, stem: str) -> list[Path]:
     return out
 
 
+def setting_panels(sel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(panel title, rows) per dataset x protocol x setting of ``sel`` (macros.each_setting): a K-shot grid gets a
+    panel per K, never one bar pooling every K's seeds into a mean and an interval that describe no setting."""
+    from metarec.report.macros import each_setting
+
+    return [(f"{ds} / {proto}" + (f", {label}" if label else ""),
+             sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)])
+            for ds, proto, pp, label in each_setting(sel)]
+
+
 @paper_style
 def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
-    """Per dataset x protocol, every method's test mean and 95 % Student interval over seeds (the interval of every
-    table), best on top, coloured by family."""
+    """Per dataset x protocol x setting, every method's test mean and 95 % Student interval over seeds (the interval
+    of every table), best on top, coloured by family."""
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
     if sel.empty:
         return []
-    keys = ["dataset", "protocol", "method", "family"]
-    summ = pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in sel.groupby(keys)],
-                        columns=keys + ["mean", "half"])
-    groups = list(summ.groupby(["dataset", "protocol"], sort=True))
+    keys = ["method", "family"]
+    groups = [(title, pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in rows.groupby(keys)],
+                                   columns=keys + ["mean", "half"]))
+              for title, rows in setting_panels(sel)]
     rows, cols = grid_shape(len(groups))
     n_methods = max(len(g) for _, g in groups)
     width = TEXT_WIDTH_IN if cols > 1 else 4.5
     fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (0.9 + 0.2 * n_methods)), squeeze=False)
-    for ax, ((ds, proto), g) in zip(axes.flat, groups):
+    for ax, (title, g) in zip(axes.flat, groups):
         g = g.sort_values("mean")
         colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
         ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
-        ax.set_title(f"{ds} / {proto}")
+        ax.set_title(title)
         ax.set_xlabel(f"test {metric} (mean, 95 % CI)")
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # half the text width: more tick labels run together
     for ax in list(axes.flat)[len(groups):]:
@@ -158,11 +168,10 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
         sel = sel[sel.family.isin(families)]
     if sel.empty:
         return []
-    keys = ["dataset", "protocol", "method"]
-    agg = pd.DataFrame([(*key, *mean_interval(g.value), g[x].mean()) for key, g in sel.groupby(keys)],
-                       columns=keys + ["y", "ys", "x"])   # ys: the 95 % interval's half-width
-    groups = list(agg.groupby(["dataset", "protocol"]))
-    methods = sorted(agg.method.unique())
+    groups = [(title, pd.DataFrame([(m, *mean_interval(g.value), g[x].mean()) for m, g in rows.groupby("method")],
+                                   columns=["method", "y", "ys", "x"]))   # ys: the 95 % interval's half-width
+              for title, rows in setting_panels(sel)]
+    methods = sorted(sel.method.unique())
     # one colour and marker per method, the same in every panel, named once in a legend under the panels (names
     # written beside the points overlap wherever two methods cost about the same)
     colours, markers = plt.get_cmap("tab20").colors, "os^DvP*X<>"
@@ -171,13 +180,13 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
     rows, cols = grid_shape(len(groups))
     width = TEXT_WIDTH_IN if cols > 1 else 4.5
     fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + legend_height_in(len(methods))), squeeze=False)
-    for ax, ((ds, proto), g) in zip(axes.flat, groups):
+    for ax, (title, g) in zip(axes.flat, groups):
         for r in g.itertuples():
             ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
                         markersize=5, label=r.method, **look[r.method])
         if logx:
             ax.set_xscale("log")
-        ax.set_title(f"{ds} / {proto}")
+        ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"test {metric} (mean, 95 % CI)")
     for ax in list(axes.flat)[len(groups):]:
@@ -246,26 +255,29 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
 @paper_style
 def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
     """One panel per task metric (two columns, as many rows as needed): every method's test mean with its 95 %
-    interval over seeds, as horizontal bars so the method names stay readable at the paper's column width."""
+    interval over seeds, as horizontal bars so the method names stay readable at the paper's column width. A grid
+    with more than one dataset x protocol x setting gets a panel per setting and metric, titled with both."""
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & tidy.metric.str.contains("/")]
     if sel.empty:
         return []
-    metrics = sorted(sel.metric.unique())
+    settings = setting_panels(sel)
+    panels = [(metric if len(settings) == 1 else f"{title}: {metric}", rows[rows.metric == metric])
+              for title, rows in settings for metric in sorted(rows.metric.unique())]
     methods = sorted(sel.method.unique())
-    rows, cols = grid_shape(len(metrics))
+    rows, cols = grid_shape(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN / 2 * cols, rows * (0.7 + 0.26 * len(methods))),
                              squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        stats = [mean_interval(sel[(sel.metric == metric) & (sel.method == m)].value) for m in methods]
+    for ax, (title, g) in zip(axes.flat, panels):
+        stats = [mean_interval(g[g.method == m].value) for m in methods]
         y = np.arange(len(methods))
         ax.barh(y, [m for m, _ in stats], xerr=[0.0 if np.isnan(h) else h for _, h in stats], capsize=2,
                 color="#2ca02c")
         ax.set_yticks(y)
         ax.set_yticklabels(methods)
         ax.invert_yaxis()
-        ax.set_title(metric)
+        ax.set_title(title)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.supxlabel("test mean, 95 % CI over seeds")
     fig.tight_layout()

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from metarec.errors import ConfigError, UnknownNameError
+from metarec.report.macros import each_setting
 from metarec.report.stats import mean_interval
 from metarec.utils import atomic_write_text
 
@@ -91,18 +92,6 @@ def _mean_std(v: pd.Series) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"   # one seed: no spread
 
 
-def _settings(sel: pd.DataFrame):
-    """(dataset, protocol, protocol_params, label) groups; the label names what varies (e.g. k_shot=5)."""
-    from metarec.report.macros import varying_keys
-
-    for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
-        params = sorted(g.protocol_params.unique())
-        decoded = [json.loads(p) for p in params]
-        varying = varying_keys(decoded)
-        for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
-            yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying)
-
-
 # ---- vs_reference ------------------------------------------------------------------------------------------
 @register_summary("vs_reference")
 def vs_reference(ctx: SummaryContext) -> list[Path]:
@@ -114,7 +103,7 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
     sel = ctx.selected_test
     lines = [f"# {ctx.meta['grid']}: every method against {reference}\n"]
     rows = []
-    for ds, proto, pp, label in _settings(sel):
+    for ds, proto, pp, label in each_setting(sel):
         g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
         order = {m: i for i, m in enumerate(ctx.meta.get("methods") or [])}  # the grid's order, else by name
         methods = [reference] + sorted((m for m in g.method.unique() if m != reference),
@@ -623,7 +612,7 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             f"{m} (deferred: {deferred[m]})" if m in deferred else f"{m} (not reported yet)" for m in missing) + "\n")
     rows: list[dict] = []
     tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
-    for ds, proto, pp, label in _settings(sel):
+    for ds, proto, pp, label in each_setting(sel):
         g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
         metrics = [m for m in order if m in set(g.metric)]
         if primary not in metrics:

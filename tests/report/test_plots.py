@@ -62,3 +62,44 @@ def test_every_figure_of_a_committed_grid_is_legible_at_the_text_width(grid):
         drawn = plots.all_figures(tidy, "ndcg@10" if grid != "multitask_mind" else "auc", Path("unused"))
     assert set(drawn) >= {"bars", "time_vs_accuracy"}
     plt.close("all")
+
+
+def _two_settings() -> pd.DataFrame:
+    """A K-shot grid's tidy rows: at K = 1 method a scores 0.1, at K = 10 0.5 (three seeds each, a small spread)."""
+    rows = []
+    for k, level in ((10, 0.5), (1, 0.1)):
+        for method, offset in (("a", 0.0), ("b", 0.02)):
+            for seed in range(3):
+                for metric, value in (("ndcg@10", level + offset + 0.001 * seed),
+                                      ("task/mae", 1.0 + level + 0.001 * seed)):
+                    rows.append({"dataset": "ml-100k", "protocol": "cold_start", "method": method,
+                                 "protocol_params": f'{{"k_shot": {k}, "n_query": 10}}', "family": "meta",
+                                 "selected": True, "stage": "test", "metric": metric, "value": value,
+                                 "seed": seed, "fit_s": 1.0 + k})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("draw", ["bars", "scatter", "per_task"])
+def test_every_figure_draws_one_setting_per_panel_never_a_pool_of_settings(draw, monkeypatch):
+    """A bar, point or per-task bar shows one dataset x protocol x setting: pooling K = 1 and K = 10 would draw
+    a mean (0.3) that no setting has, with an interval spanning both."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, folder, stem: figures.append(fig) or [])
+    tidy = _two_settings()
+    if draw == "bars":
+        plots.metric_bars(tidy, "ndcg@10", Path("unused"))
+    elif draw == "scatter":
+        plots.scatter(tidy, "ndcg@10", "fit_s", "fit s", Path("unused"), "time_vs_accuracy")
+    else:
+        plots.per_task_bars(tidy, Path("unused"))
+    axes = [ax for ax in figures[0].axes if ax.get_title()]
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 2 and "k_shot=1" in titles[0] and "k_shot=10" in titles[1], titles   # by value, not text
+    for ax, level in zip(axes, (0.1, 0.5)):
+        if draw == "scatter":
+            ys = sorted(c.lines[0].get_ydata()[0] for c in ax.containers)   # each point's marker, not its caps
+        else:
+            ys = sorted(p.get_width() for p in ax.patches)
+        expected = [1.0 + level + 0.001] * 2 if draw == "per_task" else [level + 0.001, level + 0.021]
+        assert ys == pytest.approx(expected), (ax.get_title(), ys)
+    plt.close("all")
