@@ -92,6 +92,20 @@ def _mean_std(v: pd.Series) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"   # one seed: no spread
 
 
+def one_setting_each(sel: pd.DataFrame, summary: str, folder) -> None:
+    """The summaries that draw one row or point per method of a dataset x protocol (text_frontier, distill_goals,
+    accuracy_diversity) would pool the seeds of different protocol settings into one mean: refuse such a grid."""
+    if sel.empty or "protocol_params" not in sel:
+        return
+    counts = sel.groupby(["dataset", "protocol"]).protocol_params.nunique()
+    several = counts[counts > 1]
+    if not several.empty:
+        (ds, proto), n = next(iter(several.items()))
+        raise ConfigError(f"{folder}: summary {summary} shows one setting per dataset x protocol, but {ds} / {proto} "
+                          f"has {n} protocol settings; run it on a grid with one, or use the kshot/leaderboard "
+                          "summaries")
+
+
 # ---- vs_reference ------------------------------------------------------------------------------------------
 @register_summary("vs_reference")
 def vs_reference(ctx: SummaryContext) -> list[Path]:
@@ -306,6 +320,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
 
     metric = ctx.meta.get("valid_metric") or "ndcg@10"
     sel = ctx.selected_test[ctx.selected_test.metric == metric]
+    one_setting_each(sel, "text_frontier", ctx.folder)
     lines = [f"# Text encoders: {metric} against size and encoding speed (test; mean ± 95 % interval over seeds)\n"]
     files: list[Path] = []
     out: dict = {}
@@ -375,6 +390,7 @@ def distill_goals(ctx: SummaryContext) -> list[Path]:
     """The goal table. Inference time: the run's ``infer_s`` (fastest of repeated passes scoring every test user,
     recorded when the grid sets ``inference_repeats``), else its single timed test evaluation (``score_s``)."""
     sel = ctx.selected_test
+    one_setting_each(sel, "distill_goals", ctx.folder)
     timing = "infer_s" if "infer_s" in sel.columns and sel["infer_s"].notna().any() else "score_s"
     lines = [f"# {ctx.meta['grid']}: distillation goals\n",
              f"Goals: student <= {GOALS['params_pct']:.0f} % of its teacher's parameters, >= {GOALS['ndcg_pct']:.0f} % "
@@ -502,6 +518,7 @@ def accuracy_diversity(ctx: SummaryContext) -> list[Path]:
     rerank = test.method.str.startswith("rerank:")
     # plain methods: their selected configuration; re-rankers: every configuration (the trade-off curve)
     test = test[(test.selected & ~rerank) | rerank]
+    one_setting_each(test, "accuracy_diversity", ctx.folder)
     out, rows = [], []
     for (ds, proto), g in test.groupby(["dataset", "protocol"], sort=True):
         wide = g.pivot_table(index=["method", "params", "seed"], columns="metric", values="value").dropna()

@@ -267,3 +267,18 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     assert [line.split(" & ")[1] for line in body] == ["ours", "knn", "tie", "pop"]
     assert body[1].endswith("& reference \\\\") and "$^*$" in body[0]
     assert f"${table.loc['ours', 'delta']:+.4f}$ [${table.loc['ours', 'delta_ci_low']:+.4f}$" in body[0]
+
+
+@pytest.mark.parametrize("name", ["text_frontier", "distill_goals", "accuracy_diversity"])
+def test_a_one_row_per_method_summary_refuses_to_pool_protocol_settings(tmp_path, name):
+    """These summaries show one row (or point) per method of a dataset x protocol: a grid with two settings of one
+    protocol (K = 1 and K = 10) would average them into a number no setting has. One setting passes."""
+    cells = {("pop", s, m): 0.1 + 0.01 * s for s in range(2) for m in ("ndcg@10", "recall@10", "diversity@10")}
+    one = tidy_rows(cells, protocol="cold_start", params='{"k_shot": 1}')
+    two = pd.concat([one, tidy_rows(cells, protocol="cold_start", params='{"k_shot": 10}')], ignore_index=True)
+    meta = {"grid": "g", "valid_metric": "ndcg@10", "metrics": ["ndcg@10", "recall@10", "diversity@10"]}
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "figures").mkdir()
+    get_summary(name)(SummaryContext(tmp_path, one, None, meta))
+    with pytest.raises(ConfigError, match=f"summary {name} shows one setting.*d / cold_start has 2 protocol settings"):
+        get_summary(name)(SummaryContext(tmp_path, two, None, meta))
