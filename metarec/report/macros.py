@@ -35,15 +35,16 @@ def varying_keys(decoded: list[dict]) -> list[str]:
 
 
 def each_setting(sel: pd.DataFrame):
-    """(dataset, protocol, protocol_params, label) per setting of ``sel``, in order (numbers by value); the label
-    names what varies within the dataset and protocol (e.g. ``k_shot=5``), '' when nothing does. Every table and
-    figure that shows one setting at a time walks them this way, so no panel pools two settings."""
+    """(dataset, protocol, protocol_params, label, rows) per setting of ``sel``, in order (numbers by value); the
+    label names what varies within the dataset and protocol (e.g. ``k_shot=5``), '' when nothing does; ``rows`` are
+    the setting's rows of ``sel``. Every table and figure that shows one setting at a time walks them this way, so no
+    panel pools two settings."""
     for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
         params = sorted(g.protocol_params.unique())
         decoded = [json.loads(p) for p in params]
         varying = varying_keys(decoded)
         for p, d in sorted(zip(params, decoded), key=lambda x: [str(x[1].get(k)).zfill(8) for k in varying]):
-            yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying)
+            yield ds, proto, p, " ".join(f"{k}={d.get(k)}" for k in varying), g[g.protocol_params == p]
 
 
 def settings(board: pd.DataFrame) -> pd.Series:

@@ -127,9 +127,8 @@ def setting_panels(sel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     panel per K, never one bar pooling every K's seeds into a mean and an interval that describe no setting."""
     from metarec.report.macros import each_setting
 
-    return [(f"{ds} / {proto}" + (f", {label}" if label else ""),
-             sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)])
-            for ds, proto, pp, label in each_setting(sel)]
+    return [(f"{ds} / {proto}" + (f", {label}" if label else ""), rows)
+            for ds, proto, _, label, rows in each_setting(sel)]
 
 
 @paper_style

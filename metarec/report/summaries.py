@@ -117,8 +117,7 @@ def vs_reference(ctx: SummaryContext) -> list[Path]:
     sel = ctx.selected_test
     lines = [f"# {ctx.meta['grid']}: every method against {reference}\n"]
     rows = []
-    for ds, proto, pp, label in each_setting(sel):
-        g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
+    for ds, proto, pp, label, g in each_setting(sel):
         order = {m: i for i, m in enumerate(ctx.meta.get("methods") or [])}  # the grid's order, else by name
         methods = [reference] + sorted((m for m in g.method.unique() if m != reference),
                                        key=lambda m: (order.get(m, len(order)), m))
@@ -629,8 +628,7 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             f"{m} (deferred: {deferred[m]})" if m in deferred else f"{m} (not reported yet)" for m in missing) + "\n")
     rows: list[dict] = []
     tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
-    for ds, proto, pp, label in each_setting(sel):
-        g = sel[(sel.dataset == ds) & (sel.protocol == proto) & (sel.protocol_params == pp)]
+    for ds, proto, pp, label, g in each_setting(sel):
         metrics = [m for m in order if m in set(g.metric)]
         if primary not in metrics:
             continue
