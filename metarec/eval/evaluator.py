@@ -3,7 +3,8 @@
 Full ranking (default), per batch of users::
 
     scores = method.score(users)                    # [B, n_items]
-    scores[known(stage) of those users] = -inf      # train (+ valid at test, + support): never recommended
+    scores[masked(stage) of those users] = -inf     # train (+ valid at test, + support): never recommended
+                                                    # (new-item cold start: warm items too; Split.masked)
     top = topk_items(scores, Kmax)                  # exact top-K; ties -> lower item id first
     hits = is_target[top]                           # targets: the stage frame's distinct items of the user
     per-user metrics from (hits, n_targets)         # metarec.eval.metrics, RecBole's definitions
@@ -222,7 +223,7 @@ class Evaluator:
         frame = split.frames[stage]
         n_u, n_i = split.n_users, split.n_items
         t_ptr, t_idx = _csr(frame[USER].to_numpy(), frame[ITEM].to_numpy(), n_u, n_i, f"{stage} frame")
-        known = split.known(stage)
+        known = split.masked(stage)
         k_ptr, k_idx = _csr(known[USER].to_numpy(), known[ITEM].to_numpy(), n_u, n_i, f"known({stage})")
         n_t = np.diff(t_ptr)
         users = np.nonzero(n_t > 0)[0]

@@ -72,6 +72,24 @@ class Split:
             parts.append(sup)
         return pd.concat([p[[USER, ITEM]] for p in parts], ignore_index=True)
 
+    def masked(self, stage: str) -> pd.DataFrame:
+        """(user, item) pairs the evaluator never ranks for ``stage``: ``known(stage)`` and, on a new-item cold-start
+        split (MeLU's new-item variant), every item with a train interaction for every user of the stage.
+
+        The new-item question is which *new* item a cold user will choose: every query is a new item, so ranking
+        the whole catalogue would only ask whether a new item, which has no id embedding or interaction count, can
+        outrank ~1,300 warm items, and no method can (every method scored NDCG@10 0 that way). Ranking among the
+        items the system has no interaction for answers the question asked. Kept out of ``known``, which methods
+        read as user histories.
+        """
+        known = self.known(stage)
+        if not (self.protocol == "cold_start" and self.params.get("new_items")):
+            return known
+        users = self.users(stage)
+        warm = np.unique(self.train[ITEM].to_numpy())
+        pairs = pd.DataFrame({USER: np.repeat(users, len(warm)), ITEM: np.tile(warm, len(users))})
+        return pd.concat([known, pairs], ignore_index=True)
+
     @property
     def is_impressions(self) -> bool:
         return self.protocol == "impressions"

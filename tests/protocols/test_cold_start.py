@@ -121,3 +121,31 @@ def test_new_items_with_no_user_having_enough_new_item_queries_is_a_clear_error(
     # 2 new items of 40: nobody has 3 queries among them, so no stage keeps a user
     with pytest.raises(ConfigError, match=r"^protocol 'cold_start' on known: no test user has >= 5 interactions$"):
         cold(ds, new_items=True, new_item_ratio=0.05)
+
+
+def test_new_item_split_ranks_its_cold_users_among_the_items_without_train_interactions(ds):
+    """MeLU's new-item question is which new item a cold user chooses: the evaluator masks every warm item (one
+    with a train interaction) for the stage's users, and nothing else beyond ``known``; a plain split masks
+    ``known`` only. Scored over the whole catalogue instead, warm items (trained bias, counts) outranked every new
+    item and every method of benchmarks/meta_newitems.yaml scored NDCG@10 0."""
+    import torch
+
+    from metarec.eval.evaluator import Evaluator
+
+    s = cold(ds, new_items=True, new_item_ratio=0.5, n_query=1, k_shot=1, user_ratios=[0.3, 0.2, 0.5])
+    warm = set(s.train.item)
+    for stage in ("valid", "test"):
+        masked = set(zip(s.masked(stage).user, s.masked(stage).item))
+        extra = masked - set(zip(s.known(stage).user, s.known(stage).item))
+        assert extra == {(u, i) for u in s.users(stage) for i in warm} - set(zip(s.known(stage).user,
+                                                                                  s.known(stage).item))
+        assert not set(zip(s.frames[stage].user, s.frames[stage].item)) & masked   # queries stay rankable
+    plain = cold(ds)
+    assert plain.masked("test").equals(plain.known("test"))
+
+    # warm items scored far above everything, the query items next: only the new-item mask puts them first
+    scores = torch.zeros(s.n_users, s.n_items, dtype=torch.float64)
+    scores[:, sorted(warm)] = 100.0
+    scores[torch.as_tensor(s.test.user.to_numpy()), torch.as_tensor(s.test.item.to_numpy())] = 1.0
+    res = Evaluator(s, ["ndcg@10"]).evaluate_scores(scores, "test")
+    assert res.means["ndcg@10"] == pytest.approx(1.0)
