@@ -223,8 +223,8 @@ class Evaluator:
         frame = split.frames[stage]
         n_u, n_i = split.n_users, split.n_items
         t_ptr, t_idx = _csr(frame[USER].to_numpy(), frame[ITEM].to_numpy(), n_u, n_i, f"{stage} frame")
-        known = split.masked(stage)
-        k_ptr, k_idx = _csr(known[USER].to_numpy(), known[ITEM].to_numpy(), n_u, n_i, f"known({stage})")
+        masked = split.masked(stage)
+        k_ptr, k_idx = _csr(masked[USER].to_numpy(), masked[ITEM].to_numpy(), n_u, n_i, f"known({stage})")
         n_t = np.diff(t_ptr)
         users = np.nonzero(n_t > 0)[0]
         batches = []

@@ -78,9 +78,9 @@ class Split:
 
         The new-item question is which *new* item a cold user will choose: every query is a new item, so ranking
         the whole catalogue would only ask whether a new item, which has no id embedding or interaction count, can
-        outrank ~1,300 warm items, and no method can (every method scored NDCG@10 0 that way). Ranking among the
-        items the system has no interaction for answers the question asked. Kept out of ``known``, which methods
-        read as user histories.
+        outrank the warm items (ml-100k: ~1,300), and no method can (every method scored NDCG@10 0 that way).
+        Ranking among the items the system has no interaction for answers the question asked. Kept out of
+        ``known``, which methods read as user histories.
         """
         known = self.known(stage)
         if not (self.protocol == "cold_start" and self.params.get("new_items")):
