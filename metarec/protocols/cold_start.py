@@ -7,7 +7,8 @@ every K — a K-shot curve then compares like with like. MeLU's protocol is k_sh
 with 13-100 ratings; set ``max_history`` for the upper bound.
 
 ``new_items``: MeLU's new-item variant. The latest ``new_item_ratio`` of items (by first appearance) are new:
-they are removed from meta-train, and valid/test queries contain only new items.
+they are removed from meta-train, and valid/test queries contain only new items; the evaluator ranks each cold
+user's candidates among the items without train interactions (``Split.masked``).
 """
 from __future__ import annotations
 
