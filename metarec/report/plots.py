@@ -230,24 +230,39 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
 
 @paper_style
 def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[Path]:
-    """Two panels: ``metric`` (mean, 95 % interval) against parameters and against encoding items/s (log x), one
-    point per method (``table``: method, mean, ci, parameters, items_per_s)."""
+    """``metric`` (mean, 95 % interval) against parameters, against encoding items/s and, where the table has it,
+    against milliseconds of inference per test user (log x), one point per method (``table``: method, mean, ci,
+    parameters, items_per_s[, latency_ms])."""
     if table.empty:
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 3.2))
-    for ax, col, label in ((axes[0], "parameters", "parameters at inference (log)"),
-                           (axes[1], "items_per_s", "item texts encoded per second (log)")):
+    panels = [("parameters", "parameters at inference"), ("items_per_s", "item texts encoded per s")]
+    if "latency_ms" in table and np.isfinite(table["latency_ms"]).any():
+        panels.append(("latency_ms", "ms per test user"))
+    methods = list(table.method)
+    # one colour and marker per method in every panel, named once under the panels (a method without a value on a
+    # panel's axis, e.g. an id-only model's encoding speed, is absent there but keeps its look elsewhere)
+    colours, markers = plt.get_cmap("tab10").colors, "os^DvP*X<>"
+    look = {m: {"color": colours[i % len(colours)], "marker": markers[i % len(markers)]} for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH_IN, 2.6 + legend_height_in(len(methods))),
+                             sharey=True)
+    for ax, (col, label) in zip(np.atleast_1d(axes), panels):
         for r in table.itertuples():
             x = getattr(r, col)
             if not np.isfinite(x):
                 continue
-            ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], marker="o", capsize=3,
-                        label=r.method)
-            ax.annotate(r.method.split(":")[-1], (x, r.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], capsize=2, linestyle="none",
+                        markersize=5, **look[r.method])
         ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric)
-    fig.tight_layout()
+        xs = table[col][np.isfinite(table[col])]
+        if len(xs) and xs.max() < 10 * xs.min():   # within one decade: label 1-2-5 steps, else no tick is labelled
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # unlabelled minor ticks: no crowding
+        ax.margins(x=0.25)
+        ax.set_xlabel(f"{label} (log)")
+    np.atleast_1d(axes)[0].set_ylabel(f"test {metric} (mean, 95 % CI)")
+    handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
+    legend_below(fig, handles, methods)
     return _save(fig, folder, _stem(stem))
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 from metarec.errors import ConfigError, UnknownNameError
 from metarec.report.macros import each_setting
-from metarec.report.stats import mean_interval
+from metarec.report.stats import holm, mean_interval
 from metarec.utils import atomic_write_text
 
 ENTRY_POINT_GROUP = "metarec.summaries"
@@ -311,20 +311,29 @@ TEXT_GOALS = {"ndcg_pct": 95.0, "params_pct": 61.0, "speedup": 1.8}
 
 @register_summary("text_frontier")
 def text_frontier(ctx: SummaryContext) -> list[Path]:
-    """Per dataset x protocol: every method's test metric (mean and 95 % interval over seeds) against its parameters
-    and, for item-text encoders, their encoding throughput; the distilled 6-layer student against the 12-layer
-    teacher (share of NDCG, of parameters, throughput ratio: goals >= 95 %, <= 61 %, >= 1.8x) and against the
-    random-init control; figures NDCG vs parameters and vs throughput."""
+    """Per dataset x protocol: every method's test metric (mean and 95 % interval over seeds) against its parameters,
+    its per-user inference latency and, for item-text encoders, their encoding throughput; the distilled 6-layer
+    student against the 12-layer teacher (share of NDCG with its seed-level interval, of parameters, throughput
+    ratio: goals >= 95 %, <= 61 %, >= 1.8x) and against the random-init control; every text recommender against the
+    id-only backbone (``distill:teacher``: does text help?), seed-level with Holm; figures NDCG vs parameters, vs
+    throughput and vs latency."""
     from metarec.report.plots import frontier
 
     metric = ctx.meta.get("valid_metric") or "ndcg@10"
     sel = ctx.selected_test[ctx.selected_test.metric == metric]
     one_setting_each(sel, "text_frontier", ctx.folder)
-    lines = [f"# Text encoders: {metric} against size and encoding speed (test; mean ± 95 % interval over seeds)\n"]
+    lines = [f"# Text encoders: {metric} against size and speed (test; mean ± 95 % interval over seeds)\n",
+             "Latency: milliseconds per test user to score the whole catalogue (the run's fastest timed pass over "
+             "every test user, item vectors precomputed); encoding: item texts per second on the grid's threads. "
+             "Δ rows: seed-level paired differences (mean over seeds, 95 % Student interval, Holm over the rows of "
+             "one comparison).\n"]
     files: list[Path] = []
     out: dict = {}
     for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
         runs = g.drop_duplicates("run")
+        pu = None
+        if ctx.per_user is not None and metric in ctx.per_user.columns:
+            pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
         rows = []
         for method, m in g.groupby("method"):
             mean, half = mean_interval(m.value)
@@ -332,17 +341,19 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             speed = r["encode_items_per_s"].mean() if "encode_items_per_s" in r else float("nan")
             enc = r["encoder_parameters"].mean() if "encoder_parameters" in r else float("nan")
             rows.append({"method": method, "mean": mean, "ci": half, "n": len(m), "parameters": r.num_parameters.mean(),
-                         "encoder_parameters": enc, "items_per_s": speed})
+                         "encoder_parameters": enc, "items_per_s": speed, "latency_ms": _latency_ms(r, pu, method)})
         table = pd.DataFrame(rows).sort_values("parameters")
         lines.append(f"\n## {ds} / {proto}\n")
-        lines.append(f"| method | {metric} | seeds | parameters | of which text encoder | encoding items/s |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append(f"| method | {metric} | seeds | parameters | of which text encoder | encoding items/s | ms/user |")
+        lines.append("|---|---|---|---|---|---|---|")
         for r in table.itertuples():
             ci = "" if np.isnan(r.ci) else f" ± {r.ci:.4f}"
             speed = "–" if np.isnan(r.items_per_s) else f"{r.items_per_s:.1f}"
             enc = "–" if np.isnan(r.encoder_parameters) else f"{r.encoder_parameters:,.0f}"
-            lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} |")
+            lat = "–" if np.isnan(r.latency_ms) else f"{r.latency_ms:.3f}"
+            lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} | {lat} |")
         by = table.set_index("method")
+        entry: dict = {}
         if TEXT_TEACHER in by.index and TEXT_STUDENT in by.index:
             t, st = by.loc[TEXT_TEACHER], by.loc[TEXT_STUDENT]
             # the goal is about the distilled encoder against its teacher (as the throughput); the whole
@@ -354,22 +365,82 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             met = {"ndcg_pct": goal["ndcg_pct"] >= TEXT_GOALS["ndcg_pct"],
                    "params_pct": goal["params_pct"] <= TEXT_GOALS["params_pct"],
                    "speedup": goal["speedup"] >= TEXT_GOALS["speedup"]}
-            lines.append(f"\n{TEXT_STUDENT} vs {TEXT_TEACHER}: {goal['ndcg_pct']:.1f} % of its {metric} (goal >= "
-                         f"{TEXT_GOALS['ndcg_pct']:.0f} %), {goal['params_pct']:.2f} % of its text encoder's parameters "
+            vs_teacher = _paired(pu, TEXT_STUDENT, [TEXT_TEACHER], metric)
+            interval = ""
+            if TEXT_TEACHER in vs_teacher:
+                c = vs_teacher[TEXT_TEACHER]
+                goal["ndcg_pct_ci"] = [100.0 * (1 + c["rel_ci_low"]), 100.0 * (1 + c["rel_ci_high"])]
+                interval = f" [{goal['ndcg_pct_ci'][0]:.1f}, {goal['ndcg_pct_ci'][1]:.1f}]"
+            lines.append(f"\n{TEXT_STUDENT} vs {TEXT_TEACHER}: {goal['ndcg_pct']:.1f} %{interval} of its {metric} (goal "
+                         f">= {TEXT_GOALS['ndcg_pct']:.0f} %), {goal['params_pct']:.2f} % of its text encoder's parameters "
                          f"(goal <= {TEXT_GOALS['params_pct']:.0f} %; the whole recommender: "
                          f"{goal['recommender_params_pct']:.2f} %), {goal['speedup']:.2f}x its encoding throughput "
                          f"(goal >= {TEXT_GOALS['speedup']}x): {sum(met.values())}/3 goals met.")
-            entry = {**goal, "met": met}
+            entry.update({**goal, "met": met})
             if TEXT_CONTROL in by.index:
                 d = st["mean"] - by.loc[TEXT_CONTROL]["mean"]
-                lines.append(f"Against the random-init control {TEXT_CONTROL}: Δ {d:+.4f} (means over seeds; the "
-                             f"seed-level test is in tables/significance.csv).")
                 entry["vs_control"] = d
+                c = _paired(pu, TEXT_STUDENT, [TEXT_CONTROL], metric).get(TEXT_CONTROL)
+                if c is None:
+                    lines.append(f"Against the random-init control {TEXT_CONTROL}: Δ {d:+.4f} (means over seeds).")
+                else:
+                    entry["vs_control_test"] = c
+                    lines.append(f"Against the random-init control {TEXT_CONTROL}: {_delta_text(c)}.")
+        texts = sorted(m for m in by.index if m.startswith("distill:text-"))
+        if ID_ONLY in by.index and texts and pu is not None:
+            vs_id = {m: _paired(pu, m, [ID_ONLY], metric).get(ID_ONLY) for m in texts}
+            vs_id = {m: c for m, c in vs_id.items() if c is not None}
+            for m, p in zip(vs_id, holm([c["seed_p"] for c in vs_id.values()])):
+                vs_id[m]["seed_p_holm"] = p
+            if vs_id:
+                lines.append(f"\nDoes text help? Each text recommender against the id-only backbone {ID_ONLY}:\n")
+                lines.append(f"| method | Δ {metric} [95 % interval] | seed p | Holm p |")
+                lines.append("|---|---|---|---|")
+                for m, c in vs_id.items():
+                    lines.append(f"| {m} | {c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
+                                 f"{c['seed_p']:.3g} | {c['seed_p_holm']:.3g} |")
+                entry["vs_id_only"] = vs_id
+        if entry:
             out[f"{ds}/{proto}"] = entry
         files += frontier(table, metric, ctx.folder / "figures", f"text_frontier_{ds}_{proto}")
     files.append(ctx.write("tables/text_frontier.md", "\n".join(lines) + "\n"))
     files.append(ctx.write("tables/text_frontier.json", json.dumps(out, indent=2, default=float) + "\n"))
     return files
+
+
+#: the id-only recommender the text rows share their backbone with
+ID_ONLY = "distill:teacher"
+
+
+def _latency_ms(runs: pd.DataFrame, per_user: pd.DataFrame | None, method: str) -> float:
+    """Milliseconds per test user: the fastest timed pass over every test user (``infer_s``, else the one timed
+    test scoring ``score_s``), divided by the run's test users (counted in the per-user values), mean over seeds."""
+    if per_user is None or runs.empty:
+        return float("nan")
+    timing = runs["infer_s"] if "infer_s" in runs and runs["infer_s"].notna().all() else runs["score_s"]
+    users = per_user[per_user.method == method].groupby("seed").size()
+    per_seed = [1000.0 * t / users[s] for s, t in zip(runs.seed, timing) if users.get(s, 0) > 0]
+    return float(np.mean(per_seed)) if per_seed else float("nan")
+
+
+def _paired(per_user: pd.DataFrame | None, method: str, references: list[str], metric: str) -> dict[str, dict]:
+    """Seed-level comparison of ``method`` against each reference (``stats.compare``; reference -> its row)."""
+    from metarec.report.stats import compare
+
+    if per_user is None:
+        return {}
+    out = {}
+    for ref in references:
+        pair = per_user[per_user.method.isin([method, ref])]
+        c = compare(pair, ref, metric, user_ci=False)
+        if not c.empty:
+            out[ref] = c.iloc[0].to_dict()
+    return out
+
+
+def _delta_text(c: dict) -> str:
+    return (f"Δ {c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], seed-level p {c['seed_p']:.3g} "
+            f"({int(c['n_seeds'])} seeds)")
 
 
 # ---- distill_goals -----------------------------------------------------------------------------------------

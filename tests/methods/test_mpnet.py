@@ -147,7 +147,7 @@ def test_distillation_pulls_both_students_toward_the_teacher(teacher):
     assert float(E.distillation_loss(v, w)) == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher):
+def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher, monkeypatch):
     import pandas as pd
 
     from metarec.bench.artifacts import Artifacts
@@ -166,6 +166,13 @@ def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher):
     again, _, info2 = E.item_embeddings(split, "mpnet-12", store, max_len=32)
     assert info2["cached"] and torch.equal(again, emb)
     small = {"epochs": 1, "batch_size": 8, "max_len": 32}
+    encode = E.encode
+
+    def student_encode_only(model, *args, **kwargs):   # the student's targets come from the teacher's artifact
+        assert sum(p.numel() for p in model.parameters()) < mpnet.TEACHER_PARAMETERS, "the teacher encoded again"
+        return encode(model, *args, **kwargs)
+
+    monkeypatch.setattr(E, "encode", student_encode_only)
     s_emb, _, s_info = E.item_embeddings(split, "mpnet-3", store, max_len=32, settings=small)
     assert s_info["parameters"] == 45_695_616 - 590_592 and s_emb.shape == emb.shape
     assert (tmp_path / "artifacts" / "text_student").is_dir()            # the distilled student is kept too

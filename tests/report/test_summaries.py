@@ -10,6 +10,7 @@ from scipy import stats
 
 from metarec.bench import parse_grid
 from metarec.errors import ConfigError, UnknownNameError
+from metarec.report.stats import holm
 from metarec.report.summaries import SummaryContext, get_summary, list_summaries, register_summary, run_summaries
 
 
@@ -195,23 +196,32 @@ def test_tradeoff_and_protocol_robustness_summaries_from_a_real_grid(tmp_path):
 
 def test_text_frontier_checks_the_student_against_the_teacher_and_the_control(tmp_path):
     cells, extra = {}, {}
-    # (NDCG@10, recommender parameters, text-encoder parameters, items/s); the backbones have 1 M parameters
-    sizes = {"distill:text-mpnet-12": (0.300, 110_000_000, 109_000_000, 30.0),
-             "distill:text-mpnet-6": (0.291, 67_000_000, 66_000_000, 60.0),
-             "distill:text-mpnet-6-random": (0.250, 67_000_000, 66_000_000, 60.0),
-             "distill:teacher": (0.280, 500_000, float("nan"), float("nan"))}
-    for m, (v, n, enc, speed) in sizes.items():
+    # (NDCG@10, recommender parameters, text-encoder parameters, items/s, seconds to score every test user); the
+    # backbones have 1 M parameters
+    sizes = {"distill:text-mpnet-12": (0.300, 110_000_000, 109_000_000, 30.0, 0.4),
+             "distill:text-mpnet-6": (0.291, 67_000_000, 66_000_000, 60.0, 0.4),
+             "distill:text-mpnet-6-random": (0.250, 67_000_000, 66_000_000, 60.0, 0.4),
+             "distill:teacher": (0.280, 500_000, float("nan"), float("nan"), 0.2)}
+    for m, (v, n, enc, speed, infer) in sizes.items():
         for s in range(3):
             cells[(m, s, "ndcg@10")] = v + 0.002 * (s - 1)
-        extra[m] = {"num_parameters": n, "encoder_parameters": enc, "encode_items_per_s": speed}
-    ctx = SummaryContext(tmp_path, tidy_rows(cells, protocol="sequential", extra=extra), None,
+        extra[m] = {"num_parameters": n, "encoder_parameters": enc, "encode_items_per_s": speed, "infer_s": infer}
+    # per-user values: 20 users per seed, a per-(method, seed) shift so the seed-level differences vary
+    rng = np.random.default_rng(0)
+    base = rng.random(20)
+    shift = {m: rng.normal(0, 0.01, 3) for m in sizes}
+    per_user = pd.concat([pd.DataFrame({"user": np.arange(20), "seed": s, "method": m, "dataset": "d",
+                                        "protocol": "sequential", "ndcg@10": base + v + shift[m][s]})
+                          for m, (v, *_) in sizes.items() for s in range(3)], ignore_index=True)
+    ctx = SummaryContext(tmp_path, tidy_rows(cells, protocol="sequential", extra=extra), per_user,
                          {"grid": "g", "valid_metric": "ndcg@10"})
     files = get_summary("text_frontier")(ctx)
     assert any(f.name == "text_frontier_d_sequential.png" for f in files)
     md = (tmp_path / "tables" / "text_frontier.md").read_text()
     half = stats.t.ppf(0.975, 2) * 0.002 / np.sqrt(3)                  # std of (-0.002, 0, +0.002) is 0.002
-    assert f"| distill:text-mpnet-6 | 0.2910 ± {half:.4f} | 3 | 67,000,000 | 66,000,000 | 60.0 |" in md
-    assert "| distill:teacher | 0.2800 ± " in md and "| 500,000 | – | – |" in md
+    # latency: 0.4 s over 20 test users = 20 ms per user
+    assert f"| distill:text-mpnet-6 | 0.2910 ± {half:.4f} | 3 | 67,000,000 | 66,000,000 | 60.0 | 20.000 |" in md
+    assert "| distill:teacher | 0.2800 ± " in md and "| 500,000 | – | – | 10.000 |" in md
     data = json.loads((tmp_path / "tables" / "text_frontier.json").read_text())["d/sequential"]
     # the goal compares the encoders (66/109 = 60.55 %); the recommenders' share (67/110 = 60.91 %) beside it
     assert data["ndcg_pct"] == pytest.approx(97.0) and data["params_pct"] == pytest.approx(60.550, rel=1e-4)
@@ -219,6 +229,30 @@ def test_text_frontier_checks_the_student_against_the_teacher_and_the_control(tm
     assert data["speedup"] == pytest.approx(2.0) and all(data["met"].values())
     assert data["vs_control"] == pytest.approx(0.041)
     assert "3/3 goals met" in md
+
+    def seed_level(m, ref):   # the per-seed differences of the per-user values, by hand
+        d = np.array([(base + sizes[m][0] + shift[m][s]).mean() - (base + sizes[ref][0] + shift[ref][s]).mean()
+                      for s in range(3)])
+        h = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+        return d.mean(), d.mean() - h, d.mean() + h, stats.ttest_rel(d, np.zeros(3)).pvalue
+
+    control = data["vs_control_test"]
+    want = seed_level("distill:text-mpnet-6", "distill:text-mpnet-6-random")
+    assert [control[k] for k in ("delta", "ci_low", "ci_high", "seed_p")] == pytest.approx(want, rel=1e-6)
+    teacher_ref = np.mean([(base + 0.300 + shift["distill:text-mpnet-12"][s]).mean() for s in range(3)])
+    lo, hi = seed_level("distill:text-mpnet-6", "distill:text-mpnet-12")[1:3]
+    assert data["ndcg_pct_ci"] == pytest.approx([100 * (1 + lo / teacher_ref), 100 * (1 + hi / teacher_ref)])
+    assert f"% [{data['ndcg_pct_ci'][0]:.1f}, {data['ndcg_pct_ci'][1]:.1f}] of its ndcg@10" in md
+    # does text help: every text row against the id-only backbone, Holm over the three
+    vs_id = data["vs_id_only"]
+    assert set(vs_id) == {"distill:text-mpnet-12", "distill:text-mpnet-6", "distill:text-mpnet-6-random"}
+    p = {m: seed_level(m, "distill:teacher")[3] for m in vs_id}
+    holm_p = dict(zip(p, holm(list(p.values()))))
+    for m, c in vs_id.items():
+        assert c["delta"] == pytest.approx(seed_level(m, "distill:teacher")[0])
+        assert c["seed_p_holm"] == pytest.approx(holm_p[m])
+    row = next(line for line in md.splitlines() if line.startswith("| distill:text-mpnet-6-random | ") and " [" in line)
+    assert row.endswith(f"| {holm_p['distill:text-mpnet-6-random']:.3g} |")
 
 
 def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):

@@ -74,8 +74,10 @@ def inference_parameters(model) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("pooler."))
 
 
-def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict):
-    """(tokenizer, model in eval mode, inference parameter count) of a named encoder; students come from their artifact."""
+def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict, split=None):
+    """(tokenizer, model in eval mode, inference parameter count) of a named encoder; students come from their
+    artifact. A student's targets are the teacher's vectors of the same texts, read from the teacher's ``text_emb``
+    artifact of ``split`` (built first if missing) rather than encoded again: the most expensive pass, done once."""
     from metarec.methods.distill import mpnet
 
     if encoder not in ENCODERS:
@@ -93,7 +95,13 @@ def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dic
                 "dataset": dataset, "texts": text_hash(texts, settings["max_len"], "all-mpnet-base-v2"), **settings}
 
     def build(folder: Path) -> dict:
-        student, history = distill_student(teacher, tok, n_layers, init, texts, **settings)
+        targets = None
+        if split is not None:
+            emb, has, _ = item_embeddings(split, "mpnet-12", artifacts, max_len=settings["max_len"])
+            targets = emb[has].numpy()   # the same texts in the same order as ``texts`` (items with text)
+            if len(targets) != len(texts):
+                raise AssertionError(f"teacher vectors of {len(targets)} texts for {len(texts)} texts")
+        student, history = distill_student(teacher, tok, n_layers, init, texts, targets=targets, **settings)
         torch.save(student.state_dict(), folder / "student.pt")
         return {"loss_by_epoch": history}
 
@@ -120,7 +128,7 @@ def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, sett
                 **({"distill": settings} if encoder in STUDENTS else {})}
 
     def build(folder: Path) -> dict:
-        tok, model, n_params = _load(encoder, known, split.dataset, store, settings)
+        tok, model, n_params = _load(encoder, known, split.dataset, store, settings, split)
         idx = np.nonzero(has)[0]
         t0 = time.perf_counter()
         vecs = encode(model, tok, [texts[i] for i in idx], max_len)

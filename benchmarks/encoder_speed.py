@@ -1,0 +1,108 @@
+"""Encoding throughput of the text encoders, side by side: the 12-layer teacher against its students and MiniLM.
+
+The grids record each encoder's items/s once, when its item vectors are built (``text_emb`` artifact meta), so a
+neighbour on the cores at that moment shifts one number. This measures the ratios the distillation goal is about
+(student throughput / teacher throughput, goal >= 1.8x) the way the suite measures speed: interleaved rounds over
+the same texts in one process on a fixed thread count, the median of the rounds and their spread. Throughput does
+not depend on the weights, so students are built from the teacher (``mpnet.student_from_teacher``) without
+distilling them; ``mpnet-6-random`` has mpnet-6's architecture and speed and is not timed again.
+
+Texts: a fixed random sample of the dataset's item texts (the persisted split of the grid's tuning seed), encoded
+as ``encoders.item_embeddings`` does (``text.encode``: sorted by length, batches of 64, max length 64).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_speed.py amazon-scientific amazon-office \
+        [--texts 256] [--rounds 5] [--threads 2] [--out results/encoder_speed]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def encoders():
+    """name -> (tokenizer, model): the teacher, its 6- and 3-layer students and MiniLM-L6."""
+    from metarec.methods.distill import mpnet
+    from metarec.methods.distill.text import load_teacher_encoder
+
+    tok, teacher = mpnet.load_teacher()
+    mini_tok, mini = load_teacher_encoder()
+    return {"mpnet-12": (tok, teacher), "mpnet-6": (tok, mpnet.student_from_teacher(teacher, 6).eval()),
+            "mpnet-3": (tok, mpnet.student_from_teacher(teacher, 3).eval()), "minilm-6": (mini_tok, mini)}
+
+
+def measure(dataset: str, models: dict, n_texts: int, rounds: int, max_len: int = 64) -> dict:
+    from metarec.bench.experiment import get_split
+    from metarec.methods.distill.encoders import inference_parameters
+    from metarec.methods.distill.text import encode, item_texts
+
+    texts = [t for t in item_texts(get_split(dataset, "sequential", seed=100)) if t]
+    if not texts:
+        raise SystemExit(f"{dataset}: no item texts")
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.choice(len(texts), size=min(n_texts, len(texts)), replace=False)]
+    for tok, model in models.values():   # warm-up: first-call allocations are not throughput
+        encode(model, tok, sample[:64], max_len)
+    speeds: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, (tok, model) in models.items():   # interleaved: a slow moment hits every encoder alike
+            t0 = time.perf_counter()
+            encode(model, tok, sample, max_len)
+            speeds[name].append(len(sample) / (time.perf_counter() - t0))
+    teacher = "mpnet-12"
+    out = {"dataset": dataset, "texts": len(sample), "rounds": rounds, "threads": torch.get_num_threads(),
+           "encoders": {}}
+    for name, values in speeds.items():
+        # per-round ratio to the teacher's speed in the same round: the pairing removes the rounds' common drift
+        ratios = [v / t for v, t in zip(values, speeds[teacher])]
+        out["encoders"][name] = {"parameters": inference_parameters(models[name][1]),
+                                 "items_per_s_median": statistics.median(values), "items_per_s": values,
+                                 "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
+                                 "speedup_max": max(ratios)}
+    return out
+
+
+def render(results: list[dict]) -> str:
+    lines = ["# Text encoders: encoding throughput side by side (`benchmarks/encoder_speed.py`)\n",
+             "Interleaved rounds over the same sample of item texts in one process; speed-up = encoder items/s / "
+             "teacher (mpnet-12) items/s in the same round, median [min, max] over rounds. Goal for mpnet-6: >= 1.8x.\n"]
+    for r in results:
+        lines.append(f"\n## {r['dataset']} ({r['texts']} texts, {r['rounds']} rounds, {r['threads']} threads)\n")
+        lines.append("| encoder | parameters at inference | items/s (median) | speed-up vs mpnet-12 [min, max] |")
+        lines.append("|---|---|---|---|")
+        for name, e in r["encoders"].items():
+            lines.append(f"| {name} | {e['parameters']:,} | {e['items_per_s_median']:.1f} | "
+                         f"{e['speedup_median']:.2f}x [{e['speedup_min']:.2f}, {e['speedup_max']:.2f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("datasets", nargs="+")
+    ap.add_argument("--texts", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("results/encoder_speed"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from metarec.utils import atomic_write_text
+
+    models = encoders()
+    with torch.inference_mode():
+        results = [measure(ds, models, a.texts, a.rounds) for ds in a.datasets]
+    a.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(a.out / "summary.json", json.dumps(results, indent=2) + "\n")
+    md = render(results)
+    atomic_write_text(a.out / "summary.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
