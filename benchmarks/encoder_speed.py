@@ -10,8 +10,13 @@ distilling them; ``mpnet-6-random`` has mpnet-6's architecture and speed and is 
 Texts: a fixed random sample of the dataset's item texts (the persisted split of the grid's tuning seed), encoded
 as ``encoders.item_embeddings`` does (``text.encode``: sorted by length, batches of 64, max length 64).
 
+``--fidelity`` adds how close each encoder's item vectors (the run-store ``text_emb`` artifacts the grid's
+recommenders read; built here if missing, which distils the students) are to the teacher's: mean cosine to the
+teacher's vector of the same item (same width only) and the mean share of each item's 10 nearest items (cosine)
+that the teacher's vectors also rank in its 10 nearest.
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_speed.py amazon-scientific amazon-office \
-        [--texts 256] [--rounds 5] [--threads 2] [--out results/encoder_speed]
+        [--texts 256] [--rounds 5] [--threads 2] [--fidelity] [--out results/encoder_speed]
 """
 from __future__ import annotations
 
@@ -68,6 +73,33 @@ def measure(dataset: str, models: dict, n_texts: int, rounds: int, max_len: int 
     return out
 
 
+def fidelity(dataset: str, k: int = 10) -> dict:
+    """{"items": n, "encoders": encoder -> {cosine, neighbour_overlap}}: each encoder's item vectors against the
+    teacher's (see the module docstring)."""
+    from metarec.bench.experiment import get_split
+    from metarec.methods.distill.encoders import ENCODERS, item_embeddings
+
+    split = get_split(dataset, "sequential", seed=100)
+    vectors = {}
+    for enc in ENCODERS:
+        emb, has, _ = item_embeddings(split, enc)
+        vectors[enc] = emb[has].numpy()
+
+    def neighbours(v: np.ndarray) -> np.ndarray:
+        sim = v @ v.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    teacher = vectors["mpnet-12"]
+    top = neighbours(teacher)
+    out = {}
+    for enc, v in vectors.items():
+        near = neighbours(v)
+        out[enc] = {"cosine": float((v * teacher).sum(1).mean()) if v.shape == teacher.shape else None,
+                    "neighbour_overlap": float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, near)]))}
+    return {"items": len(teacher), "encoders": out}
+
+
 def render(results: list[dict]) -> str:
     lines = ["# Text encoders: encoding throughput side by side (`benchmarks/encoder_speed.py`)\n",
              "Interleaved rounds over the same sample of item texts in one process; speed-up = encoder items/s / "
@@ -79,6 +111,13 @@ def render(results: list[dict]) -> str:
         for name, e in r["encoders"].items():
             lines.append(f"| {name} | {e['parameters']:,} | {e['items_per_s_median']:.1f} | "
                          f"{e['speedup_median']:.2f}x [{e['speedup_min']:.2f}, {e['speedup_max']:.2f}] |")
+        if "fidelity" in r:
+            lines.append(f"\nFidelity of the item vectors the recommenders read (all {r['fidelity']['items']} items):\n")
+            lines.append("| encoder | mean cosine to the teacher | top-10 neighbours shared with the teacher |")
+            lines.append("|---|---|---|")
+            for name, f in r["fidelity"]["encoders"].items():
+                cos = "–" if f["cosine"] is None else f"{f['cosine']:.3f}"
+                lines.append(f"| {name} | {cos} | {f['neighbour_overlap']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--texts", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fidelity", action="store_true", help="also compare the item vectors with the teacher's")
     ap.add_argument("--out", type=Path, default=Path("results/encoder_speed"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -96,6 +136,9 @@ def main(argv=None) -> int:
     models = encoders()
     with torch.inference_mode():
         results = [measure(ds, models, a.texts, a.rounds) for ds in a.datasets]
+        if a.fidelity:
+            for r in results:
+                r["fidelity"] = fidelity(r["dataset"])
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(a.out / "summary.json", json.dumps(results, indent=2) + "\n")
     md = render(results)

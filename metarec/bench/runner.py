@@ -93,6 +93,22 @@ def _describe(spec) -> str:
     return f"{spec.method} on {spec.dataset}/{spec.protocol} seed {spec.seed}"
 
 
+def local_jobs(grid: Grid, executor: str, jobs: int, progress: bool = True) -> int:
+    """The local pool's jobs, capped so that jobs x the grid's ``threads`` stays within this machine's cores: more
+    threads than cores slows every run alike (one study's budget buys fewer trials) and shifts the timing columns,
+    which measure a run against its neighbours' load (encoding throughput, inference latency)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if executor != "pool" or jobs * grid.threads <= cores:
+        return jobs
+    capped = max(1, cores // grid.threads)
+    if progress:
+        print(f"jobs: {jobs} jobs x {grid.threads} threads (grid {grid.name}) exceed the {cores} cores here; running "
+              f"{capped} at a time", file=sys.stderr)
+    return capped
+
+
 def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address: str | None = None,
              retry_failed: bool = False, root: Path | None = None, progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
@@ -149,6 +165,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
     if tuner is not None:
         for job in reversed(tuner.start()):
             admit(job, front=True)
+    jobs = local_jobs(grid, executor, jobs, progress)
     ex = get_executor(executor)(grid.name, str(root), jobs=jobs, address=address)
     # a live bar on a terminal; in a log (not a TTY) one line per finished run instead of carriage returns
     tty = progress and sys.stderr.isatty()

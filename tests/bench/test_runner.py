@@ -275,3 +275,17 @@ def test_a_run_says_when_its_process_code_is_not_the_checkout(tmp_path, monkeypa
     # a run recorded before the code identity existed: its revision, said to be unchecked
     old = {k: v for k, v in result.items() if k != "code"}
     assert "not checked against its code" in card(old)
+
+
+def test_the_local_pool_never_runs_more_threads_than_cores(monkeypatch, capsys):
+    from metarec.bench.runner import local_jobs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    two_threads = parse_grid({**TINY, "threads": 2})
+    assert local_jobs(two_threads, "pool", 2) == 1                 # 2 x 2 threads on 2 cores: one at a time
+    assert "exceed the 2 cores here; running 1 at a time" in capsys.readouterr().err
+    assert local_jobs(parse_grid(TINY), "pool", 2) == 2            # 2 x 1 thread fits
+    assert local_jobs(two_threads, "ray", 2) == 2                  # a cluster's cores are not this machine's
+    assert local_jobs(parse_grid({**TINY, "threads": 3}), "pool", 2) == 1   # never below one job
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert local_jobs(two_threads, "pool", 2) == 2
