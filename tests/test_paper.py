@@ -219,3 +219,38 @@ def test_a_grid_whose_every_number_another_grid_shows_stays_out_of_the_paper(tmp
              ("ml-100k", "general", "{}", "mf-bpr", "ndcg@10", 0, 0.5, "test", False)]
     f, meta = folder("with_valid", small + extra)
     assert contained_in(f, folders + [f], {**metas, f: meta}).name == "a_big"
+
+
+def test_macros_quote_the_text_frontier_and_the_distillation_goals(tmp_path):
+    """The text_frontier summary's goals and seed-level tests, and each distilled student's goals, as macros: the
+    summaries write them (run here on the synthetic grids of their own tests), the macros read the same files."""
+    import json
+
+    from metarec.report import macros
+    from tests.report import test_summaries as T
+
+    folder = tmp_path / "tf"
+    folder.mkdir()
+    T.test_text_frontier_checks_the_student_against_the_teacher_and_the_control(folder)
+    T.test_distill_goals_ratios_and_goal_counts(folder)
+    keys = macros.values(folder)
+    data = json.loads((folder / "tables" / "text_frontier.json").read_text())["d/sequential"]
+    assert keys["tf/d/sequential/text_frontier/ndcg_pct"] == "97.0"
+    assert keys["tf/d/sequential/text_frontier/params_pct"] == "60.6"
+    assert keys["tf/d/sequential/text_frontier/speedup"] == "2.00"
+    assert keys["tf/d/sequential/text_frontier/ndcg_pct_ci_low"] == f"{data['ndcg_pct_ci'][0]:.1f}"
+    control = data["vs_control_test"]
+    assert keys["tf/d/sequential/text_frontier/vs_control/delta"] == f"\\ensuremath{{{control['delta']:+.4f}}}"
+    assert keys["tf/d/sequential/text_frontier/vs_control/seed_p"] == f"{control['seed_p']:.2g}"
+    assert keys["tf/d/sequential/distill:text-mpnet-6/items_per_s"] == "60.0"
+    assert keys["tf/d/sequential/distill:text-mpnet-6/latency_ms"] == "20.000"
+    assert keys["tf/d/sequential/distill:teacher/parameters"] == "500,000"
+    assert "tf/d/sequential/distill:teacher/items_per_s" not in keys            # an id-only model encodes no text
+    vs_id = data["vs_id_only"]["distill:text-mpnet-6-random"]
+    assert keys["tf/d/sequential/distill:text-mpnet-6-random/vs_id_only/seed_p_holm"] == \
+        macros._fmt("seed_p_holm", vs_id["seed_p_holm"])
+    assert keys["tf/d/sequential/distill:text-mpnet-6-random/vs_id_only/delta_ci_high"] == \
+        f"\\ensuremath{{{vs_id['ci_high']:+.4f}}}"
+    goals = json.loads((folder / "tables" / "distill_goals.json").read_text())["d/sequential"]["distill:kd-rd"]
+    assert keys["tf/d/sequential/distill:kd-rd/distill_goals/speedup"] == f"{goals['speedup']:.1f}" == "4.5"
+    assert keys["tf/d/sequential/distill:kd-rd/distill_goals/params_pct"] == "10.0"

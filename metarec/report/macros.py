@@ -77,6 +77,53 @@ def _fmt(column: str, value) -> str | None:
 VS_REFERENCE = {"delta": "delta", "ci_low": "delta_ci_low", "ci_high": "delta_ci_high", "seed_p_holm": "seed_p_holm"}
 
 
+#: the ``text_frontier`` summary's goal fields quoted as ``<grid>/<dataset>/<protocol>/text_frontier/<field>``
+TEXT_GOALS = {"ndcg_pct": "pct", "params_pct": "pct", "recommender_params_pct": "pct", "speedup": "ratio"}
+#: its per-method columns quoted as ``.../<method>/<column>``
+TEXT_METHOD_COLUMNS = {"items_per_s": "{:.1f}", "latency_ms": "{:.3f}", "parameters": "{:,.0f}",
+                       "encoder_parameters": "{:,.0f}"}
+#: the ``distill_goals`` summary's columns per student
+DISTILL_GOALS = {"params_pct": "{:.1f}", "ndcg_pct": "{:.1f}", "speedup": "{:.1f}"}
+#: a seed-level comparison (``stats.compare`` row) quoted as ``.../<name>`` for each of these columns
+PAIRED = {"delta": "delta", "ci_low": "delta_ci_low", "ci_high": "delta_ci_high", "seed_p": "seed_p",
+          "seed_p_holm": "seed_p_holm"}
+
+
+def _text_frontier(grid: str, data: dict) -> dict[str, str]:
+    """Keys of ``tables/text_frontier.json``: per dataset x protocol the student's goals (``.../text_frontier/
+    ndcg_pct``, ``ndcg_pct_ci_low``/``_high``, ``params_pct``, ``recommender_params_pct``, ``speedup``), its test
+    against the random-init control (``.../text_frontier/vs_control/delta`` ...), each method's throughput,
+    latency and sizes (``.../<method>/items_per_s`` ...), and each text row against the id-only backbone
+    (``.../<method>/vs_id_only/delta`` ...)."""
+    out: dict[str, str] = {}
+
+    def put(key: str, value, pattern: str) -> None:
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[key] = pattern.format(value)
+
+    def paired(prefix: str, row: dict) -> None:
+        for column, name in PAIRED.items():
+            text = _fmt("seed_p_holm" if name.startswith("seed_p") else name, row.get(column))
+            if text is not None:
+                out[f"{prefix}/{name}"] = text
+
+    for setting, entry in data.items():
+        base = f"{grid}/{setting}"
+        for field, kind in TEXT_GOALS.items():
+            put(f"{base}/text_frontier/{field}", entry.get(field), "{:.1f}" if kind == "pct" else "{:.2f}")
+        low, high = entry.get("ndcg_pct_ci") or (None, None)
+        put(f"{base}/text_frontier/ndcg_pct_ci_low", low, "{:.1f}")
+        put(f"{base}/text_frontier/ndcg_pct_ci_high", high, "{:.1f}")
+        if entry.get("vs_control_test"):
+            paired(f"{base}/text_frontier/vs_control", entry["vs_control_test"])
+        for method, row in (entry.get("methods") or {}).items():
+            for column, pattern in TEXT_METHOD_COLUMNS.items():
+                put(f"{base}/{method}/{column}", row.get(column), pattern)
+        for method, row in (entry.get("vs_id_only") or {}).items():
+            paired(f"{base}/{method}/vs_id_only", row)
+    return out
+
+
 def _prefix(grid: str, row, setting: str) -> str:
     return "/".join([grid, row.dataset, row.protocol] + ([setting] if setting else []) + [row.method])
 
@@ -84,7 +131,9 @@ def _prefix(grid: str, row, setting: str) -> str:
 def values(folder: Path) -> dict[str, str]:
     """key -> formatted value for one results folder: its leaderboard (``tables/leaderboard.csv``) and, where the
     grid has a reference method, every method against it (``tables/vs_reference.csv``, keys
-    ``.../<method>/vs_reference/<metric>/delta`` and ``delta_ci_low``, ``delta_ci_high``, ``seed_p_holm``)."""
+    ``.../<method>/vs_reference/<metric>/delta`` and ``delta_ci_low``, ``delta_ci_high``, ``seed_p_holm``) and, where
+    the grid has the ``text_frontier`` summary, its goals and tests (``_text_frontier``), and where it has
+    ``distill_goals``, each student's share of its teacher's parameters and NDCG and its speed-up."""
     grid = Path(folder).name
     out: dict[str, str] = {}
     path = Path(folder) / "tables" / "leaderboard.csv"
@@ -103,6 +152,17 @@ def values(folder: Path) -> dict[str, str]:
                 text = _fmt(name, row[column]) if column in tests.columns else None
                 if text is not None:
                     out[f"{_prefix(grid, row, setting)}/vs_reference/{row.metric}/{name}"] = text
+    path = Path(folder) / "tables" / "text_frontier.json"
+    if path.is_file():
+        out.update(_text_frontier(grid, json.loads(path.read_text())))
+    path = Path(folder) / "tables" / "distill_goals.json"
+    if path.is_file():   # each student against its teacher: .../<method>/distill_goals/params_pct, ndcg_pct, speedup
+        for setting, rows in json.loads(path.read_text()).items():
+            for method, row in rows.items():
+                for field, pattern in DISTILL_GOALS.items():
+                    value = row.get(field)
+                    if value is not None and not math.isnan(value):
+                        out[f"{grid}/{setting}/{method}/distill_goals/{field}"] = pattern.format(value)
     return out
 
 

@@ -353,7 +353,10 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             lat = "–" if np.isnan(r.latency_ms) else f"{r.latency_ms:.3f}"
             lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} | {lat} |")
         by = table.set_index("method")
-        entry: dict = {}
+        entry: dict = {"methods": {r.method: {"mean": r.mean, "ci": r.ci, "parameters": r.parameters,
+                                              "encoder_parameters": r.encoder_parameters,
+                                              "items_per_s": r.items_per_s, "latency_ms": r.latency_ms}
+                                   for r in table.itertuples()}}
         if TEXT_TEACHER in by.index and TEXT_STUDENT in by.index:
             t, st = by.loc[TEXT_TEACHER], by.loc[TEXT_STUDENT]
             # the goal is about the distilled encoder against its teacher (as the throughput); the whole
@@ -400,8 +403,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
                     lines.append(f"| {m} | {c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
                                  f"{c['seed_p']:.3g} | {c['seed_p_holm']:.3g} |")
                 entry["vs_id_only"] = vs_id
-        if entry:
-            out[f"{ds}/{proto}"] = entry
+        out[f"{ds}/{proto}"] = entry
         files += frontier(table, metric, ctx.folder / "figures", f"text_frontier_{ds}_{proto}")
     files.append(ctx.write("tables/text_frontier.md", "\n".join(lines) + "\n"))
     files.append(ctx.write("tables/text_frontier.json", json.dumps(out, indent=2, default=float) + "\n"))
