@@ -248,12 +248,12 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
     for ax, (col, label) in zip(np.atleast_1d(axes), panels):
         for r in table.itertuples():
             x = getattr(r, col)
-            if not np.isfinite(x):
+            if not np.isfinite(x) or x <= 0:   # no point on a log axis (popularity's 0 parameters)
                 continue
             ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], capsize=2, linestyle="none",
                         markersize=5, **look[r.method])
         ax.set_xscale("log")
-        xs = table[col][np.isfinite(table[col])]
+        xs = table[col][np.isfinite(table[col]) & (table[col] > 0)]
         if len(xs) and xs.max() < 10 * xs.min():   # within one decade: label 1-2-5 steps, else no tick is labelled
             ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -103,3 +103,28 @@ def test_every_figure_draws_one_setting_per_panel_never_a_pool_of_settings(draw,
         expected = [1.0 + level + 0.001] * 2 if draw == "per_task" else [level + 0.001, level + 0.021]
         assert ys == pytest.approx(expected), (ax.get_title(), ys)
     plt.close("all")
+
+
+def test_the_frontier_leaves_out_what_a_log_axis_cannot_place(tmp_path, monkeypatch):
+    """Popularity's 0 parameters and an id-only model's missing encoding speed get no point on their panel; the
+    latency panel appears when the table has latencies."""
+    import numpy as np
+
+    drawn = {}
+
+    def keep(fig, folder, stem):
+        drawn["axes"] = fig.axes
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    table = pd.DataFrame({"method": ["pop", "distill:teacher", "distill:text-mpnet-6"], "mean": [0.01, 0.05, 0.06],
+                          "ci": [0.001, 0.002, np.nan], "parameters": [0, 5e5, 6.7e7],
+                          "items_per_s": [np.nan, np.nan, 50.0], "latency_ms": [0.1, 1.0, 2.0]})
+    plots.frontier(table, "ndcg@10", tmp_path, "f")
+    params, speed, latency = drawn["axes"][:3]
+
+    def xs(ax):
+        return sorted({float(x) for line in ax.lines for x in line.get_xdata()})   # caps repeat the x
+
+    assert xs(params) == [5e5, 6.7e7] and xs(speed) == [50.0] and xs(latency) == [0.1, 1.0, 2.0]
+    assert latency.get_xlabel() == "ms per test user (log)"
