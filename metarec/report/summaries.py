@@ -30,7 +30,7 @@ import pandas as pd
 
 from metarec.errors import ConfigError, UnknownNameError
 from metarec.report.macros import each_setting
-from metarec.report.stats import holm, mean_interval
+from metarec.report.stats import mean_interval
 from metarec.utils import atomic_write_text
 
 ENTRY_POINT_GROUP = "metarec.summaries"
@@ -368,10 +368,9 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             met = {"ndcg_pct": goal["ndcg_pct"] >= TEXT_GOALS["ndcg_pct"],
                    "params_pct": goal["params_pct"] <= TEXT_GOALS["params_pct"],
                    "speedup": goal["speedup"] >= TEXT_GOALS["speedup"]}
-            vs_teacher = _paired(pu, TEXT_STUDENT, [TEXT_TEACHER], metric)
+            c = _paired(pu, [TEXT_STUDENT], TEXT_TEACHER, metric).get(TEXT_STUDENT)
             interval = ""
-            if TEXT_TEACHER in vs_teacher:
-                c = vs_teacher[TEXT_TEACHER]
+            if c is not None:
                 goal["ndcg_pct_ci"] = [100.0 * (1 + c["rel_ci_low"]), 100.0 * (1 + c["rel_ci_high"])]
                 interval = f" [{goal['ndcg_pct_ci'][0]:.1f}, {goal['ndcg_pct_ci'][1]:.1f}]"
             lines.append(f"\n{TEXT_STUDENT} vs {TEXT_TEACHER}: {goal['ndcg_pct']:.1f} %{interval} of its {metric} (goal "
@@ -383,7 +382,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             if TEXT_CONTROL in by.index:
                 d = st["mean"] - by.loc[TEXT_CONTROL]["mean"]
                 entry["vs_control"] = d
-                c = _paired(pu, TEXT_STUDENT, [TEXT_CONTROL], metric).get(TEXT_CONTROL)
+                c = _paired(pu, [TEXT_STUDENT], TEXT_CONTROL, metric).get(TEXT_STUDENT)
                 if c is None:
                     lines.append(f"Against the random-init control {TEXT_CONTROL}: Δ {d:+.4f} (means over seeds).")
                 else:
@@ -391,10 +390,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
                     lines.append(f"Against the random-init control {TEXT_CONTROL}: {_delta_text(c)}.")
         texts = sorted(m for m in by.index if m.startswith("distill:text-"))
         if ID_ONLY in by.index and texts and pu is not None:
-            vs_id = {m: _paired(pu, m, [ID_ONLY], metric).get(ID_ONLY) for m in texts}
-            vs_id = {m: c for m, c in vs_id.items() if c is not None}
-            for m, p in zip(vs_id, holm([c["seed_p"] for c in vs_id.values()])):
-                vs_id[m]["seed_p_holm"] = p
+            vs_id = _paired(pu, texts, ID_ONLY, metric)   # Holm over the text rows: compare's own
             if vs_id:
                 lines.append(f"\nDoes text help? Each text recommender against the id-only backbone {ID_ONLY}:\n")
                 lines.append(f"| method | Δ {metric} [95 % interval] | seed p | Holm p |")
@@ -425,19 +421,15 @@ def _latency_ms(runs: pd.DataFrame, per_user: pd.DataFrame | None, method: str) 
     return float(np.mean(per_seed)) if per_seed else float("nan")
 
 
-def _paired(per_user: pd.DataFrame | None, method: str, references: list[str], metric: str) -> dict[str, dict]:
-    """Seed-level comparison of ``method`` against each reference (``stats.compare``; reference -> its row)."""
+def _paired(per_user: pd.DataFrame | None, methods: list[str], reference: str, metric: str) -> dict[str, dict]:
+    """Seed-level comparison of ``methods`` against ``reference`` (``stats.compare``, Holm over ``methods``):
+    method -> its row."""
     from metarec.report.stats import compare
 
     if per_user is None:
         return {}
-    out = {}
-    for ref in references:
-        pair = per_user[per_user.method.isin([method, ref])]
-        c = compare(pair, ref, metric, user_ci=False)
-        if not c.empty:
-            out[ref] = c.iloc[0].to_dict()
-    return out
+    c = compare(per_user[per_user.method.isin([*methods, reference])], reference, metric, user_ci=False)
+    return {row["method"]: row for row in c.to_dict("records")}
 
 
 def _delta_text(c: dict) -> str:
