@@ -495,27 +495,35 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
         if m.get("tune", True) not in (True, False):
             raise _err(f"{where}.tune", f"must be true or false, got {m['tune']!r}")
         teacher = m.get("teacher")
-        if teacher is not None and not getattr(cls, "uses_teacher", False):
-            raise _err(f"{where}.teacher", f"{mname} does not learn from a teacher")
+        if teacher is not None:
+            if not getattr(cls, "uses_teacher", False):
+                raise _err(f"{where}.teacher", f"{mname} does not learn from a teacher")
+            # one teacher everywhere, or one per protocol (a score-matrix teacher such as mf-bpr has no logits at
+            # sequence prefixes, so the sequential cells keep a sequence teacher)
+            if isinstance(teacher, str):
+                teacher = {p: teacher for p in protos}
+            elif not isinstance(teacher, dict) or not all(isinstance(v, str) for v in teacher.values()):
+                raise _err(f"{where}.teacher", f"must be a method name or a mapping protocol -> method name, got "
+                                               f"{teacher!r}")
+            elif sorted(teacher) != sorted(protos):
+                raise _err(f"{where}.teacher", f"a mapping names one teacher for each protocol {mname} runs on "
+                                               f"({', '.join(protos)}), got {', '.join(map(str, teacher)) or 'none'}")
         methods[str(mname)] = {"configs": configs, "protocols": protos, "exclude": exclude, "space": space,
                                "fixed": fixed, "teacher": teacher}
     for mname, m in methods.items():   # teacher: another method of this grid, tuned, on every cell of the student
-        t = m["teacher"]
-        if t is None:
-            continue
-        where = f"{source}: methods.{mname}.teacher"
-        if t not in methods:
-            raise _err(where, f"{t!r} is not one of the grid's methods ({', '.join(methods)})")
-        if tune is None or not methods[t]["space"] or not m["space"]:
-            raise _err(where, "needs a tuned grid with both methods tuned: the teacher is the configuration its study "
-                              "selects")
-        try:
-            get_method(mname).teacher_fixed(t, methods[t]["fixed"], m["fixed"])   # the pair is possible at all
-        except MetarecError as e:
-            raise _err(where, str(e)) from None
-        missing = sorted({p for p in m["protocols"] if p not in methods[t]["protocols"]})
-        if missing:
-            raise _err(where, f"{t} does not run on {', '.join(missing)}, where {mname} runs")
+        for proto, t in (m["teacher"] or {}).items():
+            where = f"{source}: methods.{mname}.teacher"
+            if t not in methods:
+                raise _err(where, f"{t!r} is not one of the grid's methods ({', '.join(methods)})")
+            if tune is None or not methods[t]["space"] or not m["space"]:
+                raise _err(where, "needs a tuned grid with both methods tuned: the teacher is the configuration its "
+                                  "study selects")
+            try:
+                get_method(mname).teacher_fixed(t, methods[t]["fixed"], m["fixed"])   # the pair is possible at all
+            except MetarecError as e:
+                raise _err(where, str(e)) from None
+            if proto not in methods[t]["protocols"]:
+                raise _err(where, f"{t} does not run on {proto}, where {mname} runs")
     summaries = raw.get("summaries") or []
     if not isinstance(summaries, list) or not all(isinstance(x, str) for x in summaries):
         raise _err(f"{source}: summaries", f"must be a list of summary names, got {summaries!r}")

@@ -216,7 +216,7 @@ class Tuner:
                     self._open(d, proto, mname, grid.methods[mname]["fixed"])
         all_cells = dataclasses.replace(grid, only={}).cells() if grid.only else cells
         for d, proto, mname in students:
-            teacher = grid.methods[mname]["teacher"]
+            teacher = grid.methods[mname]["teacher"][proto["name"]]
             if (d, proto, teacher) not in all_cells:
                 self.unresolved.append(f"{mname} on {d['name']}/{proto['name']}: {teacher} does not run there")
                 continue

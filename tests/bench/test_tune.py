@@ -650,6 +650,30 @@ def test_a_student_learns_from_the_configuration_its_teacher_study_selected(tmp_
         and "has not selected yet (run distill:teacher's cells first)" in fresh["notes"][0]
 
 
+@pytest.mark.slow
+def test_each_protocol_can_name_its_own_teacher(tmp_path):
+    """teacher: {protocol: method}: the general cells learn from the tuned mf-bpr (a score-matrix teacher), the
+    sequential ones from the sequence teacher, each the selection of its own study on that cell."""
+    g = copy.deepcopy(KD)
+    g["datasets"][0]["protocols"] = ["sequential", "general"]
+    g["methods"]["mf-bpr"] = {"params": {"max_epochs": 2, "eval_every": 1, "progress_bar": False, "dim": 8},
+                              "search": {"lr": {"float": [1e-3, 1e-2]}}, "protocols": ["general"]}
+    g["methods"]["distill:kd-soft"]["teacher"] = {"sequential": "distill:teacher", "general": "mf-bpr"}
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False)
+    assert not out["failures"] and not out["notes"], (out["failures"], out["notes"])
+    t = out["trials"]
+    selected = {(r.method, r.protocol): json.loads(r.params) for r in t[t.selected].itertuples()}
+    students = t[t.method == "distill:kd-soft"]
+    assert set(students.protocol) == {"sequential", "general"}
+    for r in students.itertuples():
+        p = json.loads(r.params)
+        if r.protocol == "general":
+            assert p["teacher_method"] == "mf-bpr"
+            assert p["teacher_params"]["lr"] == selected[("mf-bpr", "general")]["lr"]
+        else:
+            assert "teacher_method" not in p and p["teacher_lr"] == selected[("distill:teacher", "sequential")]["lr"]
+
+
 def test_teacher_key_errors():
     for change, message in [
             (lambda g: g["methods"]["distill:kd-soft"].update(teacher="distill:student"), "is not one of the grid's"),
@@ -658,7 +682,14 @@ def test_teacher_key_errors():
             (lambda g: g["methods"]["distill:kd-soft"]["params"].update(max_len=20),
              r"shares max_len with its teacher 'distill:teacher', but the teacher has max_len=8 and the student "
              r"max_len=20"),
-            (lambda g: g["methods"].update({"pop": {"teacher": "distill:teacher"}}), "pop does not learn from a teacher")]:
+            (lambda g: g["methods"].update({"pop": {"teacher": "distill:teacher"}}), "pop does not learn from a teacher"),
+            (lambda g: g["methods"]["distill:kd-soft"].update(teacher={"general": "distill:teacher"}),
+             r"names one teacher for each protocol distill:kd-soft runs on \(sequential\), got general"),
+            (lambda g: g["methods"]["distill:kd-soft"].update(teacher={"sequential": 3}),
+             "must be a method name or a mapping protocol -> method name"),
+            (lambda g: g["methods"]["distill:kd-soft"].update(teacher={"sequential": "mf-bpr"}) or
+             g["methods"].update({"mf-bpr": {"params": {"dim": 8}, "search": {"lr": {"float": [1e-3, 1e-2]}}}}),
+             "mf-bpr does not run on sequential, where distill:kd-soft runs")]:
         g = copy.deepcopy(KD)
         change(g)
         with pytest.raises(ConfigError, match=message):
