@@ -98,6 +98,33 @@ def test_rd_excludes_the_hard_target_and_rrd_matches_a_direct_formula():
     assert torch.isclose(losses.rrd(s, t, k=2), direct)
 
 
+def test_rank_losses_take_the_teachers_top_k_among_unmasked_items():
+    t = torch.tensor([[5.0, 4.0, 3.0, 2.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    s = torch.randn(2, 5)
+    mask = torch.tensor([[True, False, True, False, False], [False, False, False, True, True]])
+    top = torch.tensor([[1, 3], [2, 1]])          # each row's top-2 once its masked items are out
+    assert torch.equal(losses._teacher_topk(t, 2, mask), top)
+    assert torch.isclose(losses.rd(s, t, k=2, exclude=mask), losses.rd(s, None, top=top))
+    assert torch.isclose(losses.rrd(s, t, k=2, exclude=mask), losses.rrd(s, None, top=top))
+    assert not torch.isclose(losses.rrd(s, t, k=2), losses.rrd(s, None, top=top))
+
+
+def test_general_rank_kd_never_distills_a_users_training_items(gen_split):
+    torch.manual_seed(0)
+    teacher = FrozenTeacher(_module(gen_split, 16, 2))
+    for kd in ("rd", "rrd"):
+        student = _module(gen_split, 8, 1, kd=kd, kd_weight=1.0, teacher=teacher, kd_k=5).eval()
+        users = torch.arange(6)
+        logits, _, t_logits, exclude, _ = student.forward_train((users,))
+        bag = torch.from_numpy(student.train_matrix[users.numpy()].toarray()) > 0
+        assert torch.equal(exclude, bag)
+        top = t_logits.masked_fill(bag, float("-inf")).topk(5).indices
+        assert not bag.gather(1, top).any()
+        expect = losses.rd(logits, None, top=top, lam=student.rd_lambda) if kd == "rd" else losses.rrd(logits, None,
+                                                                                                      top=top)
+        assert torch.isclose(student.kd_loss(logits, t_logits, exclude), expect)
+
+
 def test_embedding_loss_zero_when_equal_and_masks_items_without_text():
     t = torch.randn(6, 8)
     assert losses.emb_mse(t.clone(), t).item() == 0.0

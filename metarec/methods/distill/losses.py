@@ -6,11 +6,15 @@ same N rows (one per sequence position or user) and returns a scalar; the teache
     rd        Ranking Distillation (Tang & Wang, KDD 2018): the teacher's top-K items become extra positives with
               RD's rank-discounted weights w_r ∝ exp(-r / lam), r = 0..K-1. Adapted to our full-softmax hard loss:
               -sum_r w_r log softmax(s)[pi_r] (the paper uses a pointwise logistic loss with sampled negatives).
-              The teacher's own hard target is excluded from pi when ``exclude`` is given (it is in the hard loss).
+              The hard loss's positives are excluded from pi when ``exclude`` is given (sequential: the position's
+              target, an index per row; general: the user's training items, a boolean mask [N, n_items]), as RD
+              takes the teacher's top-K among the items the user has not interacted with. A row with fewer than K
+              such items tops its list up with excluded ones (already positives: harmless).
     rrd       Relaxed Ranking Distillation (DE-RRD, Kang et al., CIKM 2020): a Plackett-Luce likelihood that the
               student ranks the teacher's top-K ("interesting") items in the teacher's order, above all the other
               ("uninteresting") items, whose mutual order is ignored:
               -sum_k [ s[pi_k] - log( sum_{j>=k} exp s[pi_j] + sum_{u not in top-K} exp s[u] ) ] / K.
+              ``exclude`` as for rd: DE-RRD draws its interesting items from the teacher's top unobserved items.
     emb_mse   embedding distillation: squared L2 distance between (projected) student and teacher vectors,
               averaged over the rows where ``mask`` is True (items with text); 0 when no row qualifies.
 
@@ -38,7 +42,9 @@ def rank_weights(k: int, lam: float, device=None) -> torch.Tensor:
 
 def _teacher_topk(teacher: torch.Tensor, k: int, exclude: torch.Tensor | None) -> torch.Tensor:
     t = teacher.detach()
-    if exclude is not None:
+    if exclude is not None and exclude.dim() == 2:   # a mask of each row's positives
+        t = t.masked_fill(exclude, float("-inf"))
+    elif exclude is not None:                       # one positive per row
         t = t.clone()
         t.scatter_(1, exclude.clamp(min=0).unsqueeze(1), float("-inf"))
     return t.topk(k, dim=-1).indices
@@ -54,10 +60,10 @@ def rd(student: torch.Tensor, teacher: torch.Tensor | None, k: int = 10, lam: fl
     return -(logp * rank_weights(k, lam, student.device)).sum(-1).mean()
 
 
-def rrd(student: torch.Tensor, teacher: torch.Tensor | None, k: int = 10, top: torch.Tensor | None = None
-        ) -> torch.Tensor:
+def rrd(student: torch.Tensor, teacher: torch.Tensor | None, k: int = 10, top: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None) -> torch.Tensor:
     if top is None:
-        top = _teacher_topk(teacher, k, None)                                # [N, K] in the teacher's order
+        top = _teacher_topk(teacher, k, exclude)                             # [N, K] in the teacher's order
     s_top = student.gather(1, top)                                           # [N, K]
     rest = student.scatter(1, top, float("-inf"))                            # uninteresting items only
     lse_rest = torch.logsumexp(rest, dim=-1, keepdim=True)                   # [N, 1]

@@ -232,7 +232,9 @@ class DistillModule(FiniteLossGuard, pl.LightningModule):
             logits = self.backbone.score(bag, table)
             hard = (-(bag * F.log_softmax(logits, -1)).sum(1) / bag.sum(1).clamp(min=1)).mean()
             t_logits = self.teacher.bag_logits(bag, users) if self.kd else None
-            exclude = None
+            # the rank losses learn the teacher's ranking of what the user has not seen: its top-K would otherwise
+            # be mostly the training items, which the hard loss already fits (RD, DE-RRD: top unobserved items)
+            exclude = bag > 0
         self._top = top
         return logits, hard, t_logits, exclude, (fresh_items, fresh)
 
@@ -242,8 +244,9 @@ class DistillModule(FiniteLossGuard, pl.LightningModule):
             return losses.soft_kd(logits, t_logits, self.temperature)
         if self.kd == "rd":
             return losses.rd(logits, t_logits, k=self.kd_k, lam=self.rd_lambda, exclude=exclude, top=top)
-        if self.kd == "rrd":
-            return losses.rrd(logits, t_logits, k=self.kd_k, top=top)
+        if self.kd == "rrd":   # sequential: the target stays a candidate (as the studies of distill.yaml ran)
+            return losses.rrd(logits, t_logits, k=self.kd_k, top=top,
+                              exclude=exclude if self.kind == "general" else None)
         raise ValueError(f"unknown kd {self.kd!r}")
 
     def training_step(self, batch, batch_idx):
