@@ -7,7 +7,10 @@ Per cell (dataset x protocol setting x tuned method): its study's trials so far 
 left: the rest of the study's budget (``budget_s`` minus the trial time spent, plus one trial, since a trial started
 inside the budget runs to its end) and the confirm runs not in the store yet, nor finished in a reused grid's store (those are copied: evaluation
 seeds x confirmed settings, each costed as the study's mean trial). A cell whose method has no finished trial anywhere on that dataset is
-costed '?' (measure it: one trial). Untuned cells (pop, random, ...) cost seconds and are left out.
+costed '?' (measure it: one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial).
+A cell whose trial hit the run cap (`metarec bench --run-cap S`: stopped after S seconds) is costed '>' with the cap
+as a lower bound for its runs and listed at the end as not fitting. Untuned cells (pop, random, ...) cost seconds
+and are left out.
 """
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ def plan(path: Path) -> tuple[float, float, int]:
     spent_total = left_total = 0.0
     unknown = 0
     cells = defaultdict(list)   # (dataset, method, tuning setting) -> confirmed settings
+    too_long: list[str] = []
     all_cells = grid.cells()
     for d, proto, m in all_cells:
         if grid.is_tuned(m):
@@ -90,7 +94,8 @@ def plan(path: Path) -> tuple[float, float, int]:
     n_settings = defaultdict(set)
     for ds, pname, params, _ in cells:
         n_settings[(ds, pname)].add(params)
-    print(f"\n## {grid.name} ({path.relative_to(ROOT) if path.is_absolute() else path})\n")
+    shown = path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path
+    print(f"\n## {grid.name} ({shown})\n")
     print("| dataset / protocol | method | trials | trial CPU min | left: study | left: confirm runs | est. left CPU min |")
     print("|---|---|---|---|---|---|---|")
     for (ds, pname, params, m), protos in cells.items():
@@ -103,6 +108,11 @@ def plan(path: Path) -> tuple[float, float, int]:
             on = tuning_protocol(grid, d, protos[0], m, all_cells)
             trials = studies.get(study_name(grid, d, on, m, grid.methods[m]), [])
         costs = [cpu(x) for x in trials if x.state.name in ("COMPLETE", "PRUNED") and cpu(x) > 0]
+        capped = [cpu(x) for x in trials if x.state.name == "FAIL" and "RunCapExceeded" in x.user_attrs.get("reason", "")]
+        if capped and not costs:   # no run of this cell ever finished under the cap: its cost is a lower bound
+            costs, over = capped, True
+        else:
+            over = False
         if not costs:   # the same method's trials on this dataset in any setting
             costs = [cpu(x) for n, tr in studies.items() if n.startswith(f"{ds}/") and n.split("/")[2] == m
                      for x in tr if cpu(x) > 0]
@@ -120,12 +130,18 @@ def plan(path: Path) -> tuple[float, float, int]:
             unknown += 1
         else:
             left_total += left
-        fmt = (lambda v: "?" if v is None else f"{v / 60:.0f}")
+        fmt = (lambda v: "?" if v is None else f"{'>' if over else ''}{v / 60:.0f}")
+        if over:
+            too_long.append(f"{ds} / {pname} / {m}: one run > {mean / 60:.0f} CPU-min; its {n_confirm} confirm runs "
+                            f"> {n_confirm * mean / 3600:.1f} CPU-h")
         varying = {k: v for k, v in json.loads(params).items()
                    if len({json.dumps(json.loads(q).get(k)) for q in n_settings[(ds, pname)]}) > 1}
         label = pname + "".join(f" {k}={v}" for k, v in varying.items())
         print(f"| {ds} / {label} | {m} | {n_trials} | {spent / 60:.0f} | {fmt(study_left)} | {n_confirm} runs, "
               f"{fmt(confirm_left)} | {fmt(left)} |")
+    if too_long:
+        print("\nCells over the run cap (not run to the end on this machine; lower bounds):\n")
+        print("\n".join(f"- {line}" for line in too_long))
     print(f"\nTuning CPU spent: {spent_total / 3600:.1f} h; estimated CPU left: {left_total / 3600:.1f} h"
           + (f" + {unknown} cell(s) not yet measured (at least their budgets: {unknown * (t.budget_s or 0) / 3600:.1f} h,"
              " plus their confirm runs)" if unknown else ""))

@@ -188,8 +188,10 @@ def cmd_bench(args) -> int:
 def _bench_one(grid, args) -> int:
     from metarec.bench import run_grid
 
+    if args.run_cap is not None and args.run_cap <= 0:
+        raise ConfigError(f"--run-cap must be a positive number of seconds, got {args.run_cap:g}")
     out = run_grid(grid, executor=args.executor, jobs=args.jobs, address=args.address,
-                   retry_failed=args.retry_failed)
+                   retry_failed=args.retry_failed, probe=args.probe, run_cap_s=args.run_cap)
     c = out["counts"]
     print(f"grid {grid.name}: {c['total']} runs: {c['done']} run now, {c['cached']} already finished, "
           f"{c['copied']} copied from identical runs, {c['failed']} failed now, {c['skipped_failed']} failed "
@@ -342,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel runs for pool/ray (default 1)")
     s.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     s.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
+    s.add_argument("--probe", action="store_true",
+                   help="measure the grid's cost instead of running it: only the first trial of every tuned cell's "
+                        "study (kept: the study continues from it), then `python benchmarks/compute_plan.py GRID`")
+    s.add_argument("--run-cap", type=float, metavar="SECONDS",
+                   help="stop any run after this many seconds of wall time and record it as failed ('over the run "
+                        "cap'): a run is not resumable mid-training, so one longer than the machine lives is lost")
     s.add_argument("--only", action="append", metavar="KEY=GLOB",
                    help="run only the cells whose dataset/protocol/method matches, e.g. --only protocol=general "
                         "--only 'method=recbole:*' (repeatable; comma-separated globs); the rest of the grid's "

@@ -7,8 +7,11 @@ Optuna's pruner (which reads the other trials of the same study from the databas
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 import traceback
 import warnings
@@ -56,8 +59,40 @@ def track_tensorboard(folder: Path, spec: RunSpec, result: dict) -> None:
         w.add_hparams(params, finals, run_name=".")
 
 
-def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict | None = None) -> dict[str, Any]:
-    """Run one grid cell and commit its folder; never raises for a failing method (the failure is recorded)."""
+class RunCapExceeded(Exception):
+    """A run went past ``metarec bench --run-cap``: stopped and recorded as failed (its cost is kept)."""
+
+
+@contextlib.contextmanager
+def run_cap(seconds: float | None):
+    """Raise :class:`RunCapExceeded` in this (main) thread once ``seconds`` of wall time have passed. A run is not
+    resumable mid-training, so on a machine that lives a few hours a run longer than that never finishes: the cap
+    turns it into a recorded measurement ("longer than S s") instead of lost hours. Outside the main thread (where
+    signals cannot be delivered) it does nothing but say so."""
+    if not seconds:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        logging.getLogger("metarec").warning("run cap of %s s ignored: not in the main thread", seconds)
+        yield
+        return
+
+    def stop(signum, frame):
+        raise RunCapExceeded(f"over the run cap of {seconds:g} s of wall time (metarec bench --run-cap): stopped")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict | None = None,
+                run_cap_s: float | None = None) -> dict[str, Any]:
+    """Run one grid cell and commit its folder; never raises for a failing method (the failure is recorded, with
+    what it cost). ``run_cap_s``: stop the run after that many seconds of wall time (a failure)."""
     import torch
 
     import metarec  # noqa: F401  (shims, in a fresh worker process)
@@ -82,7 +117,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
         logging.getLogger("metarec").warning("run %s: %s %s on %s/%s seed %d%s", key, spec.method, spec.params,
                                              spec.dataset, spec.protocol, spec.seed,
                                              f" (trial {trial['number']} of {trial['study']})" if trial else "")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), run_cap(run_cap_s):
             warnings.simplefilter("ignore")
             valid_metric = build_method(spec.method, dict(spec.params)).params.get("valid_metric")
             reporter = trial_reporter(trial, valid_metric)
@@ -93,9 +128,10 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
         reason = f"{type(e).__name__}: {e}"
         logging.getLogger("metarec").error("run %s failed: %s", key, reason)
+        cost = {"wall_s": time.time() - t0, "cpu_s": time.process_time() - c0}   # what the failure cost
         store.record_failure(key, {"key": key, "reason": reason, "traceback": traceback.format_exc(),
-                                   "spec": spec.identity("?"), "params": spec.params})
-        return {"key": key, "status": "failed", "reason": reason}
+                                   "spec": spec.identity("?"), "params": spec.params, **cost})
+        return {"key": key, "status": "failed", "reason": reason, **cost}
     finally:
         root_logger.removeHandler(handler)
         handler.close()

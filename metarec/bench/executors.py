@@ -30,8 +30,9 @@ class Sequential:
 
     slots = 1
 
-    def __init__(self, grid_name: str, root: str, jobs: int = 1, address: str | None = None):
-        self.grid_name, self.root = grid_name, root
+    def __init__(self, grid_name: str, root: str, jobs: int = 1, address: str | None = None,
+                 run_cap_s: float | None = None):
+        self.grid_name, self.root, self.run_cap_s = grid_name, root, run_cap_s
         self.queue: deque[Job] = deque()
 
     def submit(self, job: Job) -> None:
@@ -42,7 +43,7 @@ class Sequential:
 
     def next_done(self) -> tuple[Job, dict]:
         job = self.queue.popleft()
-        return job, execute_run(job.spec, job.key, self.grid_name, self.root, job.trial)
+        return job, execute_run(job.spec, job.key, self.grid_name, self.root, job.trial, self.run_cap_s)
 
     def close(self) -> None:
         self.queue.clear()
@@ -51,17 +52,19 @@ class Sequential:
 class Pool(Sequential):
     """A local process pool (spawned workers: a forked torch/OpenMP runtime can deadlock in the child)."""
 
-    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None):
+    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None,
+                 run_cap_s: float | None = None):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        super().__init__(grid_name, root)
+        super().__init__(grid_name, root, run_cap_s=run_cap_s)
         self.slots = max(1, jobs)
         self.ex = ProcessPoolExecutor(max_workers=self.slots, mp_context=mp.get_context("spawn"))
         self.futures: dict = {}
 
     def submit(self, job: Job) -> None:
-        self.futures[self.ex.submit(execute_run, job.spec, job.key, self.grid_name, self.root, job.trial)] = job
+        self.futures[self.ex.submit(execute_run, job.spec, job.key, self.grid_name, self.root, job.trial,
+                                    self.run_cap_s)] = job
 
     def pending(self) -> int:
         return len(self.futures)
@@ -86,12 +89,13 @@ class Pool(Sequential):
 class Ray(Sequential):
     """Ray tasks on a local instance, or on a running cluster (``address``)."""
 
-    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None):
+    def __init__(self, grid_name: str, root: str, jobs: int = 2, address: str | None = None,
+                 run_cap_s: float | None = None):
         import os
 
         import ray
 
-        super().__init__(grid_name, root)
+        super().__init__(grid_name, root, run_cap_s=run_cap_s)
         self.slots = max(1, jobs)
         self.started = not ray.is_initialized()
         if self.started:
@@ -107,7 +111,7 @@ class Ray(Sequential):
         self.refs: dict = {}
 
     def submit(self, job: Job) -> None:
-        self.refs[self.remote.remote(job.spec, job.key, self.grid_name, self.root, job.trial)] = job
+        self.refs[self.remote.remote(job.spec, job.key, self.grid_name, self.root, job.trial, self.run_cap_s)] = job
 
     def pending(self) -> int:
         return len(self.refs)

@@ -110,7 +110,12 @@ def local_jobs(grid: Grid, executor: str, jobs: int, progress: bool = True) -> i
 
 
 def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address: str | None = None,
-             retry_failed: bool = False, root: Path | None = None, progress: bool = True) -> dict[str, Any]:
+             retry_failed: bool = False, root: Path | None = None, progress: bool = True, probe: bool = False,
+             run_cap_s: float | None = None) -> dict[str, Any]:
+    """Run (or resume) ``grid``. ``probe``: measure instead, running only the first trial of each tuned cell's
+    study that has none (a real trial, kept: the study goes on from it later; no confirm runs, no untuned runs)
+    so that ``benchmarks/compute_plan.py`` can cost every cell before the grid is run. ``run_cap_s``: stop any run
+    after that many seconds of wall time and record it as failed (a trial that hits it ends its study's budget)."""
     from tqdm import tqdm
 
     root = Path(root or home())
@@ -129,7 +134,7 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         adopted = adopt_committed_studies(grid.name, store.root)
         if adopted and progress:
             print(f"tuning: continuing the studies committed in {adopted}", file=sys.stderr)
-        tuner = Tuner(grid, store, key_of)
+        tuner = Tuner(grid, store, key_of, probe=probe)
     counts = {"total": 0, "cached": 0, "copied": 0, "done": 0, "failed": 0, "skipped_failed": 0, "trials_failed": 0}
     seen: set[str] = set()
     ready: deque[Job] = deque()
@@ -160,13 +165,13 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
             for nxt in reversed(tuner.on_done(job, outcome)):
                 admit(nxt, front=True)   # studies first: each one's next trial waits on this outcome
 
-    for p in planned:
+    for p in planned if not probe else []:
         admit(Job(p.spec, p.key))
     if tuner is not None:
         for job in reversed(tuner.start()):
             admit(job, front=True)
     jobs = local_jobs(grid, executor, jobs, progress)
-    ex = get_executor(executor)(grid.name, str(root), jobs=jobs, address=address)
+    ex = get_executor(executor)(grid.name, str(root), jobs=jobs, address=address, run_cap_s=run_cap_s)
     # a live bar on a terminal; in a log (not a TTY) one line per finished run instead of carriage returns
     tty = progress and sys.stderr.isatty()
     bar = tqdm(desc="grid", unit="run", disable=not tty, file=sys.stderr, dynamic_ncols=True)

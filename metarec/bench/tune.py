@@ -187,7 +187,7 @@ def study_name(grid: Grid, d: dict, proto: dict, method: str, m: dict) -> str:
 class Tuner:
     """Plans trial runs and confirm runs; the runner executes them and hands every outcome back."""
 
-    def __init__(self, grid: Grid, store: RunStore, key_of):
+    def __init__(self, grid: Grid, store: RunStore, key_of, probe: bool = False):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -198,6 +198,8 @@ class Tuner:
         self.direction = "minimize" if lower_is_better(self.spec_t.metric) else "maximize"
         self.studies: list[StudyRun] = []
         self.confirm_keys: list[str] = []
+        #: measure only: each study's first trial when it has none, never more, never a confirm run (run_grid)
+        self.probe = probe
         cells = grid.cells()
         by_name: dict[str, StudyRun] = {}
         self.adopted: dict[str, str] = {}   # study name -> the grid it was adopted from (tune.reuse)
@@ -401,6 +403,31 @@ class Tuner:
             if s.confirmed:
                 continue
             jobs += self.start_study(s)
+        if self.probe:   # teachers probed earlier: their students can be measured now
+            for s in list(self.studies):
+                jobs += self._probe_students(s)
+        return jobs
+
+    def _probe_students(self, teacher: StudyRun) -> list:
+        """probe: what a student's trial costs does not hang on which configuration teaches it, so its study opens
+        on the teacher study's best trial so far (if the teacher's final selection differs, the student's real
+        study is another one and this trial only measured)."""
+        from metarec.methods import get_method
+
+        if teacher.name not in self.pending:
+            return []
+        try:
+            best = {**teacher.fixed, **teacher.study.best_trial.params}
+        except ValueError:   # no completed trial yet
+            return []
+        jobs = []
+        for d, proto, mname in self.pending.pop(teacher.name):
+            fixed = self.grid.methods[mname]["fixed"]
+            resolved = get_method(mname).teacher_fixed(teacher.method, best, fixed)
+            before = len(self.studies)
+            student = self._open(d, proto, mname, {**fixed, **resolved})
+            if len(self.studies) > before:
+                jobs += self.start_study(student)
         return jobs
 
     def start_study(self, s: StudyRun) -> list:
@@ -416,6 +443,12 @@ class Tuner:
 
     def _more(self, s: StudyRun) -> list:
         jobs = []
+        if self.probe:
+            if not s.inflight and not s.study.get_trials(deepcopy=False) and self.budget_left(s):
+                p = self._ask(s)
+                s.inflight[p.number] = p
+                jobs.append(self._trial_job(s, p))
+            return jobs
         while len(s.inflight) < self.spec_t.parallel and self.budget_left(s):
             p = self._ask(s)
             s.inflight[p.number] = p
@@ -458,7 +491,9 @@ class Tuner:
         s = next(x for x in self.studies if x.name == name)
         p = s.inflight[job.tag[2]]
         p.keys.append(job.key)
-        if outcome["status"] == "failed":
+        if outcome["status"] == "failed":   # what it ran before failing counts against the budget
+            p.wall_s += float(outcome.get("wall_s", 0.0))
+            p.cpu_s += float(outcome.get("cpu_s", outcome.get("wall_s", 0.0)))
             self._tell(s, p, TrialState.FAIL, reason=outcome.get("reason", ""))
             return self._more(s)
         result = self.store.load_result(job.key)
@@ -477,7 +512,7 @@ class Tuner:
             p.seed_index += 1
             return [self._trial_job(s, p)]
         self._tell(s, p, TrialState.COMPLETE, value=sum(p.values) / len(p.values))
-        return self._more(s)
+        return self._more(s) + (self._probe_students(s) if self.probe else [])
 
     def _tell(self, s: StudyRun, p: PendingTrial, state, value: float | None = None, reason: str = "") -> None:
         import optuna

@@ -694,3 +694,46 @@ def test_teacher_key_errors():
         change(g)
         with pytest.raises(ConfigError, match=message):
             parse_grid(g)
+
+
+# ---- measuring a grid before running it: --probe and --run-cap -----------------------------------------------------
+def test_a_probe_runs_one_trial_per_study_and_the_grid_goes_on_from_it(tmp_path):
+    probe = run_grid(parse_grid(TUNED), root=tmp_path, progress=False, probe=True)
+    t = probe["trials"]
+    assert list(t.number) == [0] and t.state.iloc[0] == "COMPLETE" and t.cpu_s.iloc[0] > 0   # the cost, measured
+    assert probe["counts"]["done"] == 1 and probe["tidy"].empty   # no pop run, no confirm run
+    full = run_grid(parse_grid(TUNED), root=tmp_path, progress=False)
+    ref = run_grid(parse_grid(TUNED), root=tmp_path / "ref", progress=False)
+    assert full["counts"]["done"] == ref["counts"]["done"] - 1   # the probed trial is not run again
+    pd.testing.assert_frame_equal(trial_values(full["trials"]), trial_values(ref["trials"]))
+
+
+def test_a_run_over_the_cap_fails_and_its_cost_ends_the_study(tmp_path):
+    g = copy.deepcopy(TUNED)
+    g["tune"]["budget_s"] = 0.5
+    g["methods"]["mf-bpr"]["params"].update(max_epochs=500, patience=500)   # seconds on ml-100k, not a fraction
+    out = run_grid(parse_grid(g), root=tmp_path, progress=False, run_cap_s=0.5)
+    t = out["trials"]
+    assert len(t) == 1 and t.state.iloc[0] == "FAIL"               # the failure spent the budget: no second trial
+    assert "RunCapExceeded: over the run cap of 0.5 s" in t.reason.iloc[0]
+    assert 0.4 < t.wall_s.iloc[0] < 30
+    assert any("no trial completed" in n for n in out["notes"])
+
+
+def test_the_run_cap_is_checked_on_the_command_line(tmp_path, capsys):
+    from metarec.cli import main
+
+    assert main(["bench", "benchmarks/smoke.yaml", "--run-cap", "0"]) != 0
+    assert "--run-cap must be a positive number of seconds, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_probe_measures_a_student_on_its_teachers_first_trial(tmp_path):
+    out = run_grid(parse_grid(KD), root=tmp_path, progress=False, probe=True)
+    t = out["trials"]
+    assert sorted(t.method) == ["distill:kd-soft", "distill:teacher"] and set(t.number) == {0}
+    assert (t.state == "COMPLETE").all() and (t.cpu_s > 0).all() and not out["notes"]
+    teacher = json.loads(t[t.method == "distill:teacher"].params.iloc[0])
+    assert json.loads(t[t.method == "distill:kd-soft"].params.iloc[0])["teacher_lr"] == teacher["lr"]
+    again = run_grid(parse_grid(KD), root=tmp_path, progress=False, probe=True)
+    assert again["counts"]["done"] == 0                                   # measured already: nothing to do
