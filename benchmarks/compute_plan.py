@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +46,10 @@ def studies_of(names: list[str]) -> dict[str, list]:
                         out[s.study_name] = trials
                 break
     return out
+
+
+def _last_start(trials: list) -> datetime:
+    return max((t.datetime_start for t in trials if t.datetime_start is not None), default=datetime.min)
 
 
 def cpu(t) -> float:
@@ -100,9 +105,10 @@ def plan(path: Path) -> tuple[float, float, int]:
     print("|---|---|---|---|---|---|---|")
     for (ds, pname, params, m), protos in cells.items():
         if grid.methods[m].get("teacher"):
-            # a student's study name also hashes what its teacher's study selected: found by its readable prefix
+            # a student's study name also hashes what its teacher's study selected: found by its readable prefix;
+            # of several (an earlier teacher, a probe's provisional one), the one with the latest trial
             prefix = f"{ds}/{pname}/{m}/"
-            trials = max((tr for n, tr in studies.items() if n.startswith(prefix)), key=len, default=[])
+            trials = max((tr for n, tr in studies.items() if n.startswith(prefix)), key=_last_start, default=[])
         else:   # the study the tuner would open (a changed fixed parameter or space is a new, empty study)
             d = next(x for x in grid.datasets if x["name"] == ds)
             on = tuning_protocol(grid, d, protos[0], m, all_cells)
