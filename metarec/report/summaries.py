@@ -20,6 +20,7 @@ Built in:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -462,37 +463,60 @@ def distill_goals(ctx: SummaryContext) -> list[Path]:
              f"Inference time: {'fastest of repeated passes scoring every test user' if timing == 'infer_s' else 'one timed scoring of the test users (the grid did not set inference_repeats)'}.\n"]
     out: dict = {}
     for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
-        rows = {}
+        rows, taught_by = {}, {}
         for method, h in g.groupby("method", sort=False):
             nd, rc = (h[h.metric == m].value for m in ("ndcg@10", "recall@10"))
             runs = h.drop_duplicates("run")
             rows[method] = {"ndcg": nd.mean(), "ndcg_s": _mean_std(nd), "recall_s": _mean_std(rc) if len(rc) else "–",
                             "params": int(runs.num_parameters.iloc[0]), "infer": float(runs[timing].min())}
+            # a student's teacher is the one its runs learned from (teacher_method, e.g. a tuned mf-bpr), else the
+            # family's backbone teacher
+            taught_by[method] = json.loads(runs.params.iloc[0]).get("teacher_method") \
+                or DISTILL_PAIRS.get(method, (None, None))[0]
+        pu = None
+        if ctx.per_user is not None and "ndcg@10" in ctx.per_user.columns:
+            pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
+        vs_alone = {}   # the gain over the student alone, seed-level (Holm over the students of one reference)
+        for alone in {a for m, (_, a) in DISTILL_PAIRS.items() if a in rows and m in rows}:
+            vs_alone.update(_paired(pu, [m for m, (_, a) in DISTILL_PAIRS.items() if a == alone and m in rows],
+                                    alone, "ndcg@10"))
         lines.append(f"\n## {ds} / {proto} (test; {g.seed.nunique()} seeds)\n")
-        lines.append("| method | NDCG@10 | Recall@10 | params | inference s | params % | NDCG % | speed-up | "
-                     "vs alone | goals |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("| method | teacher | NDCG@10 | Recall@10 | params | inference s | params % | NDCG % | speed-up | "
+                     "vs alone [95 % interval], seed p (Holm) | goals |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for m in [m for m in ORDER if m in rows] + sorted(set(rows) - set(ORDER)):
             r, cells = rows[m], ["", "", "", "", ""]
-            teacher, alone = DISTILL_PAIRS.get(m, (None, None))
+            teacher, alone = taught_by[m], DISTILL_PAIRS.get(m, (None, None))[1]
             if teacher in rows:
                 t = rows[teacher]
+                r["teacher"] = teacher
                 r["params_pct"] = 100 * r["params"] / t["params"]
                 r["ndcg_pct"] = 100 * r["ndcg"] / t["ndcg"]
+                # nan when either side's runs were not timed (e.g. copied from a grid without inference_repeats)
                 r["speedup"] = t["infer"] / r["infer"] if r["infer"] > 0 else float("nan")
-                cells[:3] = [f"{r['params_pct']:.1f}", f"{r['ndcg_pct']:.1f}", f"{r['speedup']:.1f}x"]
+                cells[:3] = [f"{r['params_pct']:.1f}", f"{r['ndcg_pct']:.1f}",
+                             "n/a" if math.isnan(r["speedup"]) else f"{r['speedup']:.1f}x"]
                 met = [r["params_pct"] <= GOALS["params_pct"], r["ndcg_pct"] >= GOALS["ndcg_pct"],
                        r["speedup"] >= GOALS["speedup"]]
                 if alone in rows:
                     r["gain_vs_alone"] = r["ndcg"] - rows[alone]["ndcg"]
-                    cells[3] = f"{r['gain_vs_alone']:+.4f}"
-                    met.append(r["gain_vs_alone"] > 0)
+                    c = vs_alone.get(m)
+                    if c is None:   # no per-user values: means only, and no goal can be claimed from them
+                        cells[3] = f"{r['gain_vs_alone']:+.4f} (untested)"
+                        met.append(False)
+                    else:
+                        r["vs_alone"] = c
+                        cells[3] = (f"{c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
+                                    f"{c['seed_p_holm']:.2g}")
+                        met.append(bool(c["delta"] > 0 and c["seed_p_holm"] < 0.05))
                 cells[4] = f"{sum(met)}/{len(met)}"
-            lines.append(f"| {m} | {r['ndcg_s']} | {r['recall_s']} | {r['params']:,} | {r['infer']:.4f} | "
-                         + " | ".join(cells) + " |")
+            lines.append(f"| {m} | {teacher if teacher in rows else ''} | {r['ndcg_s']} | {r['recall_s']} | "
+                         f"{r['params']:,} | {r['infer']:.4f} | " + " | ".join(cells) + " |")
         out[f"{ds}/{proto}"] = rows
-    lines.append("\n_goals: how many of the goals the row meets (params, NDCG %, speed-up, and for KD rows the gain "
-                 "over the student alone; significance of that gain: tables/significance.csv)._")
+    lines.append("\n_teacher: the model a row is compared with (a KD student's: the one it learned from); goals: how "
+                 "many the row meets (params, NDCG %, speed-up, and for KD rows a gain over the student alone that "
+                 "holds at the seed level: paired t-test on the per-seed means, Holm over the KD rows, p < 0.05); "
+                 "speed-up n/a: a side's runs were not timed._")
     return [ctx.write("tables/distill_goals.md", "\n".join(lines) + "\n"),
             ctx.write("tables/distill_goals.json", json.dumps(out, indent=2, sort_keys=True, default=float) + "\n")]
 
