@@ -159,6 +159,20 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     return _save(fig, folder, f"bars_{_stem(metric)}")
 
 
+def log_x(ax, values) -> None:
+    """A log x axis whose tick labels never crowd: within one decade matplotlib labels every minor tick
+    ("1.2x10^5 1.3x10^5 ..." running into each other), so there three ticks spread over the values' range, in plain
+    numbers of two significant digits, are the only labels; minor ticks are never labelled."""
+    ax.set_xscale("log")
+    xs = pd.Series(values, dtype=float)
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    if len(xs) and xs.max() < 10 * xs.min():
+        ticks = sorted({float(f"{v:.2g}") for v in np.geomspace(xs.min(), xs.max(), 3)})
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 @paper_style
 def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, stem: str, families=None,
             logx: bool = False) -> list[Path]:
@@ -184,7 +198,7 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
             ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
                         markersize=5, label=r.method, **look[r.method])
         if logx:
-            ax.set_xscale("log")
+            log_x(ax, g.x)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"test {metric} (mean, 95 % CI)")
@@ -252,12 +266,7 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
                 continue
             ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], capsize=2, linestyle="none",
                         markersize=5, **look[r.method])
-        ax.set_xscale("log")
-        xs = table[col][np.isfinite(table[col]) & (table[col] > 0)]
-        if len(xs) and xs.max() < 10 * xs.min():   # within one decade: label 1-2-5 steps, else no tick is labelled
-            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # unlabelled minor ticks: no crowding
+        log_x(ax, table[col])
         ax.margins(x=0.25)
         ax.set_xlabel(f"{label} (log)")
     np.atleast_1d(axes)[0].set_ylabel(f"test {metric} (mean, 95 % CI)")

@@ -128,3 +128,21 @@ def test_the_frontier_leaves_out_what_a_log_axis_cannot_place(tmp_path, monkeypa
 
     assert xs(params) == [5e5, 6.7e7] and xs(speed) == [50.0] and xs(latency) == [0.1, 1.0, 2.0]
     assert latency.get_xlabel() == "ms per test user (log)"
+
+
+@pytest.mark.parametrize("values, labelled", [
+    ([1.2e5, 1.7e5], ["120000", "140000", "170000"]),   # within a decade: three plain ticks, not six 1.2x10^5 ...
+    ([1e3, 1e6], ["$\\mathdefault{10^{3}}$", "$\\mathdefault{10^{4}}$", "$\\mathdefault{10^{5}}$",
+                  "$\\mathdefault{10^{6}}$"]),
+])
+def test_a_log_axis_labels_its_major_ticks_only(values, labelled):
+    fig, ax = plt.subplots()
+    ax.plot(values, [0, 1], "o")
+    plots.log_x(ax, values)
+    ax.set_xlim(min(values), max(values))
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and
+             min(values) <= t.get_position()[0] <= max(values)]
+    assert shown == labelled
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    plt.close(fig)
