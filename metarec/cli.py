@@ -239,6 +239,8 @@ def cmd_report(args) -> int:
         saved = report.save_studies(store, out)
         for line in saved:
             print(line)
+        for folder in report.save_artifacts(grid, out):
+            print(f"artifact kept: {folder}")
         return 0
     table = store.root / "results.parquet"
     if not table.is_file():
@@ -246,6 +248,8 @@ def cmd_report(args) -> int:
     tidy = read_parquet(table, f"rerun `metarec bench {args.grid}` to rewrite it from the finished runs",
                         TIDY_COLUMNS)
     report.export(grid, tidy, store, out)
+    for folder in report.save_artifacts(grid, out):
+        print(f"artifact kept: {folder}")
     built = report.build(out)
     print(Path(built["markdown"]).read_text())
     for name, figs in built["figures"].items():

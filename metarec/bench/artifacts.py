@@ -26,6 +26,18 @@ from metarec.utils import atomic_write_json, file_digest, home
 
 META = "meta.json"
 
+#: time this process spent inside artifact requests (outermost only: a text embedding built from a student built from
+#: the teacher's embeddings is one request), waiting for another builder included. A run's cost leaves it out
+#: (``build_seconds``): an artifact serves every later run, so the trial that happens to ask first must not spend its
+#: study's budget on it.
+_CLOCK = {"wall_s": 0.0, "cpu_s": 0.0, "depth": 0}
+
+
+def build_seconds() -> dict[str, float]:
+    """(wall, CPU) seconds this process has spent in ``Artifacts.get_or_build`` so far; a run takes the difference
+    across itself."""
+    return {"wall_s": _CLOCK["wall_s"], "cpu_s": _CLOCK["cpu_s"]}
+
 
 def artifact_key(kind: str, identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({"kind": kind, **identity}, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -42,6 +54,17 @@ class Artifacts:
                      valid: Callable[[Path], bool] | None = None) -> tuple[Path, dict, bool]:
         """(folder, meta, cached). ``build(tmp_folder)`` writes the artifact's files into ``tmp_folder`` and returns
         extra meta; ``valid(folder)`` may reject a damaged artifact, which is then rebuilt."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        _CLOCK["depth"] += 1
+        try:
+            return self._get_or_build(kind, identity, build, valid)
+        finally:
+            _CLOCK["depth"] -= 1
+            if _CLOCK["depth"] == 0:
+                _CLOCK["wall_s"] += time.perf_counter() - w0
+                _CLOCK["cpu_s"] += time.process_time() - c0
+
+    def _get_or_build(self, kind, identity, build, valid) -> tuple[Path, dict, bool]:
         final = self.folder(kind, identity)
         final.parent.mkdir(parents=True, exist_ok=True)
         with open(final.parent / f".{final.name}.lock", "w") as lock:
@@ -91,3 +114,79 @@ def _check(folder: Path, valid: Callable[[Path], bool] | None) -> tuple[dict, st
     if valid is not None and not valid(folder):
         return meta, "rejected by its builder's check"
     return meta, None
+
+
+# ---- artifacts committed with a grid's results (grid key ``keep_artifacts:``) ----------------------------------------
+#: the kinds a grid may keep with its results: those whose identity names the dataset they were built for (so a
+#: grid keeps only its own datasets' artifacts)
+KEEPABLE = ("teacher", "text_emb", "text_student")
+#: where they go inside ``results/<grid>/``, laid out as in the store: ``artifacts/<kind>/<key>/``
+COMMITTED = "artifacts"
+
+
+def export_artifacts(store: Artifacts, kinds, datasets, out: Path) -> list[Path]:
+    """Copy every intact artifact of ``kinds`` built for one of ``datasets`` into ``out/artifacts/<kind>/<key>/``
+    (``adopt_committed_artifacts`` puts them back into a new machine's store). An artifact whose committed copy is
+    already there with the same meta is left alone; each copy appears whole (written under a temporary name, then
+    renamed). Returns the folders written."""
+    written = []
+    for kind in kinds:
+        for folder in sorted((store.root / kind).glob("*/")) if (store.root / kind).is_dir() else ():
+            if folder.name.startswith(".") or not (folder / META).is_file():
+                continue
+            meta, damage = _check(folder, None)
+            if damage is not None or meta.get("identity", {}).get("dataset") not in datasets:
+                continue
+            target = Path(out) / COMMITTED / kind / folder.name
+            if (target / META).is_file() and _check(target, None) == (meta, None):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f".tmp-{folder.name}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(folder, tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+            written.append(target)
+    return written
+
+
+def adopt_committed_artifacts(store: Artifacts, results: Path) -> int:
+    """Put the artifacts committed in ``results/artifacts/`` (``export_artifacts``) into a store that lacks them, so
+    a grid on a new machine loads what an earlier machine built (item-text embeddings: an hour of encoding and
+    distillation) instead of building it again. A committed artifact must be intact (every file its meta lists,
+    sha256 checked): one that is not stops with an error naming it, since rebuilding silently could change what
+    the grid's finished runs were computed from. Returns how many were adopted."""
+    from metarec.errors import DataError
+
+    committed = Path(results) / COMMITTED
+    adopted = 0
+    if not committed.is_dir():
+        return 0
+    for meta_file in sorted(committed.glob(f"*/*/{META}")):
+        folder, kind = meta_file.parent, meta_file.parent.parent.name
+        if kind not in KEEPABLE or folder.name.startswith("."):
+            continue
+        meta, damage = _check(folder, None)
+        if damage is not None:
+            raise DataError(f"committed artifact damaged ({damage}): restore it from git or delete the folder to "
+                            "have it built again", folder)
+        if artifact_key(kind, meta.get("identity", {})) != folder.name:
+            raise DataError(f"committed artifact's meta.json names another identity than its folder "
+                            f"({artifact_key(kind, meta.get('identity', {}))})", meta_file)
+        final = store.root / kind / folder.name
+        if (final / META).is_file():
+            continue
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(final.parent / f".{final.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if (final / META).is_file():
+                    continue
+                tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(folder, tmp)
+                os.replace(tmp, final)
+                adopted += 1
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    return adopted

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from metarec.bench.artifacts import Artifacts
+from metarec.bench.artifacts import Artifacts, build_seconds
 from metarec.bench.grid import RunSpec
 from metarec.bench.store import RunStore, write_run
 from metarec.utils import code_identity, code_now_differs, machine, peak_memory_mb, reset_peak_memory, versions
@@ -89,6 +89,14 @@ def run_cap(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _cost(t0: float, c0: float, a0: dict[str, float]) -> dict[str, Any]:
+    """A run's wall and CPU seconds since (t0, c0), less what it spent getting shared artifacts since ``a0``
+    (``artifacts.build_seconds``), which is reported beside them."""
+    built = {k: v - a0[k] for k, v in build_seconds().items()}
+    return {"wall_s": time.time() - t0 - built["wall_s"], "cpu_s": time.process_time() - c0 - built["cpu_s"],
+            "artifact_build": built}
+
+
 def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict | None = None,
                 run_cap_s: float | None = None) -> dict[str, Any]:
     """Run one grid cell and commit its folder; never raises for a failing method (the failure is recorded, with
@@ -109,7 +117,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
     logging.captureWarnings(True)
-    t0, c0 = time.time(), time.process_time()
+    t0, c0, a0 = time.time(), time.process_time(), build_seconds()
     window = reset_peak_memory()
     try:
         split = get_split(spec.dataset, spec.protocol, spec.protocol_params, spec.split_seed, spec.preprocess,
@@ -128,7 +136,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
     except (Exception, MemoryError) as e:  # record and go on: one bad configuration must not stop a grid
         reason = f"{type(e).__name__}: {e}"
         logging.getLogger("metarec").error("run %s failed: %s", key, reason)
-        cost = {"wall_s": time.time() - t0, "cpu_s": time.process_time() - c0}   # what the failure cost
+        cost = _cost(t0, c0, a0)   # what the failure cost
         store.record_failure(key, {"key": key, "reason": reason, "traceback": traceback.format_exc(),
                                    "spec": spec.identity("?"), "params": spec.params, **cost})
         return {"key": key, "status": "failed", "reason": reason, **cost}
@@ -142,9 +150,9 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
               # the code this process imported (not HEAD now: a worker keeps its modules while the checkout moves)
               "git_revision": code["revision"],
               "code": {**code, "changed_since_start": code_now_differs()},
-              "wall_s": time.time() - t0,
-              # CPU seconds of this process (all its threads): what the run cost, whatever else the machine did
-              "cpu_s": time.process_time() - c0,
+              # wall and CPU seconds of this process (all its threads): what the run cost, whatever else the machine
+              # did; shared artifacts it had to build (a teacher, item-text embeddings) apart, in ``artifact_build``
+              **_cost(t0, c0, a0),
               # the reproducibility card's machine lines: CPU model, cores, torch threads; peak resident memory
               # of the process during the run (scope "process" where the platform cannot reset the peak)
               "machine": {**machine(), "threads": spec.threads}, **peak_memory_mb(window)}

@@ -93,9 +93,11 @@ def run_one(split: Split, method_name: str, params: dict[str, Any] | None = None
     method.artifacts = artifacts
     metrics = metrics_for(split, metrics)
     evaluator = Evaluator(split, metrics=metrics, mode=eval_mode, seed=seed, ties=ties)
-    t0 = time.perf_counter()
+    from metarec.bench.artifacts import build_seconds
+
+    t0, a0 = time.perf_counter(), build_seconds()["wall_s"]
     method.fit(split, seed=seed, workdir=workdir)
-    fit_s = time.perf_counter() - t0
+    fit_s = time.perf_counter() - t0 - (build_seconds()["wall_s"] - a0)   # training alone: shared artifacts apart
     out: dict[str, Any] = {"method": method_name, "params": method.params, "seed": seed,
                            "dataset": split.dataset, "protocol": split.protocol, "protocol_params": split.params,
                            "split_fingerprint": split.fingerprint, "split_meta": split.meta,

@@ -55,7 +55,7 @@ from metarec.methods.space import check_space, parse_space
 from metarec.params import is_seed
 
 TOP_KEYS = {"name", "seeds", "metrics", "valid_metric", "eval_mode", "ties", "also_eval", "datasets", "methods", "split_seed", "threads",
-            "reference", "tune", "summaries", "inference_repeats", "tracking", "description"}
+            "reference", "tune", "summaries", "inference_repeats", "tracking", "keep_artifacts", "description"}
 TRACKING = ("none", "tensorboard")
 TUNE_KEYS = {"trials", "budget_s", "budget_clock", "seeds", "metric", "pruner", "sampler_seed", "startup_trials", "parallel", "share",
              "reuse"}
@@ -146,6 +146,8 @@ class Grid:
     tracking: str = "none"
     ties: str = "expected"
     also_eval: tuple = ()
+    #: run-store artifact kinds committed with the results (``metarec report``) and adopted by a new machine
+    keep_artifacts: tuple = ()
     raw: dict = field(default_factory=dict)
     #: one metric list per protocol kind ("ranking", "impressions") when the grid gives them apart; else None and
     #: ``metrics`` applies to every protocol
@@ -540,6 +542,12 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
     tracking = raw.get("tracking", "none")
     if tracking not in TRACKING:
         raise _err(f"{source}: tracking", f"must be one of {', '.join(TRACKING)}, got {tracking!r}")
+    from metarec.bench.artifacts import KEEPABLE
+
+    keep = raw.get("keep_artifacts") or []
+    if not isinstance(keep, list) or not all(isinstance(k, str) and k in KEEPABLE for k in keep):
+        raise _err(f"{source}: keep_artifacts", f"must be a list of artifact kinds among {', '.join(KEEPABLE)}, "
+                   f"got {keep!r}")
     reference = raw.get("reference")
     if "vs_reference" in summaries and reference is None:
         raise _err(f"{source}: summaries", "vs_reference needs the grid's reference: method")
@@ -549,7 +557,7 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
                 valid_metric=valid_metric,
                 eval_mode=eval_mode, datasets=datasets, methods=methods, split_seed=split_seed, threads=threads,
                 reference=reference, tune=tune, summaries=summaries, inference_repeats=repeats, tracking=tracking,
-                ties=ties, also_eval=tuple(also_eval), raw=raw)
+                ties=ties, also_eval=tuple(also_eval), keep_artifacts=tuple(keep), raw=raw)
 
 
 def _parse_tune(raw: Any, source: str, seeds: list[int], valid_metric: str) -> TuneSpec | None:

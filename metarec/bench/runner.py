@@ -124,6 +124,13 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
     restored = adopt_committed_runs(store, Path("results") / grid.name)
     if restored and progress:
         print(f"runs: {restored} finished runs restored from results/{grid.name}/ (not run again)", file=sys.stderr)
+    if grid.keep_artifacts:   # what an earlier machine built and committed (item-text embeddings, ...)
+        from metarec.bench.artifacts import Artifacts, adopt_committed_artifacts
+
+        adopted = adopt_committed_artifacts(Artifacts(root), Path("results") / grid.name)
+        if adopted and progress:
+            print(f"artifacts: {adopted} restored from results/{grid.name}/artifacts/ (not built again)",
+                  file=sys.stderr)
     key_of = SplitKeys(root)
     planned = plan(grid, root, key_of)
     donors = _donors(grid, store, root, progress)

@@ -278,12 +278,26 @@ class Tuner:
         except ValueError:   # no completed trial
             return None
 
-    def _open_student(self, d: dict, proto: dict, mname: str, teacher_study: StudyRun) -> StudyRun:
+    def _open_student(self, d: dict, proto: dict, mname: str, teacher_study: StudyRun,
+                      teacher_config: dict | None = None) -> StudyRun:
+        """The student's study, its teacher fixed to ``teacher_config`` (default: the teacher study's selection)."""
         from metarec.methods import get_method
 
         fixed = self.grid.methods[mname]["fixed"]
-        resolved = get_method(mname).teacher_fixed(teacher_study.method, self._selected(teacher_study), fixed)
+        config = teacher_config if teacher_config is not None else self._selected(teacher_study)
+        resolved = get_method(mname).teacher_fixed(teacher_study.method, config, fixed)
         return self._open(d, proto, mname, {**fixed, **resolved})
+
+    def _start_students(self, teacher: StudyRun, teacher_config: dict) -> list:
+        """Open the studies of the students waiting on ``teacher`` (taught by ``teacher_config``); the first jobs of
+        each study that is new."""
+        jobs = []
+        for d, proto, mname in self.pending.pop(teacher.name, []):
+            before = len(self.studies)
+            student = self._open_student(d, proto, mname, teacher, teacher_config)
+            if len(self.studies) > before:
+                jobs += self.start_study(student)
+        return jobs
 
     def _reuse_sources(self) -> list[tuple[str, Any]]:
         """(grid name, storage) of each ``tune.reuse`` grid with studies; its budget must equal this grid's."""
@@ -412,23 +426,13 @@ class Tuner:
         """probe: what a student's trial costs does not hang on which configuration teaches it, so its study opens
         on the teacher study's best trial so far (if the teacher's final selection differs, the student's real
         study is another one and this trial only measured)."""
-        from metarec.methods import get_method
-
         if teacher.name not in self.pending:
             return []
         try:
             best = {**teacher.fixed, **teacher.study.best_trial.params}
         except ValueError:   # no completed trial yet
             return []
-        jobs = []
-        for d, proto, mname in self.pending.pop(teacher.name):
-            fixed = self.grid.methods[mname]["fixed"]
-            resolved = get_method(mname).teacher_fixed(teacher.method, best, fixed)
-            before = len(self.studies)
-            student = self._open(d, proto, mname, {**fixed, **resolved})
-            if len(self.studies) > before:
-                jobs += self.start_study(student)
-        return jobs
+        return self._start_students(teacher, best)
 
     def start_study(self, s: StudyRun) -> list:
         """Re-attached trials of a killed run, then the study's next trials (or its confirm runs)."""
@@ -474,12 +478,7 @@ class Tuner:
                 key = self.key_of(spec)
                 self.confirm_keys.append(key)
                 jobs.append(Job(spec, key, None, tag=("confirm", s.name)))
-        for d, proto, mname in self.pending.pop(s.name, []):   # its students' studies can start now
-            before = len(self.studies)
-            student = self._open_student(d, proto, mname, s)
-            if len(self.studies) > before:
-                jobs += self.start_study(student)
-        return jobs
+        return jobs + self._start_students(s, params)   # its students' studies can start now
 
     def on_done(self, job, outcome: dict) -> list:
         """Record a trial run's outcome; returns the follow-up jobs (next seed, next trials, confirm runs)."""

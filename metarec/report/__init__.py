@@ -98,7 +98,10 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
              f"| cost | fit {t.get('fit_s', float('nan')):.1f} s, run wall {result.get('wall_s', float('nan')):.1f} s, "
              f"CPU {result.get('cpu_s', float('nan')):.1f} s, peak memory "
              + (f"{result['peak_rss_mb']:.0f} MiB ({result.get('peak_rss_scope', '?')})" if "peak_rss_mb" in result
-                else "not recorded") + " |",
+                else "not recorded")
+             + (f"; shared artifacts it built: {result['artifact_build']['wall_s']:.1f} s wall, "
+                f"{result['artifact_build']['cpu_s']:.1f} s CPU (not in the run's cost)"
+                if (result.get("artifact_build") or {}).get("wall_s", 0) >= 0.05 else "") + " |",
              f"| test users | {result.get('test_users', '?')}; best epoch {result.get('best_epoch', '–')} of "
              f"{result.get('epochs_trained', '–')} |"]
     if result.get("reproduces"):   # an older run trained again and adopted because it matched bit for bit
@@ -291,6 +294,18 @@ def save_studies(store: RunStore, out: Path) -> list[str]:
     pd.DataFrame(rows, columns=["study", "number", "state", "value", "params", "wall_s", "cpu_s"]).to_csv(
         out / "trials_so_far.csv", index=False)
     return lines
+
+
+def save_artifacts(grid, out: Path, root: Path | None = None) -> list[Path]:
+    """Commit the run-store artifacts the grid keeps (``keep_artifacts:``; e.g. item-text embeddings, an hour of
+    encoding each machine would otherwise repeat) for its datasets into ``out/artifacts/``; ``metarec bench`` on a
+    new machine adopts them (``bench.artifacts.adopt_committed_artifacts``). ``root``: the run store's home (default
+    ``metarec.utils.home()``, as ``metarec bench``). Returns the folders written."""
+    from metarec.bench.artifacts import Artifacts, export_artifacts
+
+    if not grid.keep_artifacts:
+        return []
+    return export_artifacts(Artifacts(root), grid.keep_artifacts, {d["name"] for d in grid.datasets}, out)
 
 
 def _copy_sqlite(src: Path, dst: Path) -> None:

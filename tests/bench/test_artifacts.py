@@ -90,3 +90,80 @@ def test_a_changed_or_unreadable_artifact_is_rebuilt_with_a_logged_reason(tmp_pa
         assert not cached and (again / "x.txt").read_text() == "ok"
         assert any(why in r.getMessage() and "rebuilding it" in r.getMessage() for r in caplog.records), why
     assert store.get_or_build("thing", {"a": 2}, make)[2]     # intact now: served from the store
+
+
+# ---- artifacts committed with a grid's results -----------------------------------------------------------------------
+def _built(store: Artifacts, kind: str, dataset: str, payload: str) -> Path:
+    folder, _, _ = store.get_or_build(kind, {"dataset": dataset, "p": payload},
+                                      lambda f: (f / "emb.npz").write_text(payload) and None)
+    return folder
+
+
+def test_a_grids_artifacts_are_committed_and_a_new_store_adopts_them_instead_of_building(tmp_path):
+    """Only the kinds asked for, only the grid's datasets; copied again only when changed; a new store adopts
+    them and serves them as built (its builder is never called)."""
+    from metarec.bench.artifacts import adopt_committed_artifacts, export_artifacts
+
+    old = Artifacts(tmp_path / "old")
+    mine = _built(old, "text_emb", "amazon-office", "office vectors")
+    _built(old, "text_emb", "ml-100k", "not this grid's dataset")
+    _built(old, "teacher", "amazon-office", "not a kept kind")
+    out = tmp_path / "results" / "g"
+    written = export_artifacts(old, ["text_emb"], {"amazon-office"}, out)
+    assert written == [out / "artifacts" / "text_emb" / mine.name]
+    assert sorted(p.name for p in (out / "artifacts").rglob("*") if p.is_file()) == ["emb.npz", "meta.json"]
+    assert export_artifacts(old, ["text_emb"], {"amazon-office"}, out) == []        # unchanged: not copied again
+
+    new = Artifacts(tmp_path / "new")
+    assert adopt_committed_artifacts(new, out) == 1 and adopt_committed_artifacts(new, out) == 0
+    calls = []
+    folder, meta, cached = new.get_or_build("text_emb", {"dataset": "amazon-office", "p": "office vectors"},
+                                            lambda f: calls.append(f))
+    assert cached and not calls and (folder / "emb.npz").read_text() == "office vectors"
+    assert adopt_committed_artifacts(Artifacts(tmp_path / "third"), tmp_path / "nothing-committed") == 0
+
+
+def test_a_damaged_or_misfiled_committed_artifact_is_one_error_naming_it(tmp_path):
+    from metarec.bench.artifacts import adopt_committed_artifacts, export_artifacts
+    from metarec.errors import DataError
+
+    old = Artifacts(tmp_path / "old")
+    mine = _built(old, "text_emb", "amazon-office", "office vectors")
+    out = tmp_path / "results" / "g"
+    export_artifacts(old, ["text_emb"], {"amazon-office"}, out)
+    committed = out / "artifacts" / "text_emb" / mine.name
+    (committed / "emb.npz").write_text("truncated")
+    with pytest.raises(DataError, match=rf"{mine.name}: committed artifact damaged \(emb.npz changed since it was "
+                                        r"built \(sha256\)\)"):
+        adopt_committed_artifacts(Artifacts(tmp_path / "new"), out)
+    assert not (tmp_path / "new" / "artifacts" / "text_emb" / mine.name).exists()
+    (committed / "emb.npz").write_text("office vectors")
+    moved = committed.with_name("0" * 24)
+    committed.rename(moved)
+    with pytest.raises(DataError, match=r"meta.json: committed artifact's meta.json names another identity"):
+        adopt_committed_artifacts(Artifacts(tmp_path / "new"), out)
+
+
+def test_build_time_is_clocked_once_for_nested_requests_and_not_for_loads(tmp_path):
+    """A run's cost leaves out ``build_seconds``' increase: an artifact built inside another's build (a student's
+    embeddings from the teacher's) counts once, and serving a built artifact costs next to nothing."""
+    from metarec.bench.artifacts import build_seconds
+
+    store = Artifacts(tmp_path)
+
+    def inner(folder):
+        time.sleep(0.3)
+        (folder / "x.txt").write_text("inner")
+
+    def outer(folder):
+        store.get_or_build("inner", {"a": 1}, inner)
+        time.sleep(0.2)
+        (folder / "x.txt").write_text("outer")
+
+    before = build_seconds()
+    store.get_or_build("outer", {"a": 1}, outer)
+    spent = build_seconds()["wall_s"] - before["wall_s"]
+    assert 0.5 <= spent < 0.8                          # 0.3 + 0.2, not 0.3 + 0.5
+    before = build_seconds()
+    assert store.get_or_build("outer", {"a": 1}, outer)[2]
+    assert build_seconds()["wall_s"] - before["wall_s"] < 0.1

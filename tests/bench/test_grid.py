@@ -28,6 +28,7 @@ def test_valid_grid_expands():
     assert len(runs) == 2 * (1 + 2)
     assert {r.params.get("lr") for r in runs if r.method == "mf-bpr"} == {0.001, 0.01}
     assert grid.valid_metric == "ndcg@10"
+    assert grid.keep_artifacts == () and parse_grid(with_(keep_artifacts=["text_emb"])).keep_artifacts == ("text_emb",)
 
 
 def test_exclude_skips_a_dataset_or_a_dataset_protocol_pair():
@@ -55,6 +56,9 @@ def test_exclude_skips_a_dataset_or_a_dataset_protocol_pair():
     ({"colour": 1}, r"unknown key\(s\) colour; valid: "),
     ({"methods": {"pop": {"exclude": "ml-100k"}}}, r"methods\.pop\.exclude: must be a list of 'dataset' or"),
     ({"methods": {"pop": {"exclude": ["ml-100k/genral"]}}}, r"methods\.pop\.exclude: unknown protocol in 'ml-100k/genral'"),
+    ({"keep_artifacts": ["text_emb", "checkpoints"]}, r"g\.yaml: keep_artifacts: must be a list of artifact kinds among "
+                                                      r"teacher, text_emb, text_student, got \['text_emb', 'checkpoints'\]"),
+    ({"keep_artifacts": "text_emb"}, r"keep_artifacts: must be a list"),
 ])
 def test_bad_grids(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -351,7 +355,7 @@ def message(raw, source="g.yaml") -> str:
 
 @pytest.mark.parametrize("raw, expected", [
     ({**BASE, "colour": 1, "size": 2},
-     "g.yaml: unknown key(s) colour, size; valid: also_eval, datasets, description, eval_mode, inference_repeats, "
+     "g.yaml: unknown key(s) colour, size; valid: also_eval, datasets, description, eval_mode, inference_repeats, keep_artifacts, "
      "methods, metrics, name, reference, seeds, split_seed, summaries, threads, ties, tracking, tune, valid_metric"),
     (with_(datasets=[{"name": "ml-100k", "split": 1, "size": 2}]),
      "g.yaml: datasets[0]: unknown key(s) size, split; valid: name, preprocess, protocols"),

@@ -289,3 +289,38 @@ def test_the_local_pool_never_runs_more_threads_than_cores(monkeypatch, capsys):
     assert local_jobs(parse_grid({**TINY, "threads": 3}), "pool", 2) == 1   # never below one job
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert local_jobs(two_threads, "pool", 2) == 2
+
+
+def test_a_new_machine_loads_the_artifacts_a_grid_committed_instead_of_building_them(tmp_path, monkeypatch):
+    """keep_artifacts: [teacher]: `metarec report` commits the grid's teacher checkpoints; a fresh store (no runs,
+    no artifacts) running the grid again loads them as they were built (same meta, build time included) and the
+    run's metrics are the same. Without the key nothing is committed. The first run's cost leaves out the teacher it
+    trained inside the artifact request (``artifact_build``): the next run asking for it would not pay."""
+    from metarec import report
+
+    seq = {"max_epochs": 1, "eval_every": 1, "progress_bar": False, "max_len": 8, "batch_size": 512, "dim": 8,
+           "n_layers": 1}
+    raw = {"name": "kept", "seeds": [0], "metrics": ["ndcg@10"], "keep_artifacts": ["teacher"],
+           "datasets": [{"name": "ml-100k", "protocols": ["sequential"]}],
+           "methods": {"distill:teacher": {"params": seq}}}
+    first = run_grid(parse_grid(raw), root=tmp_path / "old", progress=False)
+    built = [p for p in (tmp_path / "old" / "artifacts" / "teacher").iterdir() if not p.name.startswith(".")]
+    assert first["counts"]["done"] == 1 and len(built) == 1
+    trained = first["store"].load_result(first["tidy"].run.iloc[0])
+    # the run trained its teacher inside the artifact request: that time is the artifact's, not the run's cost
+    built_s = trained["artifact_build"]
+    assert trained["timings"]["fit_s"] < built_s["wall_s"] and trained["wall_s"] < built_s["wall_s"]
+    assert trained["cpu_s"] < built_s["cpu_s"]
+    assert report.save_artifacts(parse_grid({**raw, "keep_artifacts": []}), tmp_path / "results" / "kept",
+                                 root=tmp_path / "old") == []
+    written = report.save_artifacts(parse_grid(raw), tmp_path / "results" / "kept", root=tmp_path / "old")
+    assert [p.name for p in written] == [built[0].name]
+
+    monkeypatch.chdir(tmp_path)                     # results/kept/ holds the artifacts alone: the run is redone
+    again = run_grid(parse_grid(raw), root=tmp_path / "new", progress=False)
+    assert again["counts"]["done"] == 1
+    adopted = tmp_path / "new" / "artifacts" / "teacher" / built[0].name / "meta.json"
+    assert json.loads(adopted.read_text()) == json.loads((built[0] / "meta.json").read_text())
+    pd.testing.assert_frame_equal(values(again["tidy"]), values(first["tidy"]))
+    loaded = again["store"].load_result(again["tidy"].run.iloc[0])["artifact_build"]
+    assert loaded["wall_s"] < built_s["wall_s"] / 10                   # loaded, not trained
