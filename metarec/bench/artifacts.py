@@ -26,16 +26,21 @@ from metarec.utils import atomic_write_json, file_digest, home
 
 META = "meta.json"
 
-#: time this process spent inside artifact requests (outermost only: a text embedding built from a student built from
-#: the teacher's embeddings is one request), waiting for another builder included. A run's cost leaves it out
-#: (``build_seconds``): an artifact serves every later run, so the trial that happens to ask first must not spend its
-#: study's budget on it.
+#: Artifact kinds no method trains as its own model: item-text embeddings and the student encoders distilled for them,
+#: shared by every text recommender of a dataset. A run's cost leaves out the time it spent getting these
+#: (``build_seconds``): the trial that happens to ask first must not spend its study's budget on what every later
+#: run of every method loads (an hour of encoding would end a study on its first trial). Teachers stay charged: a
+#: ``distill:teacher`` run's training *is* its teacher artifact, and a student that trains its teacher pays for it,
+#: as every finished grid counted it.
+UNCHARGED = ("text_emb", "text_student")
+#: time this process spent inside requests for UNCHARGED kinds (outermost only: an embedding built from a student
+#: built from the teacher's embeddings is one request), waiting for another builder included
 _CLOCK = {"wall_s": 0.0, "cpu_s": 0.0, "depth": 0}
 
 
 def build_seconds() -> dict[str, float]:
-    """(wall, CPU) seconds this process has spent in ``Artifacts.get_or_build`` so far; a run takes the difference
-    across itself."""
+    """(wall, CPU) seconds this process has spent getting ``UNCHARGED`` artifacts so far; a run takes the
+    difference across itself."""
     return {"wall_s": _CLOCK["wall_s"], "cpu_s": _CLOCK["cpu_s"]}
 
 
@@ -54,6 +59,8 @@ class Artifacts:
                      valid: Callable[[Path], bool] | None = None) -> tuple[Path, dict, bool]:
         """(folder, meta, cached). ``build(tmp_folder)`` writes the artifact's files into ``tmp_folder`` and returns
         extra meta; ``valid(folder)`` may reject a damaged artifact, which is then rebuilt."""
+        if kind not in UNCHARGED:
+            return self._get_or_build(kind, identity, build, valid)
         w0, c0 = time.perf_counter(), time.process_time()
         _CLOCK["depth"] += 1
         try:

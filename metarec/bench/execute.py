@@ -90,7 +90,7 @@ def run_cap(seconds: float | None):
 
 
 def _cost(t0: float, c0: float, a0: dict[str, float]) -> dict[str, Any]:
-    """A run's wall and CPU seconds since (t0, c0), less what it spent getting shared artifacts since ``a0``
+    """A run's wall and CPU seconds since (t0, c0), less what it spent getting shared item-text artifacts since ``a0``
     (``artifacts.build_seconds``), which is reported beside them."""
     built = {k: v - a0[k] for k, v in build_seconds().items()}
     return {"wall_s": time.time() - t0 - built["wall_s"], "cpu_s": time.process_time() - c0 - built["cpu_s"],
@@ -139,7 +139,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
         cost = _cost(t0, c0, a0)   # what the failure cost
         store.record_failure(key, {"key": key, "reason": reason, "traceback": traceback.format_exc(),
                                    "spec": spec.identity("?"), "params": spec.params, **cost})
-        return {"key": key, "status": "failed", "reason": reason, **cost}
+        return {"key": key, "status": "failed", "reason": reason, **cost, "cpu": machine()["cpu"]}
     finally:
         root_logger.removeHandler(handler)
         handler.close()
@@ -151,7 +151,7 @@ def execute_run(spec: RunSpec, key: str, grid_name: str, root: str, trial: dict 
               "git_revision": code["revision"],
               "code": {**code, "changed_since_start": code_now_differs()},
               # wall and CPU seconds of this process (all its threads): what the run cost, whatever else the machine
-              # did; shared artifacts it had to build (a teacher, item-text embeddings) apart, in ``artifact_build``
+              # did; shared item-text artifacts it had to build (``artifacts.UNCHARGED``) apart, in ``artifact_build``
               **_cost(t0, c0, a0),
               # the reproducibility card's machine lines: CPU model, cores, torch threads; peak resident memory
               # of the process during the run (scope "process" where the platform cannot reset the peak)

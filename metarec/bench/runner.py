@@ -142,6 +142,14 @@ def run_grid(grid: Grid, *, executor: str = "sequential", jobs: int = 1, address
         if adopted and progress:
             print(f"tuning: continuing the studies committed in {adopted}", file=sys.stderr)
         tuner = Tuner(grid, store, key_of, probe=probe)
+        if progress and grid.tune.clock == "cpu" and executor != "ray":
+            from metarec.bench.tune import CPU_SPEED
+            from metarec.utils import machine
+
+            if machine()["cpu"] not in CPU_SPEED:   # a study split across machines would count unequal seconds
+                print(f"tuning: this CPU ({machine()['cpu']}) has no measured speed (metarec.bench.tune.CPU_SPEED): "
+                      "its CPU seconds count as the reference machine's; measure it with benchmarks/cpu_speed.py",
+                      file=sys.stderr)
     counts = {"total": 0, "cached": 0, "copied": 0, "done": 0, "failed": 0, "skipped_failed": 0, "trials_failed": 0}
     seen: set[str] = set()
     ready: deque[Job] = deque()

@@ -153,13 +153,15 @@ def tidy_table(store: RunStore, keys: list[str]) -> pd.DataFrame:
                              if r["timings"].get("adapt_test_s") and r.get("test_users") else float("nan")),
                 # item-text encoder throughput (items/s encoding the dataset's texts), NaN without one
                 "encode_items_per_s": float(r.get("text_info", {}).get("items_per_s") or float("nan")),
-                "encoder_parameters": float(r.get("text_info", {}).get("parameters") or float("nan"))}
+                "encoder_parameters": float(r.get("text_info", {}).get("parameters") or float("nan")),
+                # the CPU that ran it: timings (fit, latency, throughput) compare only between runs of one model
+                "cpu": (r.get("machine") or {}).get("cpu", "unknown")}
         for stage, metrics in r["metrics"].items():
             for metric, value in metrics.items():
                 rows.append({**base, "stage": stage, "metric": metric, "value": value})
     cols = ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed", "stage", "metric", "value",
             "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode", "adapt_ms", "encode_items_per_s",
-            "encoder_parameters"]
+            "encoder_parameters", "cpu"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "protocol", "method", "params", "seed", "stage", "metric"],
                           kind="stable").reset_index(drop=True)

@@ -110,6 +110,25 @@ def open_trial(info: dict):
     return optuna.trial.Trial(study, info["trial_id"])
 
 
+#: What one CPU second of a CPU model (``/proc/cpuinfo``'s model name, as a run records it in ``machine.cpu``) is worth
+#: in a study's budget (``budget_clock: cpu``), in CPU seconds of the reference machine: the Intel Xeon that ran every
+#: study before 2026-12-03 (a trial recorded without ``cpu_model`` ran there). A grid resumed over several working
+#: days may land on another CPU, where the same trial costs more (or fewer) CPU seconds; counted raw, a study finished
+#: there would get fewer (or more) trials than its neighbours finished on the reference machine. Each factor is
+#: measured by ``benchmarks/cpu_speed.py`` (committed trials rerun as they were; results/cpu_speed/). A model not
+#: listed counts 1.0, and the grid says so when it starts: measure it before a budget is split across machines.
+REFERENCE_CPU = "Intel(R) Xeon(R) Processor"
+CPU_SPEED = {REFERENCE_CPU: 1.0,
+             # 2026-12-03, results/cpu_speed/AMD_EPYC.json: two distill_text trials rerun as they were, 0.544 and
+             # 0.493 (the median of the two)
+             "AMD EPYC": 0.518}
+
+
+def cpu_speed(model: str | None) -> float:
+    """``CPU_SPEED`` of a CPU model (None: a trial recorded before models were, on the reference machine)."""
+    return CPU_SPEED.get(model or REFERENCE_CPU, 1.0)
+
+
 @dataclass
 class PendingTrial:
     number: int
@@ -119,6 +138,7 @@ class PendingTrial:
     values: list = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    cpu_model: str | None = None   # the CPU its runs ran on (``cpu_speed``)
     keys: list = field(default_factory=list)
 
 
@@ -345,7 +365,8 @@ class Tuner:
         """(trials started, seconds of trial run time spent) so far."""
         trials = s.study.get_trials(deepcopy=False)
         if self.spec_t.clock == "cpu":   # trials recorded before cpu_s existed count their wall time
-            return len(trials), sum(float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0))) for t in trials)
+            return len(trials), sum(float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0)))
+                                    * cpu_speed(t.user_attrs.get("cpu_model")) for t in trials)
         return len(trials), sum(float(t.user_attrs.get("wall_s", 0.0)) for t in trials)
 
     def budget_left(self, s: StudyRun) -> bool:
@@ -491,13 +512,17 @@ class Tuner:
         p = s.inflight[job.tag[2]]
         p.keys.append(job.key)
         if outcome["status"] == "failed":   # what it ran before failing counts against the budget
+            from metarec.utils import machine
+
             p.wall_s += float(outcome.get("wall_s", 0.0))
             p.cpu_s += float(outcome.get("cpu_s", outcome.get("wall_s", 0.0)))
+            p.cpu_model = outcome.get("cpu") or machine()["cpu"]
             self._tell(s, p, TrialState.FAIL, reason=outcome.get("reason", ""))
             return self._more(s)
         result = self.store.load_result(job.key)
         p.wall_s += float(result.get("wall_s", 0.0))
         p.cpu_s += float(result.get("cpu_s", result.get("wall_s", 0.0)))
+        p.cpu_model = (result.get("machine") or {}).get("cpu") or p.cpu_model
         value = result.get("metrics", {}).get("valid", {}).get(self.spec_t.metric)
         if value is None or not math.isfinite(float(value)):
             self._tell(s, p, TrialState.FAIL, reason=f"no finite valid {self.spec_t.metric} (the split needs a "
@@ -519,6 +544,8 @@ class Tuner:
         trial = optuna.trial.Trial(s.study, p.trial_id)
         trial.set_user_attr("wall_s", p.wall_s)
         trial.set_user_attr("cpu_s", p.cpu_s)
+        if p.cpu_model:
+            trial.set_user_attr("cpu_model", p.cpu_model)
         trial.set_user_attr("runs", p.keys)
         trial.set_user_attr("seed_values", p.values)
         if reason:

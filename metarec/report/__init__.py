@@ -99,7 +99,7 @@ def card(result: dict, trials: pd.DataFrame | None = None) -> str:
              f"CPU {result.get('cpu_s', float('nan')):.1f} s, peak memory "
              + (f"{result['peak_rss_mb']:.0f} MiB ({result.get('peak_rss_scope', '?')})" if "peak_rss_mb" in result
                 else "not recorded")
-             + (f"; shared artifacts it built: {result['artifact_build']['wall_s']:.1f} s wall, "
+             + (f"; shared item-text artifacts it built: {result['artifact_build']['wall_s']:.1f} s wall, "
                 f"{result['artifact_build']['cpu_s']:.1f} s CPU (not in the run's cost)"
                 if (result.get("artifact_build") or {}).get("wall_s", 0) >= 0.05 else "") + " |",
              f"| test users | {result.get('test_users', '?')}; best epoch {result.get('best_epoch', '–')} of "

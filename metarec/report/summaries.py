@@ -335,14 +335,23 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
         pu = None
         if ctx.per_user is not None and metric in ctx.per_user.columns:
             pu = ctx.per_user[(ctx.per_user.dataset == ds) & (ctx.per_user.protocol == proto)]
+        # timings compare only between runs on one CPU model (a grid resumed on another machine mixes them): the
+        # table's timing columns come from the model that ran most of its runs; throughput, a property of the
+        # (encoder, dataset) embedding, from that model's runs of any protocol on the dataset
+        cpu = _timing_cpu(runs)
+        timed = runs if cpu is None else runs[runs.cpu == cpu]
+        same_ds = sel[sel.dataset == ds].drop_duplicates("run")
+        timed_ds = same_ds if cpu is None else same_ds[same_ds.cpu == cpu]
         rows = []
         for method, m in g.groupby("method"):
             mean, half = mean_interval(m.value)
             r = runs[runs.method == method]
-            speed = r["encode_items_per_s"].mean() if "encode_items_per_s" in r else float("nan")
+            t = timed_ds[timed_ds.method == method]
+            speed = t["encode_items_per_s"].mean() if "encode_items_per_s" in t and len(t) else float("nan")
             enc = r["encoder_parameters"].mean() if "encoder_parameters" in r else float("nan")
             rows.append({"method": method, "mean": mean, "ci": half, "n": len(m), "parameters": r.num_parameters.mean(),
-                         "encoder_parameters": enc, "items_per_s": speed, "latency_ms": _latency_ms(r, pu, method)})
+                         "encoder_parameters": enc, "items_per_s": speed,
+                         "latency_ms": _latency_ms(timed[timed.method == method], pu, method)})
         table = pd.DataFrame(rows).sort_values("parameters")
         lines.append(f"\n## {ds} / {proto}\n")
         lines.append(f"| method | {metric} | seeds | parameters | of which text encoder | encoding items/s | ms/user |")
@@ -353,6 +362,12 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             enc = "–" if np.isnan(r.encoder_parameters) else f"{r.encoder_parameters:,.0f}"
             lat = "–" if np.isnan(r.latency_ms) else f"{r.latency_ms:.3f}"
             lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} | {lat} |")
+        if cpu is not None and runs.cpu.nunique() > 1:
+            untimed = sorted(set(runs.method) - set(timed.method))
+            lines.append(f"\nTimings: the {len(timed)} of {len(runs)} runs on {cpu} (runs on "
+                         f"{', '.join(sorted(set(runs.cpu) - {cpu}))} left out: seconds on different CPUs do not "
+                         "compare)" + (f"; no timing for {', '.join(untimed)}, which ran only there." if untimed
+                                       else "."))
         by = table.set_index("method")
         entry: dict = {"methods": {r.method: {"mean": r.mean, "ci": r.ci, "parameters": r.parameters,
                                               "encoder_parameters": r.encoder_parameters,
@@ -409,6 +424,14 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
 
 #: the id-only recommender the text rows share their backbone with
 ID_ONLY = "distill:teacher"
+
+
+def _timing_cpu(runs: pd.DataFrame) -> str | None:
+    """The CPU model that ran most of ``runs`` (ties: the first by name); None for a table without the column."""
+    if "cpu" not in runs or runs.empty:
+        return None
+    counts = runs.cpu.fillna("unknown").value_counts()
+    return sorted(counts[counts == counts.max()].index)[0]
 
 
 def _latency_ms(runs: pd.DataFrame, per_user: pd.DataFrame | None, method: str) -> float:

@@ -144,9 +144,10 @@ def test_a_damaged_or_misfiled_committed_artifact_is_one_error_naming_it(tmp_pat
         adopt_committed_artifacts(Artifacts(tmp_path / "new"), out)
 
 
-def test_build_time_is_clocked_once_for_nested_requests_and_not_for_loads(tmp_path):
-    """A run's cost leaves out ``build_seconds``' increase: an artifact built inside another's build (a student's
-    embeddings from the teacher's) counts once, and serving a built artifact costs next to nothing."""
+def test_shared_text_artifacts_are_clocked_once_for_nested_requests_and_teachers_not_at_all(tmp_path):
+    """A run's cost leaves out ``build_seconds``' increase: item-text embeddings built inside another's build (a
+    student's embeddings from the teacher's) count once, serving a built one costs next to nothing, and a teacher
+    (a charged kind: a teacher row's training is its artifact) is never taken out of a run's cost."""
     from metarec.bench.artifacts import build_seconds
 
     store = Artifacts(tmp_path)
@@ -156,14 +157,17 @@ def test_build_time_is_clocked_once_for_nested_requests_and_not_for_loads(tmp_pa
         (folder / "x.txt").write_text("inner")
 
     def outer(folder):
-        store.get_or_build("inner", {"a": 1}, inner)
+        store.get_or_build("text_emb", {"a": 1}, inner)
         time.sleep(0.2)
         (folder / "x.txt").write_text("outer")
 
     before = build_seconds()
-    store.get_or_build("outer", {"a": 1}, outer)
+    store.get_or_build("text_student", {"a": 1}, outer)
     spent = build_seconds()["wall_s"] - before["wall_s"]
     assert 0.5 <= spent < 0.8                          # 0.3 + 0.2, not 0.3 + 0.5
     before = build_seconds()
-    assert store.get_or_build("outer", {"a": 1}, outer)[2]
+    assert store.get_or_build("text_student", {"a": 1}, outer)[2]
     assert build_seconds()["wall_s"] - before["wall_s"] < 0.1
+    before = build_seconds()
+    store.get_or_build("teacher", {"a": 1}, inner)
+    assert build_seconds() == before

@@ -313,7 +313,7 @@ def test_tidy_table_writes_parameters_in_one_key_order(store):
     assert t.score_s.dtype == float and t.infer_s.dtype == float and t.score_s.isna().all()
     assert list(t.columns) == ["run", "dataset", "protocol", "protocol_params", "method", "family", "params", "seed",
                                "stage", "metric", "value", "num_parameters", "fit_s", "score_s", "infer_s", "eval_mode",
-                               "adapt_ms", "encode_items_per_s", "encoder_parameters"]
+                               "adapt_ms", "encode_items_per_s", "encoder_parameters", "cpu"]
     assert list(t.index) == list(range(len(t)))
 
 

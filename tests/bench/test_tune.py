@@ -455,6 +455,32 @@ def test_a_cpu_clock_budget_counts_cpu_seconds_not_wall_time(tmp_path, monkeypat
     assert len(trials) >= 2 and (trials.wall_s > trials.cpu_s + 1.5).all(), trials[["wall_s", "cpu_s"]]
 
 
+@pytest.mark.slow
+def test_cpu_seconds_count_at_the_measured_speed_of_the_cpu_that_spent_them(tmp_path, monkeypatch):
+    """A study resumed on another machine: its CPU seconds count in the reference machine's (CPU_SPEED, measured by
+    benchmarks/cpu_speed.py), so a slower CPU does not buy fewer trials. Here this CPU counted 1000x (a machine
+    1000x the reference's speed) spends a 5 s budget on its first trial; unlisted, it counts 1x and gets all 3."""
+    import optuna
+
+    import metarec.bench.tune as tune
+    from metarec.utils import machine
+
+    g = copy.deepcopy(TUNED)
+    g["seeds"] = [0]
+    g["methods"] = {"mf-bpr": TUNED["methods"]["mf-bpr"]}
+    g["tune"] = {"trials": 3, "budget_s": 5.0, "seeds": [7], "startup_trials": 2, "budget_clock": "cpu"}
+    monkeypatch.setattr(tune, "CPU_SPEED", {machine()["cpu"]: 1000.0})
+    fast = run_grid(parse_grid(g), root=tmp_path / "fast", progress=False)["trials"]
+    assert len(fast) == 1 and fast.cpu_s.iloc[0] < 5.0, fast[["cpu_s"]]
+    monkeypatch.setattr(tune, "CPU_SPEED", {})
+    assert tune.cpu_speed(machine()["cpu"]) == tune.cpu_speed(None) == 1.0
+    assert len(run_grid(parse_grid(g), root=tmp_path / "unlisted", progress=False)["trials"]) == 3
+    storage = f"sqlite:///{tmp_path / 'fast' / 'grids' / 'tuned' / 'tuning.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    (trial,) = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    assert trial.user_attrs["cpu_model"] == machine()["cpu"]
+
+
 def test_budget_clock_must_be_known():
     g = copy.deepcopy(TUNED)
     g["tune"]["budget_clock"] = "gpu"

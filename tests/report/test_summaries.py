@@ -293,6 +293,17 @@ def test_text_frontier_checks_the_student_against_the_teacher_and_the_control(tm
     row = next(line for line in md.splitlines() if line.startswith("| distill:text-mpnet-6-random | ") and " [" in line)
     assert row.endswith(f"| {holm_p['distill:text-mpnet-6-random']:.3g} |")
 
+    # the id-only runs timed on another CPU (a grid resumed on another machine): their timings are left out
+    mixed = tidy_rows(cells, protocol="sequential", extra=extra)
+    mixed["cpu"] = np.where(mixed.method == "distill:teacher", "CPU B", "CPU A")
+    get_summary("text_frontier")(SummaryContext(tmp_path / "mixed", mixed, per_user,
+                                                {"grid": "g", "valid_metric": "ndcg@10"}))
+    md = (tmp_path / "mixed" / "tables" / "text_frontier.md").read_text()
+    assert "| distill:teacher | 0.2800 ± " in md and "| 500,000 | – | – | – |" in md
+    assert f"| distill:text-mpnet-6 | 0.2910 ± {half:.4f} | 3 | 67,000,000 | 66,000,000 | 60.0 | 20.000 |" in md
+    assert ("Timings: the 9 of 12 runs on CPU A (runs on CPU B left out: seconds on different CPUs do not compare); "
+            "no timing for distill:teacher, which ran only there.") in md
+
 
 def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     rng = np.random.default_rng(1)
