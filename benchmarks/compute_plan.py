@@ -10,7 +10,8 @@ seeds x confirmed settings, each costed as the study's mean trial). A cell whose
 costed '?' (measure it: one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial).
 A cell whose trial hit the run cap (`metarec bench --run-cap S`: stopped after S seconds) is costed '>' with the cap
 as a lower bound for its runs and listed at the end as not fitting. Untuned cells (pop, random, ...) cost seconds
-and are left out.
+and are left out. CPU time is counted in the reference machine's CPU seconds, as the budgets count it
+(``metarec.bench.tune.CPU_SPEED``); the closing line converts what is left to this machine's CPU.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metarec  # noqa: E402,F401
 from metarec.bench import load_grid  # noqa: E402
-from metarec.utils import home  # noqa: E402
+from metarec.bench.tune import cpu_speed  # noqa: E402
+from metarec.utils import home, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +55,9 @@ def _last_start(trials: list) -> datetime:
 
 
 def cpu(t) -> float:
-    return float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0)) or 0.0)
+    """A trial's CPU seconds in the reference machine's (``tune.CPU_SPEED``), as its study's budget counts them."""
+    return float(t.user_attrs.get("cpu_s", t.user_attrs.get("wall_s", 0.0)) or 0.0) \
+        * cpu_speed(t.user_attrs.get("cpu_model"))
 
 
 def finished_runs(name: str, fixed: dict[str, dict]) -> dict:
@@ -168,6 +172,9 @@ def main() -> int:
           + (f" + {total_unknown} cell(s) not yet measured" if total_unknown else "") + "** (studies shared between "
           "grids through tune.reuse are counted in each; an unmeasured cell needs at least its study budget plus its "
           "confirm runs)")
+    here = machine()["cpu"]
+    print(f"\nIn reference-machine CPU hours; on this machine ({here}, speed {cpu_speed(here):g} of the reference) "
+          f"what is left is {total_left / cpu_speed(here) / 3600:.1f} CPU-h.")
     return 0
 
 
