@@ -131,6 +131,17 @@ KEEPABLE = ("teacher", "text_emb", "text_student")
 COMMITTED = "artifacts"
 
 
+def _copy_whole(src: Path, dst: Path) -> None:
+    """Copy the folder ``src`` to ``dst`` so that ``dst`` only ever appears complete: copied under a temporary name
+    beside it, then renamed in one step (a previous ``dst`` is replaced)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+
+
 def export_artifacts(store: Artifacts, kinds, datasets, out: Path) -> list[Path]:
     """Copy every intact artifact of ``kinds`` built for one of ``datasets`` into ``out/artifacts/<kind>/<key>/``
     (``adopt_committed_artifacts`` puts them back into a new machine's store). An artifact whose committed copy is
@@ -147,12 +158,7 @@ def export_artifacts(store: Artifacts, kinds, datasets, out: Path) -> list[Path]
             target = Path(out) / COMMITTED / kind / folder.name
             if (target / META).is_file() and _check(target, None) == (meta, None):
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f".tmp-{folder.name}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(folder, tmp)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
+            _copy_whole(folder, target)
             written.append(target)
     return written
 
@@ -189,10 +195,7 @@ def adopt_committed_artifacts(store: Artifacts, results: Path) -> int:
             try:
                 if (final / META).is_file():
                     continue
-                tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(folder, tmp)
-                os.replace(tmp, final)
+                _copy_whole(folder, final)
                 adopted += 1
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
