@@ -5,13 +5,14 @@
 Per cell (dataset x protocol setting x tuned method): its study's trials so far and their CPU time (the run store's
 ``tuning.db``, else the committed ``results/<grid>/tuning.db``, else a reused grid's), and an estimate of what is
 left: the rest of the study's budget (``budget_s`` minus the trial time spent, plus one trial, since a trial started
-inside the budget runs to its end) and the confirm runs not in the store yet, nor finished in a reused grid's store (those are copied: evaluation
-seeds x confirmed settings, each costed as the study's mean trial). A cell whose method has no finished trial anywhere on that dataset is
-costed '?' (measure it: one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial).
-A cell whose trial hit the run cap (`metarec bench --run-cap S`: stopped after S seconds) is costed '>' with the cap
-as a lower bound for its runs and listed at the end as not fitting. Untuned cells (pop, random, ...) cost seconds
-and are left out. CPU time is counted in the reference machine's CPU seconds, as the budgets count it
-(``metarec.bench.tune.CPU_SPEED``); the closing line converts what is left to this machine's CPU.
+inside the budget runs to its end) and the confirm runs neither in the store nor committed under ``results/<grid>/``
+yet, nor finished in a reused grid's (those are copied: evaluation seeds x confirmed settings, each costed as the
+study's mean trial). A cell whose method has no finished trial anywhere on that dataset is costed '?' (measure it:
+one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial). A cell whose trial hit the
+run cap (`metarec bench --run-cap S`: stopped after S seconds) is costed '>' with the cap as a lower bound for its
+runs and listed at the end as not fitting. Untuned cells (pop, random, ...) cost seconds and are left out. CPU time
+is counted in the reference machine's CPU seconds, as the budgets count it (``metarec.bench.tune.CPU_SPEED``); the
+closing line converts what is left to this machine's CPU.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import metarec  # noqa: E402,F401
 from metarec.bench import load_grid  # noqa: E402
 from metarec.bench.tune import cpu_speed  # noqa: E402
+from metarec.methods.space import space_size  # noqa: E402
 from metarec.utils import home, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,13 +62,34 @@ def cpu(t) -> float:
         * cpu_speed(t.user_attrs.get("cpu_model"))
 
 
-def finished_runs(name: str, fixed: dict[str, dict]) -> dict:
-    """(dataset, protocol, protocol params, method) -> number of finished non-trial runs in the grid's store whose
-    parameters include the method's fixed ones in ``fixed`` (a run from before a fixed parameter changed is not one
-    of the cell's confirm runs)."""
-    counts: dict = defaultdict(int)
+def _results_of(name: str) -> dict[str, dict]:
+    """run key -> result of every finished run of the grid: in its store, and committed under ``results/<name>/``
+    (``store.COMMITTED_RUNS``), which ``metarec bench`` restores on a machine whose store lacks them instead of
+    rerunning them, so they are done here too."""
+    import gzip
+
+    from metarec.bench.store import COMMITTED_RUNS
+
+    out: dict[str, dict] = {}
+    for runs_file, _ in COMMITTED_RUNS:
+        path = ROOT / "results" / name / runs_file
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                for line in f:
+                    if line.strip():
+                        entry = json.loads(line)
+                        out[entry["key"]] = entry["result"]
     for p in (home() / "grids" / name / "runs").glob("*/result.json"):
-        r = json.loads(p.read_text())
+        out[p.parent.name] = json.loads(p.read_text())
+    return out
+
+
+def finished_runs(name: str, fixed: dict[str, dict]) -> dict:
+    """(dataset, protocol, protocol params, method) -> number of finished non-trial runs of the grid (``_results_of``)
+    whose parameters include the method's fixed ones in ``fixed`` (a run from before a fixed parameter changed is
+    not one of the cell's confirm runs)."""
+    counts: dict = defaultdict(int)
+    for r in _results_of(name).values():
         params = r.get("config_params", {})
         want = fixed.get(r["method"], {})
         if not r.get("trial") and all(params.get(k) == v for k, v in want.items()):
@@ -129,7 +152,9 @@ def plan(path: Path) -> tuple[float, float, int]:
         spent = sum(cpu(x) for x in trials)
         n_trials = len(trials)
         mean = sum(costs) / len(costs) if costs else None
-        ended = (t.trials is not None and n_trials >= t.trials) or (t.budget_s is not None and spent >= t.budget_s)
+        tried = {json.dumps(x.params, sort_keys=True, default=str) for x in trials}
+        ended = (t.trials is not None and n_trials >= t.trials) or (t.budget_s is not None and spent >= t.budget_s) \
+            or len(tried) >= space_size(grid.methods[m]["space"])   # a finite space tried in full (Tuner.budget_left)
         study_left = 0.0 if ended else (None if mean is None else max(0.0, (t.budget_s or 0) - spent) + mean)
         n_confirm = sum(max(0, len(grid.seeds) - done.get((ds, pname, json.dumps(p["params"], sort_keys=True), m), 0))
                         for p in protos)

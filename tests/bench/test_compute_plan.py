@@ -32,6 +32,36 @@ def test_a_probed_cell_is_costed_and_a_capped_one_is_listed_as_not_fitting(tmp_p
     out = capsys.readouterr().out
     assert spent > 0 and left > 0 and unknown == 0          # one trial measured: the rest of the cell is costed
     assert "| ml-100k / general | mf-bpr | 1 |" in out and "over the run cap" not in out
+    assert "| 2 runs, " in out and "| 0 runs, " not in out
+
+    # a new machine: the cell's confirm runs are committed under results/<grid>/ (metarec bench restores them
+    # instead of rerunning them), not in the store, and are done all the same
+    import gzip
+    import json
+
+    trial = next(json.loads(r.read_text()) for r in (tmp_path / "grids" / "tuned" / "runs").glob("*/result.json"))
+    committed = tmp_path / "results" / "tuned"
+    committed.mkdir(parents=True)
+    with gzip.open(committed / "runs_so_far.jsonl.gz", "wt") as f:
+        for seed in (0, 1):
+            f.write(json.dumps({"key": f"k{seed}", "config": {}, "result": {**trial, "trial": False, "seed": seed}})
+                    + "\n")
+    module = _compute_plan()
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    module.plan(path)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| mf-bpr |" in line)
+    assert "| 0 runs, 0 |" in row
+
+    # a finite search space tried in full ends its study (as the tuner's budget_left has it): nothing left of it
+    g["name"] = "finite"
+    g["methods"]["mf-bpr"]["search"] = {"lr": [0.01]}
+    g["tune"]["budget_s"] = 3600                            # left of the budget: an hour, but nothing left to try
+    path = tmp_path / "finite.yaml"
+    path.write_text(yaml.safe_dump(g))
+    run_grid(parse_grid(g), root=tmp_path, progress=False, probe=True)
+    plan(path)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| mf-bpr |" in line)
+    assert row.startswith("| ml-100k / general | mf-bpr | 1 |") and "| 0 | 2 runs, " in row
 
     g["name"] = "capped"
     g["tune"]["budget_s"] = 0.5
