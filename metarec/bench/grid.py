@@ -495,8 +495,8 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             if bad:
                 raise _err(f"{where}.exclude.{bad[0]}", "the reason must be a non-empty string")
             exclude = {str(k): v.strip() for k, v in exclude.items()}
-        elif isinstance(exclude, list):
-            exclude = {e: "" for e in exclude} if all(isinstance(e, str) for e in exclude) else [None]
+        elif isinstance(exclude, list) and all(isinstance(e, str) for e in exclude):
+            exclude = dict.fromkeys(exclude, "")
         if not isinstance(exclude, dict) or not all(isinstance(e, str) and e.count("/") <= 1 and all(e.split("/"))
                                                     for e in exclude):
             raise _err(f"{where}.exclude", "must be a list of 'dataset' or 'dataset/protocol' names, or a mapping from "

@@ -743,9 +743,11 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             f"{m} ({why})" for m, why in ctx.meta["excluded_methods"].items()) + "\n")
     if ctx.meta.get("excluded"):   # cells the grid leaves out (a method's exclude:), each with the YAML's reason
         lines.append("Cells not run:\n")
-        lines += [f"- {c['dataset']} / {c['protocol']}" + ("" if c["protocol_params"] in ("{}", "") else
-                  f" {c['protocol_params']}") + f": {c['method']}" + (f" — {c['reason']}" if c["reason"] else "")
-                  for c in ctx.meta["excluded"]]
+        settings = pd.Series([(c["dataset"], c["protocol"], c["method"]) for c in ctx.meta["excluded"]]).value_counts()
+        for c in ctx.meta["excluded"]:   # a protocol's parameters only where they tell two left-out cells apart
+            params = f" {c['protocol_params']}" if settings[(c["dataset"], c["protocol"], c["method"])] > 1 else ""
+            lines.append(f"- {c['dataset']} / {c['protocol']}{params}: {c['method']}"
+                         + (f" — {c['reason']}" if c["reason"] else ""))
         lines.append("")
     rows: list[dict] = []
     tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
