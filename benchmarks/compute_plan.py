@@ -23,6 +23,8 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metarec  # noqa: E402,F401
@@ -117,6 +119,7 @@ def plan(path: Path) -> tuple[float, float, int]:
     unknown = 0
     cells = defaultdict(list)   # (dataset, method, tuning setting) -> confirmed settings
     too_long: list[str] = []
+    exclusions: dict[str, dict[str, str]] = {}   # method -> {dataset/protocol: reason}: the YAML that leaves them out
     all_cells = grid.cells()
     for d, proto, m in all_cells:
         if grid.is_tuned(m):
@@ -169,6 +172,14 @@ def plan(path: Path) -> tuple[float, float, int]:
         if over:
             too_long.append(f"{ds} / {pname} / {m}: one run > {mean / 60:.0f} CPU-min; its {n_confirm} confirm runs "
                             f"> {n_confirm * mean / 3600:.1f} CPU-h")
+            when = max((x.datetime_start for x in trials if x.datetime_start), default=None)
+            cpus = sorted({x.user_attrs.get("cpu_model", "?") for x in trials})
+            room = (f"its study's {t.budget_s / 60:.0f} CPU-min budget holds at most {int(t.budget_s // mean) + 1} "
+                    "such trials and " if t.budget_s else "")
+            exclusions.setdefault(m, {})[f"{ds}/{pname}"] = (
+                f"does not fit on 2 CPU cores: one trial was stopped by the run cap after {mean / 60:.1f} reference "
+                f"CPU-min; {room}its {n_confirm} confirm runs need > {n_confirm * mean / 3600:.1f} CPU-h (measured "
+                f"{when:%Y-%m-%d} on {', '.join(cpus)})")
         varying = {k: v for k, v in json.loads(params).items()
                    if len({json.dumps(json.loads(q).get(k)) for q in n_settings[(ds, pname)]}) > 1}
         label = pname + "".join(f" {k}={v}" for k, v in varying.items())
@@ -177,6 +188,10 @@ def plan(path: Path) -> tuple[float, float, int]:
     if too_long:
         print("\nCells over the run cap (not run to the end on this machine; lower bounds):\n")
         print("\n".join(f"- {line}" for line in too_long))
+        print("\nTo leave them out with their reasons (merge into the grid's methods; each runs as it is on a larger "
+              "machine once removed):\n\n```yaml\n" + yaml.safe_dump({"methods": {m: {"exclude": e} for m, e in
+                                                                              exclusions.items()}},
+                                                                 sort_keys=False, width=1000) + "```")
     print(f"\nTuning CPU spent: {spent_total / 3600:.1f} h; estimated CPU left: {left_total / 3600:.1f} h"
           + (f" + {unknown} cell(s) not yet measured (at least their budgets: {unknown * (t.budget_s or 0) / 3600:.1f} h,"
              " plus their confirm runs)" if unknown else ""))

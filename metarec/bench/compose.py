@@ -67,6 +67,20 @@ class Composite:
     def methods(self) -> set[str]:
         return {m for g in self.everyone for m in g.methods}
 
+    def excluded_cells(self) -> list[dict[str, str]]:
+        """Cells a member's method ``exclude`` leaves out (``Grid.excluded_cells``, with their reasons) that no
+        member runs."""
+        run = {(d["name"], p["name"], json.dumps(p["params"], sort_keys=True), m)
+               for g in self.everyone for d, p, m in g.cells()}
+        out, seen = [], set()
+        for g in self.everyone:
+            for c in g.excluded_cells():
+                key = (c["dataset"], c["protocol"], c["protocol_params"], c["method"])
+                if key not in run and key not in seen:
+                    seen.add(key)
+                    out.append(c)
+        return out
+
     def uncovered(self) -> list[str]:
         """Registered methods that no member runs and no ``exclude`` entry names."""
         from metarec.methods import list_methods
@@ -236,5 +250,6 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
         "grid": comp.name, "valid_metric": comp.members[0].valid_metric, "metrics": metrics, "seeds": comp.seeds,
         "reference": None, "summaries": list(comp.summaries), "methods": sorted(set(tidy.method)),
         "grid_file": str(comp.path) if comp.path else None, "members": [g.name for g in comp.everyone],
-        "members_missing": missing, "deferred": {g.name: reason for g, reason in comp.deferred}})
+        "members_missing": missing, "deferred": {g.name: reason for g, reason in comp.deferred},
+        "excluded": comp.excluded_cells(), "excluded_methods": dict(comp.exclude)})
     return {"folder": out, "missing": missing, "cells": len(sources)}

@@ -20,7 +20,8 @@ metrics and the validation metric used for model selection. Validated completely
         params: {max_epochs: 40}             # fixed parameters
         grid: {lr: [0.001, 0.005]}           # every combination is a configuration
         protocols: [general]                 # optional: only these protocols
-        exclude: [amazon-office/general]     # optional: skip these datasets or dataset/protocol pairs
+        exclude: [amazon-office/general]     # optional: skip these datasets or dataset/protocol pairs, or, with
+                                             # the reason the report names: {amazon-office/general: "..."}
 
 A ``tune:`` block turns the grid into select-then-confirm (see ``metarec.bench.tune`` and docs/tuning.md): every
 method with a search space gets its own Optuna study per dataset x protocol, the same budget for all, on tuning
@@ -201,6 +202,23 @@ class Grid:
                     if self.only and not self._wanted(d["name"], proto["name"], mname):
                         continue
                     out.append((d, proto, mname))
+        return out
+
+    def excluded_cells(self) -> list[dict[str, str]]:
+        """The cells a method's ``exclude`` leaves out of the grid (its protocols apply there), each with the reason
+        the YAML gives ("" where it gives none): reported beside the tables, so a missing row is never silent."""
+        out = []
+        for d in self.datasets:
+            for proto in d["protocols"]:
+                for mname, m in self.methods.items():
+                    if m["protocols"] and proto["name"] not in m["protocols"]:
+                        continue
+                    for entry in (d["name"], f"{d['name']}/{proto['name']}"):
+                        if entry in m["exclude"]:
+                            out.append({"dataset": d["name"], "protocol": proto["name"],
+                                        "protocol_params": json.dumps(proto["params"], sort_keys=True),
+                                        "method": mname, "reason": m["exclude"][entry]})
+                            break
         return out
 
     def spec(self, dataset: dict, protocol: dict, method: str, params: dict, seed: int) -> RunSpec:
@@ -472,9 +490,17 @@ def parse_grid(raw: Any, source: str = "<grid>", path: Path | None = None) -> Gr
             if not protos:
                 raise _err(where, f"supports protocols {', '.join(supported)}; none is in the grid")
         exclude = m.get("exclude") or []
-        if not isinstance(exclude, list) or not all(isinstance(e, str) and e.count("/") <= 1 and all(e.split("/"))
+        if isinstance(exclude, dict):   # each left-out cell with its reason (the report names both)
+            bad = [k for k, v in exclude.items() if not isinstance(v, str) or not v.strip()]
+            if bad:
+                raise _err(f"{where}.exclude.{bad[0]}", "the reason must be a non-empty string")
+            exclude = {str(k): v.strip() for k, v in exclude.items()}
+        elif isinstance(exclude, list) and all(isinstance(e, str) for e in exclude):
+            exclude = dict.fromkeys(exclude, "")
+        if not isinstance(exclude, dict) or not all(isinstance(e, str) and e.count("/") <= 1 and all(e.split("/"))
                                                     for e in exclude):
-            raise _err(f"{where}.exclude", f"must be a list of 'dataset' or 'dataset/protocol' names, got {exclude!r}")
+            raise _err(f"{where}.exclude", "must be a list of 'dataset' or 'dataset/protocol' names, or a mapping from "
+                                           f"such names to the reason each is left out, got {m.get('exclude')!r}")
         for e in exclude:
             if "/" in e and e.split("/")[1] not in PROTOCOLS:
                 raise _err(f"{where}.exclude", f"unknown protocol in {e!r} (valid: {', '.join(sorted(PROTOCOLS))})")

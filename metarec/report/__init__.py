@@ -44,7 +44,7 @@ def export(grid, tidy: pd.DataFrame, store: RunStore, out: Path) -> Path:
     atomic_write_json(out / "meta.json", {"grid": grid.name, "valid_metric": grid.valid_metric,
                                           "metrics": grid.metrics, "seeds": grid.seeds,
                                           "reference": grid.reference, "summaries": list(grid.summaries),
-                                          "methods": list(grid.methods),
+                                          "methods": list(grid.methods), "excluded": grid.excluded_cells(),
                                           "grid_file": str(grid.path) if grid.path else None,
                                           "code_versions": code})
     return out

@@ -738,6 +738,17 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
     if missing:   # a composition: say which member grids' cells these tables do not hold yet, and why
         lines.append("Not in these tables (member grids without exported results): " + "; ".join(
             f"{m} (deferred: {deferred[m]})" if m in deferred else f"{m} (not reported yet)" for m in missing) + "\n")
+    if ctx.meta.get("excluded_methods"):   # registered methods no member runs
+        lines.append("Registered methods not run: " + "; ".join(
+            f"{m} ({why})" for m, why in ctx.meta["excluded_methods"].items()) + "\n")
+    if ctx.meta.get("excluded"):   # cells the grid leaves out (a method's exclude:), each with the YAML's reason
+        lines.append("Cells not run:\n")
+        settings = pd.Series([(c["dataset"], c["protocol"], c["method"]) for c in ctx.meta["excluded"]]).value_counts()
+        for c in ctx.meta["excluded"]:   # a protocol's parameters only where they tell two left-out cells apart
+            params = f" {c['protocol_params']}" if settings[(c["dataset"], c["protocol"], c["method"])] > 1 else ""
+            lines.append(f"- {c['dataset']} / {c['protocol']}{params}: {c['method']}"
+                         + (f" — {c['reason']}" if c["reason"] else ""))
+        lines.append("")
     rows: list[dict] = []
     tex: list[str] = []   # the same tables for the paper (tables/leaderboard.tex): primary metric, Δ, two more
     for ds, proto, pp, label, g in each_setting(sel):

@@ -175,3 +175,18 @@ def test_a_deferred_member_is_validated_counted_and_not_run(tmp_path, monkeypatc
     sources = pd.read_csv(results / "p2" / "sources.csv")
     assert out["missing"] == [] and set(sources[sources.method == "pop"].grid) == {"a"}   # the member's pop
     assert set(sources[sources.method != "pop"].grid) == {"big"} and sources.method.nunique() == 8
+
+
+def test_a_cell_a_member_excludes_is_named_unless_another_member_runs_it():
+    from metarec.bench.grid import parse_grid
+
+    def grid(name, methods):
+        return parse_grid({"name": name, "seeds": [0], "metrics": ["ndcg@10"],
+                           "datasets": [{"name": "ml-100k", "protocols": ["general", "sequential"]}],
+                           "methods": methods})
+
+    a = grid("a", {"pop": {}, "mf-bpr": {"exclude": {"ml-100k/general": "too slow here"}}})
+    b = grid("b", {"mf-bpr": {}})
+    alone = Composite(name="p", path=None, members=[a]).excluded_cells()
+    assert [(c["method"], c["protocol"], c["reason"]) for c in alone] == [("mf-bpr", "general", "too slow here")]
+    assert Composite(name="p", path=None, members=[a, b]).excluded_cells() == []

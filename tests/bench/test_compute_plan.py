@@ -73,3 +73,9 @@ def test_a_probed_cell_is_costed_and_a_capped_one_is_listed_as_not_fitting(tmp_p
     out = capsys.readouterr().out
     assert "Cells over the run cap" in out and "- ml-100k / general / mf-bpr: one run > 0 CPU-min" in out
     assert "| 2 runs, >0 |" in out                          # the confirm runs' cost: a lower bound
+    # and the YAML that leaves it out, with the measured bound as its reason (a grid validates with it)
+    snippet = yaml.safe_load(out.split("```yaml\n")[1].split("```")[0])
+    reason = snippet["methods"]["mf-bpr"]["exclude"]["ml-100k/general"]
+    assert reason.startswith("does not fit on 2 CPU cores: one trial was stopped by the run cap after ")
+    g["methods"]["mf-bpr"].update(snippet["methods"]["mf-bpr"])
+    assert parse_grid(g).excluded_cells()[0]["reason"] == reason

@@ -40,6 +40,14 @@ def test_exclude_skips_a_dataset_or_a_dataset_protocol_pair():
     assert {(d, p) for m, d, p in runs if m == "mf-bpr"} == {("ml-100k", "general"), ("ml-100k", "sequential")}
     assert {(d, p) for m, d, p in runs if m == "distill:student"} == {("ml-100k", "sequential"),
                                                                       ("amazon-office", "general")}
+    # with the reason the report names beside the tables: the left-out cells and only they, each with its reason
+    methods["mf-bpr"]["exclude"] = {"amazon-office": "one trial exceeds the study's budget here (measured: 41 min)"}
+    grid = parse_grid(with_(datasets=datasets, methods=methods))
+    assert {(r.method, r.dataset, r.protocol) for r in grid.runs()} == runs
+    assert [{k: v for k, v in c.items() if k != "protocol_params"} for c in grid.excluded_cells()] == [
+        {"dataset": "ml-100k", "protocol": "general", "method": "distill:student", "reason": ""},
+        {"dataset": "amazon-office", "protocol": "general", "method": "mf-bpr",
+         "reason": "one trial exceeds the study's budget here (measured: 41 min)"}]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -55,6 +63,8 @@ def test_exclude_skips_a_dataset_or_a_dataset_protocol_pair():
     ({"also_eval": ["full"]}, r"also_eval: a list of distinct evaluation modes other than eval_mode"),
     ({"colour": 1}, r"unknown key\(s\) colour; valid: "),
     ({"methods": {"pop": {"exclude": "ml-100k"}}}, r"methods\.pop\.exclude: must be a list of 'dataset' or"),
+    ({"methods": {"pop": {"exclude": {"ml-100k": " "}}}}, r"methods\.pop\.exclude\.ml-100k: the reason must be a non-empty"),
+    ({"methods": {"pop": {"exclude": {"ml-100k/x/y": "why"}}}}, r"methods\.pop\.exclude: must be a list .* or a mapping"),
     ({"methods": {"pop": {"exclude": ["ml-100k/genral"]}}}, r"methods\.pop\.exclude: unknown protocol in 'ml-100k/genral'"),
     ({"keep_artifacts": ["text_emb", "checkpoints"]}, r"g\.yaml: keep_artifacts: must be a list of artifact kinds among "
                                                       r"teacher, text_emb, text_student, got \['text_emb', 'checkpoints'\]"),
@@ -204,7 +214,7 @@ def tuned(tune=None, **methods):
     (with_(datasets=[{"name": "ml-100k", "protocols": ["sequential"]}], methods={"mtl:mmoe": {}}),
      r"methods\.mtl:mmoe: supports protocols general.*; none is in the grid"),
     (with_(methods={"pop": {"exclude": ["a/b/c"]}}), r"methods\.pop\.exclude: must be a list of 'dataset' or "
-                                                     r"'dataset/protocol' names, got \['a/b/c'\]"),
+                                                     r"'dataset/protocol' names, or a mapping .*, got \['a/b/c'\]"),
     (with_(methods={"pop": {"exclude": ["ml-100k/"]}}), r"methods\.pop\.exclude: must be a list"),
     (with_(methods={"pop": {"exclude": [3]}}), r"methods\.pop\.exclude: must be a list"),
     (with_(methods={"mf-bpr": {"search": {"lr": [0.1]}}}), r"methods\.mf-bpr\.search: needs the grid's tune: block"),

@@ -3,6 +3,7 @@ students built from its own layers (parameter counts, strict loads, which layers
 checks fed broken parts."""
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from importlib import metadata
 
@@ -165,6 +166,7 @@ def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher, monkeypat
     assert info["parameters"] == mpnet.TEACHER_PARAMETERS - 590_592 and info["items_per_s"] > 0
     again, _, info2 = E.item_embeddings(split, "mpnet-12", store, max_len=32)
     assert info2["cached"] and torch.equal(again, emb)
+    assert info2["vectors_sha256"] == info["vectors_sha256"] == hashlib.sha256(emb.numpy().tobytes()).hexdigest()
     small = {"epochs": 1, "batch_size": 8, "max_len": 32}
     encode = E.encode
 
@@ -175,6 +177,7 @@ def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher, monkeypat
     monkeypatch.setattr(E, "encode", student_encode_only)
     s_emb, _, s_info = E.item_embeddings(split, "mpnet-3", store, max_len=32, settings=small)
     assert s_info["parameters"] == 45_695_616 - 590_592 and s_emb.shape == emb.shape
+    assert s_info["vectors_sha256"] != info["vectors_sha256"]           # which vectors a run read, not which encoder
     assert (tmp_path / "artifacts" / "text_student").is_dir()            # the distilled student is kept too
     with pytest.raises(ConfigError, match="unknown text encoder 'bert-base'"):
         E.item_embeddings(split, "bert-base", store)

@@ -322,8 +322,13 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     pu = pd.concat(per_user, ignore_index=True)
     tidy = tidy_rows(cells, extra=extra)
     tidy["run"] = tidy.method + "-s" + tidy.seed.astype(str)
+    left_out = [{"dataset": "d", "protocol": "general", "protocol_params": '{"ratios": [0.8, 0.1, 0.1]}',
+                 "method": "slow", "reason": "one trial > 1200 CPU-s"}] + [
+                {"dataset": "d", "protocol": "cold_start", "protocol_params": f'{{"k_shot": {k}}}', "method": "knn",
+                 "reason": ""} for k in (1, 5)]
     ctx = SummaryContext(tmp_path, tidy, pu, {"grid": "g", "valid_metric": "ndcg@10",
-                                              "metrics": ["recall@10", "ndcg@10"]})
+                                              "metrics": ["recall@10", "ndcg@10"], "excluded": left_out,
+                                              "excluded_methods": {"gru": "GPU-sized"}})
     md, csv = get_summary("leaderboard")(ctx)
     table = pd.read_csv(csv).set_index("method")
     means = pu.groupby("method")["ndcg@10"].mean()
@@ -338,6 +343,9 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     per_seed = pu.groupby(["method", "seed"])["ndcg@10"].mean()
     assert table.loc["ours", "ndcg@10"] == pytest.approx(per_seed["ours"].mean(), abs=1e-12)
     text = md.read_text()
+    assert "Registered methods not run: gru (GPU-sized)" in text   # a missing row is never silent
+    assert ("- d / general: slow — one trial > 1200 CPU-s\n- d / cold_start {\"k_shot\": 1}: knn\n"
+            "- d / cold_start {\"k_shot\": 5}: knn\n") in text
     header = next(line for line in text.splitlines() if line.startswith("| rank |"))
     assert header == "| rank | method | family | ndcg@10 | recall@10 | Δ ndcg@10 vs knn | cards |"  # primary first
     first = next(line for line in text.splitlines() if line.startswith("| 1 |"))

@@ -16,6 +16,7 @@ the item embeddings of every (encoder, dataset, texts) (``text_emb``), with the 
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -142,6 +143,9 @@ def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, sett
     folder, meta, cached = store.get_or_build("text_emb", identity, build)
     with np.load(folder / "emb.npz") as z:
         emb = z["emb"]
+    # which vectors the run read (the artifact's content, not its identity: a student distilled again on another CPU
+    # gives vectors that differ in the last bits, and so may the numbers of the runs over them)
     info = {"encoder": encoder, "parameters": meta["parameters"], "items_per_s": meta["items_per_s"],
-            "threads": meta["threads"], "cached": cached, "items_with_text": int(has.sum())}
+            "threads": meta["threads"], "cached": cached, "items_with_text": int(has.sum()),
+            "vectors_sha256": hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()}
     return torch.from_numpy(emb), torch.from_numpy(has), info
