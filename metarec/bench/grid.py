@@ -189,37 +189,28 @@ class Grid:
         have = {"dataset": dataset, "protocol": protocol, "method": method}
         return all(any(fnmatchcase(have[k], g) for g in globs) for k, globs in self.only.items())
 
-    def cells(self) -> list[tuple[dict, dict, str]]:
-        """(dataset, protocol, method name) for every cell the grid runs, in grid order."""
-        out = []
+    def _applicable(self):
+        """(dataset, protocol, method name, why it is excluded or None) for every cell whose protocol the method
+        runs, in grid order; the reason is the YAML's ("" where it gives none)."""
         for d in self.datasets:
             for proto in d["protocols"]:
                 for mname, m in self.methods.items():
                     if m["protocols"] and proto["name"] not in m["protocols"]:
                         continue
-                    if d["name"] in m["exclude"] or f"{d['name']}/{proto['name']}" in m["exclude"]:
-                        continue
-                    if self.only and not self._wanted(d["name"], proto["name"], mname):
-                        continue
-                    out.append((d, proto, mname))
-        return out
+                    entry = next((e for e in (d["name"], f"{d['name']}/{proto['name']}") if e in m["exclude"]), None)
+                    yield d, proto, mname, None if entry is None else m["exclude"][entry]
+
+    def cells(self) -> list[tuple[dict, dict, str]]:
+        """(dataset, protocol, method name) for every cell the grid runs, in grid order."""
+        return [(d, proto, mname) for d, proto, mname, why in self._applicable()
+                if why is None and (not self.only or self._wanted(d["name"], proto["name"], mname))]
 
     def excluded_cells(self) -> list[dict[str, str]]:
         """The cells a method's ``exclude`` leaves out of the grid (its protocols apply there), each with the reason
         the YAML gives ("" where it gives none): reported beside the tables, so a missing row is never silent."""
-        out = []
-        for d in self.datasets:
-            for proto in d["protocols"]:
-                for mname, m in self.methods.items():
-                    if m["protocols"] and proto["name"] not in m["protocols"]:
-                        continue
-                    for entry in (d["name"], f"{d['name']}/{proto['name']}"):
-                        if entry in m["exclude"]:
-                            out.append({"dataset": d["name"], "protocol": proto["name"],
-                                        "protocol_params": json.dumps(proto["params"], sort_keys=True),
-                                        "method": mname, "reason": m["exclude"][entry]})
-                            break
-        return out
+        return [{"dataset": d["name"], "protocol": proto["name"],
+                 "protocol_params": json.dumps(proto["params"], sort_keys=True), "method": mname, "reason": why}
+                for d, proto, mname, why in self._applicable() if why is not None]
 
     def spec(self, dataset: dict, protocol: dict, method: str, params: dict, seed: int) -> RunSpec:
         return RunSpec(dataset=dataset["name"], preprocess=dataset["preprocess"], protocol=protocol["name"],
