@@ -68,19 +68,13 @@ def _results_of(name: str) -> dict[str, dict]:
     """run key -> result of every finished run of the grid: in its store, and committed under ``results/<name>/``
     (``store.COMMITTED_RUNS``), which ``metarec bench`` restores on a machine whose store lacks them instead of
     rerunning them, so they are done here too."""
-    import gzip
-
-    from metarec.bench.store import COMMITTED_RUNS
+    from metarec.bench.store import COMMITTED_RUNS, read_committed_runs
 
     out: dict[str, dict] = {}
     for runs_file, _ in COMMITTED_RUNS:
         path = ROOT / "results" / name / runs_file
         if path.is_file():
-            with gzip.open(path, "rt") as f:
-                for line in f:
-                    if line.strip():
-                        entry = json.loads(line)
-                        out[entry["key"]] = entry["result"]
+            out.update((entry["key"], entry["result"]) for entry in read_committed_runs(path))
     for p in (home() / "grids" / name / "runs").glob("*/result.json"):
         out[p.parent.name] = json.loads(p.read_text())
     return out

@@ -289,28 +289,38 @@ def adopt_committed_runs(store: RunStore, results: Path) -> int:
     return restored
 
 
-def _restore(store: RunStore, path: Path, per_user_path: Path, results: Path) -> int:
+def read_committed_runs(path: Path) -> list[dict]:
+    """The entries (key, config, result, per_user_columns) of a committed runs file (``export_runs``); a damaged
+    file or line is one DataError naming it."""
     import gzip
 
-    if not path.is_file():
-        return 0
-    per_user = read_parquet(per_user_path, "rerun `metarec report` to rewrite it", ["run"]) \
-        if per_user_path.is_file() else None
-    restored = 0
     try:
         with gzip.open(path, "rt") as f:
             lines = f.read().splitlines()
     except (OSError, EOFError) as e:
         raise DataError(f"damaged ({e}): rerun `metarec report` to rewrite it", path) from None
+    entries = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
-            key, config, result = entry["key"], entry["config"], entry["result"]
+            entry["key"], entry["config"], entry["result"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DataError(f"not a committed run ({type(e).__name__}: {e}): rerun `metarec report` to rewrite "
                             "it", path, n) from None
+        entries.append(entry)
+    return entries
+
+
+def _restore(store: RunStore, path: Path, per_user_path: Path, results: Path) -> int:
+    if not path.is_file():
+        return 0
+    per_user = read_parquet(per_user_path, "rerun `metarec report` to rewrite it", ["run"]) \
+        if per_user_path.is_file() else None
+    restored = 0
+    for entry in read_committed_runs(path):
+        key, config, result = entry["key"], entry["config"], entry["result"]
         if store.is_done(key):
             continue
         frames, columns = {}, entry.get("per_user_columns")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -743,7 +744,7 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
             f"{m} ({why})" for m, why in ctx.meta["excluded_methods"].items()) + "\n")
     if ctx.meta.get("excluded"):   # cells the grid leaves out (a method's exclude:), each with the YAML's reason
         lines.append("Cells not run:\n")
-        settings = pd.Series([(c["dataset"], c["protocol"], c["method"]) for c in ctx.meta["excluded"]]).value_counts()
+        settings = Counter((c["dataset"], c["protocol"], c["method"]) for c in ctx.meta["excluded"])
         for c in ctx.meta["excluded"]:   # a protocol's parameters only where they tell two left-out cells apart
             params = f" {c['protocol_params']}" if settings[(c["dataset"], c["protocol"], c["method"])] > 1 else ""
             lines.append(f"- {c['dataset']} / {c['protocol']}{params}: {c['method']}"
