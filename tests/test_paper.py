@@ -184,6 +184,24 @@ def test_a_figure_is_included_at_its_drawn_width_never_stretched_past_it(tmp_pat
     assert included_width(tmp_path / "g.pdf") == "\\linewidth"
 
 
+def test_every_file_of_a_figure_becomes_a_float_of_its_own(tmp_path):
+    """A summary's figure per dataset x protocol and a figure continued over pages are each included, in order,
+    captioned by file; the PNG twins are not."""
+    from metarec.report.paper import figure_floats
+
+    files = []
+    for stem in ("bars_ndcg10", "bars_ndcg10_p2", "text_frontier_amazon-office_sequential"):
+        for ext in ("png", "pdf"):
+            (tmp_path / f"{stem}.{ext}").write_bytes(b"%PDF-1.4\n/MediaBox [0 0 241.2 100]\n")
+            files.append(tmp_path / f"{stem}.{ext}")
+    tex = "\n".join(figure_floats("g", files))
+    assert tex.count("\\begin{figure}") == 3 and ".png" not in tex
+    assert tex.index("bars_ndcg10.pdf") < tex.index("bars_ndcg10_p2.pdf") < tex.index("amazon-office_sequential.pdf")
+    assert "\\caption{g: bars ndcg10 (continued, part 2).}" in tex
+    assert "\\caption{g: text frontier amazon-office sequential.}" in tex
+    assert "width=0.50\\linewidth" in tex   # 241.2 pt: half the text width
+
+
 def test_a_grid_whose_every_number_another_grid_shows_stays_out_of_the_paper(tmp_path):
     """contained_in: left out only where another folder has every cell with the same per-seed values, on the same
     seeds, with the same reference and summaries; each difference keeps it in."""

@@ -7,6 +7,7 @@ the untuned three-seed grids of before the tuning issue) is rebuilt like the oth
 ``generated.tex`` says which and why."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,8 +24,6 @@ def included_width(pdf: Path) -> str:
     """The width to include a figure at: its drawn width (the PDF's MediaBox) as a fraction of the text width, at
     most the whole line. Every figure is drawn for the text width (``plots.TEXT_WIDTH_IN``) with its text at print
     size; stretching a narrower one to the line would enlarge its text past the other figures'."""
-    import re
-
     from metarec.report.plots import TEXT_WIDTH_IN
 
     box = re.search(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", pdf.read_bytes())
@@ -32,6 +31,19 @@ def included_width(pdf: Path) -> str:
         return "\\linewidth"
     width_pt = float(box.group(3)) - float(box.group(1))
     return f"{min(1.0, width_pt / (72 * TEXT_WIDTH_IN)):.2f}\\linewidth"
+
+
+def figure_floats(grid: str, files: list[Path]) -> list[str]:
+    """LaTeX floats for every PDF of one figure (``files``: its PNG and PDF paths, relative to the paper's parent):
+    a summary draws one file per dataset x protocol, and a figure with more panels than a page holds continues
+    over several (``plots.pages``: ``<stem>_p2`` ...), so each file is a float of its own."""
+    lines = []
+    for pdf in [f for f in files if f.suffix == ".pdf"]:
+        caption = re.sub(r"_p(\d+)$", r" (continued, part \1)", pdf.stem).replace("_", " ")
+        lines += ["\\begin{figure}[!htbp]\\centering",
+                  f"\\includegraphics[width={included_width(pdf)}]{{{(Path('..') / pdf).as_posix()}}}",
+                  f"\\caption{{{grid}: {caption}.}}\\end{{figure}}"]
+    return lines
 
 
 def _cells(folder: Path) -> dict:
@@ -119,11 +131,7 @@ def regenerate(results: Path, paper: Path, build_pdf: bool = True, figures: bool
             if not isinstance(figs, list) or not figs:
                 lines.append(f"% {fig_name}: {figs or 'no data'}")
                 continue
-            pdf = [f for f in figs if f.suffix == ".pdf"][0]
-            caption = fig_name.replace("_", " ")
-            lines += ["\\begin{figure}[!htbp]\\centering",
-                      f"\\includegraphics[width={included_width(pdf)}]{{{(Path('..') / pdf).as_posix()}}}",
-                      f"\\caption{{{name}: {caption}.}}\\end{{figure}}"]
+            lines += figure_floats(name, figs)
         print(f"regenerated {folder}: {len(built['latex'])} tables, "
               f"{sum(len(f) for f in built['figures'].values() if isinstance(f, list))} figure files")
     atomic_write_text(paper / "generated.tex", "\n".join(lines) + "\n")

@@ -38,6 +38,15 @@ class IllegibleFigure(UserWarning):
     """A figure whose smallest text would print below ``MIN_FONT_PT`` at the paper's text width."""
 
 
+#: the tallest a figure may be drawn (inches): the paper's text height on letter paper with 2.2 cm margins is
+#: 9.27 in, less a caption; LaTeX cannot place a taller float and drops it ("Float(s) lost")
+MAX_HEIGHT_IN = 8.3
+
+
+class OversizeFigure(UserWarning):
+    """A figure drawn taller than ``MAX_HEIGHT_IN``: no page of the paper can hold it."""
+
+
 def paper_style(draw):
     """Decorator: a figure function draws under ``STYLE`` (text sizes are fixed when an artist is made)."""
     @functools.wraps(draw)
@@ -104,8 +113,41 @@ def figure_files(write: bool):
         _WRITE_FILES.pop()
 
 
+def check_fits(fig, stem: str) -> float:
+    """Warn (``OversizeFigure``) when ``fig`` is drawn taller than ``MAX_HEIGHT_IN``; returns its height."""
+    height = fig.get_figheight()
+    if height > MAX_HEIGHT_IN:
+        warnings.warn(f"figure {stem}: drawn {height:.1f} in tall, over a page ({MAX_HEIGHT_IN} in): split its "
+                      "panels over several figures (plots.pages)", OversizeFigure, stacklevel=3)
+    return height
+
+
+def pages(heights: list[float], cols: int, room: float) -> list[list[int]]:
+    """The panels (by index, in order) of each page of a figure: rows of ``cols`` panels, a row as tall as its
+    tallest panel (``heights``), as many rows a page as fit in ``room`` inches (always at least one). A grid
+    with many datasets x protocols (the paper's composition: over twenty) draws one figure a page instead of one
+    figure no page can hold."""
+    rows = [list(range(i, min(i + cols, len(heights)))) for i in range(0, len(heights), cols)]
+    out: list[list[int]] = []
+    used = 0.0
+    for row in rows:
+        tall = max(heights[i] for i in row)
+        if not out or used + tall > room:
+            out.append([])
+            used = 0.0
+        out[-1].extend(row)
+        used += tall
+    return out
+
+
+def page_stem(stem: str, page: int) -> str:
+    """File stem of a figure's ``page`` (0-based): the first keeps the figure's own name."""
+    return stem if page == 0 else f"{stem}_p{page + 1}"
+
+
 def _save(fig, folder: Path, stem: str) -> list[Path]:
     check_legible(fig, stem)   # drawn-only figures too: the tests measure every figure without writing it
+    check_fits(fig, stem)
     if not _WRITE_FILES[-1]:
         plt.close(fig)
         return []
@@ -142,21 +184,28 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     groups = [(title, pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in rows.groupby(keys)],
                                    columns=keys + ["mean", "half"]))
               for title, rows in setting_panels(sel)]
-    rows, cols = grid_shape(len(groups))
-    n_methods = max(len(g) for _, g in groups)
+    _, cols = grid_shape(len(groups))
     width = TEXT_WIDTH_IN if cols > 1 else 4.5
-    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (0.9 + 0.2 * n_methods)), squeeze=False)
-    for ax, (title, g) in zip(axes.flat, groups):
-        g = g.sort_values("mean")
-        colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
-        ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
-        ax.set_title(title)
-        ax.set_xlabel(f"test {metric} (mean, 95 % CI)")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # half the text width: more tick labels run together
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, folder, f"bars_{_stem(metric)}")
+    heights = [0.9 + 0.2 * len(g) for _, g in groups]   # a panel as tall as its own methods need
+    out: list[Path] = []
+    for page, panels in enumerate(pages(heights, cols, MAX_HEIGHT_IN)):
+        rows = -(-len(panels) // cols)
+        row_heights = [max(heights[i] for i in panels[r * cols:(r + 1) * cols]) for r in range(rows)]
+        fig, axes = plt.subplots(rows, cols, figsize=(width, sum(row_heights)), squeeze=False,
+                                 gridspec_kw={"height_ratios": row_heights})
+        for ax, i in zip(axes.flat, panels):
+            title, g = groups[i]
+            g = g.sort_values("mean")
+            colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
+            ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
+            ax.set_title(title)
+            ax.set_xlabel(f"test {metric} (mean, 95 % CI)")
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # half the text width: more tick labels run together
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        fig.tight_layout()
+        out += _save(fig, folder, page_stem(f"bars_{_stem(metric)}", page))
+    return out
 
 
 def log_x(ax, values) -> None:
@@ -190,23 +239,31 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
     colours, markers = plt.get_cmap("tab20").colors, "os^DvP*X<>"
     look = {m: {"color": colours[i % len(colours)], "marker": markers[(i // len(colours) + i) % len(markers)]}
             for i, m in enumerate(methods)}
-    rows, cols = grid_shape(len(groups))
+    _, cols = grid_shape(len(groups))
     width = TEXT_WIDTH_IN if cols > 1 else 4.5
-    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + legend_height_in(len(methods))), squeeze=False)
-    for ax, (title, g) in zip(axes.flat, groups):
-        for r in g.itertuples():
-            ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
-                        markersize=5, label=r.method, **look[r.method])
-        if logx:
-            log_x(ax, g.x)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"test {metric} (mean, 95 % CI)")
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
-    legend_below(fig, handles, methods)
-    return _save(fig, folder, stem)
+    out: list[Path] = []
+    # a page's legend names that page's methods; keep room for the longest legend any page could need
+    for page, panels in enumerate(pages([2.6] * len(groups), cols, MAX_HEIGHT_IN - legend_height_in(len(methods)))):
+        shown = sorted({m for i in panels for m in groups[i][1].method})
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(width, 2.6 * rows + legend_height_in(len(shown))),
+                                 squeeze=False)
+        for ax, i in zip(axes.flat, panels):
+            title, g = groups[i]
+            for r in g.itertuples():
+                ax.errorbar([r.x], [r.y], yerr=[0.0 if np.isnan(r.ys) else r.ys], capsize=2, linestyle="none",
+                            markersize=5, label=r.method, **look[r.method])
+            if logx:
+                log_x(ax, g.x)
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"test {metric} (mean, 95 % CI)")
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in shown]
+        legend_below(fig, handles, shown)
+        out += _save(fig, folder, page_stem(stem, page))
+    return out
 
 
 @paper_style
@@ -286,25 +343,32 @@ def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
     settings = setting_panels(sel)
     panels = [(metric if len(settings) == 1 else f"{title}: {metric}", rows[rows.metric == metric])
               for title, rows in settings for metric in sorted(rows.metric.unique())]
-    methods = sorted(sel.method.unique())
-    rows, cols = grid_shape(len(panels))
-    fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN / 2 * cols, rows * (0.7 + 0.26 * len(methods))),
-                             squeeze=False)
-    for ax, (title, g) in zip(axes.flat, panels):
-        stats = [mean_interval(g[g.method == m].value) for m in methods]
-        y = np.arange(len(methods))
-        ax.barh(y, [m for m, _ in stats], xerr=[0.0 if np.isnan(h) else h for _, h in stats], capsize=2,
-                color="#2ca02c")
-        ax.set_yticks(y)
-        ax.set_yticklabels(methods)
-        ax.invert_yaxis()
-        ax.set_title(title)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.supxlabel("test mean, 95 % CI over seeds")
-    fig.tight_layout()
-    return _save(fig, folder, "per_task")
+    _, cols = grid_shape(len(panels))
+    heights = [0.7 + 0.26 * g.method.nunique() for _, g in panels]   # each panel lists the methods it has
+    out: list[Path] = []
+    for page, shown in enumerate(pages(heights, cols, MAX_HEIGHT_IN - 0.3)):   # 0.3 in: the shared x label
+        rows = -(-len(shown) // cols)
+        row_heights = [max(heights[i] for i in shown[r * cols:(r + 1) * cols]) for r in range(rows)]
+        fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN / 2 * cols, sum(row_heights) + 0.3),
+                                 squeeze=False, gridspec_kw={"height_ratios": row_heights})
+        for ax, i in zip(axes.flat, shown):
+            title, g = panels[i]
+            methods = sorted(g.method.unique())
+            stats = [mean_interval(g[g.method == m].value) for m in methods]
+            y = np.arange(len(methods))
+            ax.barh(y, [m for m, _ in stats], xerr=[0.0 if np.isnan(h) else h for _, h in stats], capsize=2,
+                    color="#2ca02c")
+            ax.set_yticks(y)
+            ax.set_yticklabels(methods)
+            ax.invert_yaxis()
+            ax.set_title(title)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        for ax in list(axes.flat)[len(shown):]:
+            ax.axis("off")
+        fig.supxlabel("test mean, 95 % CI over seeds")
+        fig.tight_layout()
+        out += _save(fig, folder, page_stem("per_task", page))
+    return out
 
 
 def all_figures(tidy: pd.DataFrame, metric: str, folder: Path) -> dict[str, list[Path] | str]:

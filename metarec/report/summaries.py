@@ -180,7 +180,7 @@ def _gains_figure(ctx: SummaryContext, tests: pd.DataFrame, reference: str) -> l
 
     from metarec.eval.registry import lower_is_better
     from metarec.report.macros import settings
-    from metarec.report.plots import STYLE, TEXT_WIDTH_IN, _save, grid_shape
+    from metarec.report.plots import MAX_HEIGHT_IN, STYLE, TEXT_WIDTH_IN, _save, grid_shape, page_stem, pages
 
     out: list[Path] = []
     tests = tests.assign(setting=settings(tests))
@@ -190,43 +190,47 @@ def _gains_figure(ctx: SummaryContext, tests: pd.DataFrame, reference: str) -> l
             primary = ctx.meta.get("valid_metric")
             metrics = ([primary] if primary in set(g.metric) else []) + tasks if tasks else sorted(g.metric.unique())
             methods = sorted(g.method.unique())
-            rows, cols = grid_shape(len(metrics), max_cols=3)
-            fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN, rows * (0.28 * len(methods) + 1.0)),
-                                     squeeze=False, sharey=True)
-            for ax, metric in zip(axes.flat, metrics):
-                sign = -1.0 if lower_is_better(metric) else 1.0
-                m = g[g.metric == metric].set_index("method").reindex(methods)
-                y = np.arange(len(methods))
-                d = sign * m.delta.to_numpy(float)
-                lo, hi = sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
-                lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-                sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
-                ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
-                ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", ecolor="black", capsize=2, lw=0.8)
-                ax.axvline(0.0, color="grey", lw=0.8)
-                # one method far off the others' scale (popularity against a trained model) would flatten every other
-                # bar: the axis follows the others and that bar is cut at the edge with its value written on it
-                size = np.abs(np.nan_to_num(d))
-                order = np.argsort(size)[::-1]
-                if np.isfinite(d).sum() >= 4 and size[order[0]] > 5 * size[order[1]] > 0:
-                    rest = np.delete(np.arange(len(d)), order[0])
-                    left, right = np.nanmin(np.r_[lo[rest], 0.0]), np.nanmax(np.r_[hi[rest], 0.0])
-                    pad = 0.15 * (right - left)
-                    ax.set_xlim(left - pad, right + pad)
-                    edge = left - pad if d[order[0]] < 0 else right + pad
-                    ax.annotate(f"{d[order[0]]:+.4f} (off scale)", (edge, y[order[0]]), fontsize=7, va="center",
-                                ha="left" if d[order[0]] < 0 else "right")
-                ax.set_yticks(y)
-                ax.set_yticklabels(methods)
-                ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-                ax.set_title(metric + ("\n(lower is better: sign flipped)" if sign < 0 else ""))
-            for ax in list(axes.flat)[len(metrics):]:
-                ax.axis("off")
-            fig.suptitle(f"{ds} / {proto}{' ' + setting if setting else ''}: gain over {reference} (Δ, 95 % CI over "
-                         f"seeds; filled: p < {ALPHA}, Holm)")
-            fig.tight_layout()
-            stem = f"gains_{ds}_{proto}{'_' + setting if setting else ''}"
-            out += _save(fig, ctx.folder / "figures", stem.replace("-", "_").replace("=", ""))
+            _, cols = grid_shape(len(metrics), max_cols=3)
+            panel_in = 0.28 * len(methods) + 1.0
+            stem = f"gains_{ds}_{proto}{'_' + setting if setting else ''}".replace("-", "_").replace("=", "")
+            for page, shown in enumerate(pages([panel_in] * len(metrics), cols, MAX_HEIGHT_IN - 0.4)):  # title
+                rows = -(-len(shown) // cols)
+                fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN, rows * panel_in + 0.4),
+                                         squeeze=False, sharey=True)
+                for ax, metric in zip(axes.flat, [metrics[i] for i in shown]):
+                    sign = -1.0 if lower_is_better(metric) else 1.0
+                    m = g[g.metric == metric].set_index("method").reindex(methods)
+                    y = np.arange(len(methods))
+                    d = sign * m.delta.to_numpy(float)
+                    lo, hi = sign * m.ci_low.to_numpy(float), sign * m.ci_high.to_numpy(float)
+                    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+                    sig = np.array([s is True or s == 1 for s in m.significant], dtype=bool)   # NaN: not tested
+                    ax.barh(y, d, color=["tab:blue" if s else "white" for s in sig], edgecolor="tab:blue")
+                    ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", ecolor="black", capsize=2, lw=0.8)
+                    ax.axvline(0.0, color="grey", lw=0.8)
+                    # one method far off the others' scale (popularity against a trained model) would flatten
+                    # every other bar: the axis follows the others and that bar is cut at the edge, its value
+                    # written on it
+                    size = np.abs(np.nan_to_num(d))
+                    order = np.argsort(size)[::-1]
+                    if np.isfinite(d).sum() >= 4 and size[order[0]] > 5 * size[order[1]] > 0:
+                        rest = np.delete(np.arange(len(d)), order[0])
+                        left, right = np.nanmin(np.r_[lo[rest], 0.0]), np.nanmax(np.r_[hi[rest], 0.0])
+                        pad = 0.15 * (right - left)
+                        ax.set_xlim(left - pad, right + pad)
+                        edge = left - pad if d[order[0]] < 0 else right + pad
+                        ax.annotate(f"{d[order[0]]:+.4f} (off scale)", (edge, y[order[0]]), fontsize=7, va="center",
+                                    ha="left" if d[order[0]] < 0 else "right")
+                    ax.set_yticks(y)
+                    ax.set_yticklabels(methods)
+                    ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+                    ax.set_title(metric + ("\n(lower is better: sign flipped)" if sign < 0 else ""))
+                for ax in list(axes.flat)[len(shown):]:
+                    ax.axis("off")
+                fig.suptitle(f"{ds} / {proto}{' ' + setting if setting else ''}: gain over {reference} (Δ, 95 % CI "
+                             f"over seeds; filled: p < {ALPHA}, Holm)")
+                fig.tight_layout()
+                out += _save(fig, ctx.folder / "figures", page_stem(stem, page))
     return out
 
 

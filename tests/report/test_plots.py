@@ -49,6 +49,69 @@ def test_panels_wrap_into_rows_instead_of_shrinking(pairs, shape):
     assert plots.grid_shape(7, max_cols=3) == (3, 3)
 
 
+def test_panels_fill_a_page_row_by_row_and_continue_on_the_next():
+    # rows of two: (3, 1) -> 3 in, (2, 2.5) -> 2.5 in, (4,) -> 4 in; 3 + 2.5 fit 6 in, the third row does not
+    assert plots.pages([3, 1, 2, 2.5, 4], cols=2, room=6) == [[0, 1, 2, 3], [4]]
+    assert plots.pages([3, 1, 2, 2.5, 4], cols=2, room=5.5) == [[0, 1, 2, 3], [4]]   # exactly full
+    assert plots.pages([3, 1, 2, 2.5, 4], cols=2, room=5.4) == [[0, 1], [2, 3], [4]]
+    assert plots.pages([9, 1], cols=1, room=8) == [[0], [1]]   # a panel taller than a page still gets one
+    assert plots.pages([], cols=2, room=8) == []
+    assert [plots.page_stem("bars", i) for i in range(3)] == ["bars", "bars_p2", "bars_p3"]
+
+
+def test_a_figure_taller_than_a_page_warns():
+    with plots.figure_files(False):
+        with pytest.warns(plots.OversizeFigure, match="figure tall: drawn 9.0 in tall"):
+            plots._save(plt.figure(figsize=(plots.TEXT_WIDTH_IN, 9.0)), Path("unused"), "tall")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", plots.OversizeFigure)
+            plots._save(plt.figure(figsize=(plots.TEXT_WIDTH_IN, plots.MAX_HEIGHT_IN)), Path("unused"), "fits")
+
+
+def _many_settings(settings: int = 14, methods: int = 12) -> pd.DataFrame:
+    """A composition's tidy rows: ``settings`` datasets (one protocol each), ``methods`` methods, 3 seeds, a ranking
+    metric and two task metrics."""
+    rows = []
+    for d in range(settings):
+        for m in range(methods):
+            for seed in range(3):
+                for metric in ("ndcg@10", "task/auc", "task/mae"):
+                    rows.append({"dataset": f"data-{d}", "protocol": "general", "method": f"method-{m}",
+                                 "protocol_params": "{}", "family": "multitask", "selected": True, "stage": "test",
+                                 "metric": metric, "value": 0.1 + 0.01 * m + 0.001 * seed, "seed": seed,
+                                 "fit_s": 1.0 + m})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("draw", ["bars", "scatter", "per_task"])
+def test_a_grid_of_many_settings_draws_page_sized_figures_with_every_panel(draw, monkeypatch):
+    """The paper's composition has over twenty datasets x protocols: drawn as one figure, its bars were 58 in tall
+    and LaTeX dropped the float. Each page now fits, the first keeps the figure's name, and together the pages
+    hold every setting's panel once."""
+    saved = []
+
+    def keep(fig, folder, stem):
+        plots.check_fits(fig, stem)   # OversizeFigure is an error under pytest (pyproject)
+        saved.append((stem, [ax.get_title() for ax in fig.axes if ax.get_title()]))
+        plt.close(fig)
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    tidy = _many_settings()
+    if draw == "bars":
+        plots.metric_bars(tidy, "ndcg@10", Path("unused"))
+        stem, per_setting = "bars_ndcg10", 1
+    elif draw == "scatter":
+        plots.scatter(tidy, "ndcg@10", "fit_s", "fit s", Path("unused"), "time_vs_accuracy")
+        stem, per_setting = "time_vs_accuracy", 1
+    else:
+        plots.per_task_bars(tidy, Path("unused"))
+        stem, per_setting = "per_task", 2
+    assert len(saved) > 1 and saved[0][0] == stem and saved[1][0] == f"{stem}_p2"
+    titles = [t for _, page in saved for t in page]
+    assert len(titles) == len(set(titles)) == 14 * per_setting
+
+
 @pytest.mark.parametrize("grid", ["tuned-ml100k", "meta", "multitask_mind", "tradeoff"])
 def test_every_figure_of_a_committed_grid_is_legible_at_the_text_width(grid):
     """The widest cases the paper has: many datasets x protocols (tradeoff: five panels), 30 methods (tuned-ml100k),
