@@ -72,6 +72,19 @@ def test_every_number_the_paper_quotes_is_generated_from_the_committed_results(t
         assert f"\\@namedef{{mr@{key}}}{{{keys[key]}}}" in written
 
 
+def test_no_quoted_value_that_carries_its_own_relation_follows_an_equals_sign(tmp_path):
+    """A p-value below 0.001 is written "<0.001" (macros._fmt): after "p =" it would print "p = <0.001"."""
+    import re
+
+    from metarec.report import macros
+
+    keys = macros.write(_quoted_folders(), tmp_path / "macros.tex")
+    tex = (REPO / "paper" / "paper.tex").read_text()
+    relations = [k for k in re.findall(r"=\s*\\res\{([^}]*)\}", tex) if keys.get(k, "").startswith("\\ensuremath{<")]
+    assert relations == []
+    assert re.findall(r"=\s*\\res\{([^}]*)\}", "$p$ = \\res{a/b}") == ["a/b"]   # the pattern finds one
+
+
 def test_a_quoted_result_the_generator_no_longer_writes_fails_the_paper(tmp_path, capsys):
     """A key the results do not give (a renamed method, a grid not rerun) stops `metarec paper` with exit 1 naming
     it; comments and escaped percent signs are not quotes."""
