@@ -306,6 +306,12 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
     parameters, items_per_s[, latency_ms])."""
     if table.empty:
         return []
+    # a method without parameters (popularity) has no place on a cost frontier, and drawn at its accuracy it
+    # squeezes every model into the top of the axis: it is named in the legend with its value instead
+    free = table[table.parameters.fillna(0) <= 0]
+    table = table[table.parameters.fillna(0) > 0]
+    if table.empty:
+        return []
     panels = [("parameters", "parameters at inference"), ("items_per_s", "item texts encoded per s")]
     if "latency_ms" in table and np.isfinite(table["latency_ms"]).any():
         panels.append(("latency_ms", "ms per test user"))
@@ -314,12 +320,12 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
     # panel's axis, e.g. an id-only model's encoding speed, is absent there but keeps its look elsewhere)
     colours, markers = plt.get_cmap("tab10").colors, "os^DvP*X<>"
     look = {m: {"color": colours[i % len(colours)], "marker": markers[i % len(markers)]} for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH_IN, 2.6 + legend_height_in(len(methods))),
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH_IN, 2.6 + legend_height_in(len(methods) + len(free))),
                              sharey=True)
     for ax, (col, label) in zip(np.atleast_1d(axes), panels):
         for r in table.itertuples():
             x = getattr(r, col)
-            if not np.isfinite(x) or x <= 0:   # no point on a log axis (popularity's 0 parameters)
+            if not np.isfinite(x) or x <= 0:   # no point on a log axis (an id-only model's encoding speed)
                 continue
             ax.errorbar([x], [r.mean], yerr=[0.0 if np.isnan(r.ci) else r.ci], capsize=2, linestyle="none",
                         markersize=5, **look[r.method])
@@ -328,7 +334,9 @@ def frontier(table: pd.DataFrame, metric: str, folder: Path, stem: str) -> list[
         ax.set_xlabel(f"{label} (log)")
     np.atleast_1d(axes)[0].set_ylabel(f"test {metric} (mean, 95 % CI)")
     handles = [plt.Line2D([], [], linestyle="none", markersize=5, **look[m]) for m in methods]
-    legend_below(fig, handles, methods)
+    labels = methods + [f"{r.method}: {r.mean:.4f} (no parameters; not drawn)" for r in free.itertuples()]
+    handles += [plt.Line2D([], [], linestyle="none")] * len(free)
+    legend_below(fig, handles, labels)
     return _save(fig, folder, _stem(stem))
 
 

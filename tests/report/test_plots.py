@@ -169,14 +169,16 @@ def test_every_figure_draws_one_setting_per_panel_never_a_pool_of_settings(draw,
 
 
 def test_the_frontier_leaves_out_what_a_log_axis_cannot_place(tmp_path, monkeypatch):
-    """Popularity's 0 parameters and an id-only model's missing encoding speed get no point on their panel; the
-    latency panel appears when the table has latencies."""
+    """An id-only model's missing encoding speed gets no point on that panel; popularity (no parameters) gets none
+    anywhere (drawn, it would squeeze the models into the top of the axis) and is named in the legend with its
+    value; the latency panel appears when the table has latencies."""
     import numpy as np
 
     drawn = {}
 
     def keep(fig, folder, stem):
         drawn["axes"] = fig.axes
+        drawn["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
         return []
 
     monkeypatch.setattr(plots, "_save", keep)
@@ -189,7 +191,9 @@ def test_the_frontier_leaves_out_what_a_log_axis_cannot_place(tmp_path, monkeypa
     def xs(ax):
         return sorted({float(x) for line in ax.lines for x in line.get_xdata()})   # caps repeat the x
 
-    assert xs(params) == [5e5, 6.7e7] and xs(speed) == [50.0] and xs(latency) == [0.1, 1.0, 2.0]
+    assert xs(params) == [5e5, 6.7e7] and xs(speed) == [50.0] and xs(latency) == [1.0, 2.0]
+    assert drawn["legend"] == ["distill:teacher", "distill:text-mpnet-6", "pop: 0.0100 (no parameters; not drawn)"]
+    assert params.get_ylim()[0] > 0.03   # the axis follows the models, not popularity's 0.01
     assert latency.get_xlabel() == "ms per test user (log)"
 
 
