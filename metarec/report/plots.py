@@ -140,6 +140,11 @@ def pages(heights: list[float], cols: int, room: float) -> list[list[int]]:
     return out
 
 
+def row_heights(heights: list[float], panels: list[int], cols: int) -> list[float]:
+    """The height of each row of one page (``panels``: its panels' indices into ``heights``, ``cols`` a row)."""
+    return [max(heights[i] for i in panels[r:r + cols]) for r in range(0, len(panels), cols)]
+
+
 def page_stem(stem: str, page: int) -> str:
     """File stem of a figure's ``page`` (0-based): the first keeps the figure's own name."""
     return stem if page == 0 else f"{stem}_p{page + 1}"
@@ -189,10 +194,9 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     heights = [0.9 + 0.2 * len(g) for _, g in groups]   # a panel as tall as its own methods need
     out: list[Path] = []
     for page, panels in enumerate(pages(heights, cols, MAX_HEIGHT_IN)):
-        rows = -(-len(panels) // cols)
-        row_heights = [max(heights[i] for i in panels[r * cols:(r + 1) * cols]) for r in range(rows)]
-        fig, axes = plt.subplots(rows, cols, figsize=(width, sum(row_heights)), squeeze=False,
-                                 gridspec_kw={"height_ratios": row_heights})
+        tall = row_heights(heights, panels, cols)
+        fig, axes = plt.subplots(len(tall), cols, figsize=(width, sum(tall)), squeeze=False,
+                                 gridspec_kw={"height_ratios": tall})
         for ax, i in zip(axes.flat, panels):
             title, g = groups[i]
             g = g.sort_values("mean")
@@ -355,10 +359,9 @@ def per_task_bars(tidy: pd.DataFrame, folder: Path) -> list[Path]:
     heights = [0.7 + 0.26 * g.method.nunique() for _, g in panels]   # each panel lists the methods it has
     out: list[Path] = []
     for page, shown in enumerate(pages(heights, cols, MAX_HEIGHT_IN - 0.3)):   # 0.3 in: the shared x label
-        rows = -(-len(shown) // cols)
-        row_heights = [max(heights[i] for i in shown[r * cols:(r + 1) * cols]) for r in range(rows)]
-        fig, axes = plt.subplots(rows, cols, figsize=(TEXT_WIDTH_IN / 2 * cols, sum(row_heights) + 0.3),
-                                 squeeze=False, gridspec_kw={"height_ratios": row_heights})
+        tall = row_heights(heights, shown, cols)
+        fig, axes = plt.subplots(len(tall), cols, figsize=(TEXT_WIDTH_IN / 2 * cols, sum(tall) + 0.3),
+                                 squeeze=False, gridspec_kw={"height_ratios": tall})
         for ax, i in zip(axes.flat, shown):
             title, g = panels[i]
             methods = sorted(g.method.unique())
