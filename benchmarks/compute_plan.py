@@ -8,7 +8,10 @@ left: the rest of the study's budget (``budget_s`` minus the trial time spent, p
 inside the budget runs to its end) and the confirm runs neither in the store nor committed under ``results/<grid>/``
 yet, nor finished in a reused grid's (those are copied: evaluation seeds x confirmed settings, each costed as the
 study's mean trial). A cell whose method has no finished trial anywhere on that dataset is costed '?' (measure it:
-one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial). A cell whose trial hit the
+one trial, e.g. `metarec bench GRID --probe`, which runs only each study's first trial); beside it, '~' gives an
+estimate that is not a measurement: the same method's mean trial under the same protocol on the nearest-sized dataset
+any committed study measured, scaled by the ratio of the two datasets' interactions (their cards' counts; training
+cost grows about linearly with them, epochs to convergence aside). A cell whose trial hit the
 run cap (`metarec bench --run-cap S`: stopped after S seconds) is costed '>' with the cap as a lower bound for its
 runs and listed at the end as not fitting. Untuned cells (pop, random, ...) cost seconds and are left out. CPU time
 is counted in the reference machine's CPU seconds, as the budgets count it (``metarec.bench.tune.CPU_SPEED``); the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from datetime import datetime
@@ -52,6 +56,46 @@ def studies_of(names: list[str]) -> dict[str, list]:
                         out[s.study_name] = trials
                 break
     return out
+
+
+def measured_elsewhere() -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(method, protocol) -> dataset -> trial CPU seconds (reference machine), over every committed study
+    (``results/*/tuning.db``) and every study in this machine's store: what ``scaled_estimate`` scales from."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: dict = defaultdict(lambda: defaultdict(list))
+    dbs = sorted(ROOT.glob("results/*/tuning.db")) + sorted((home() / "grids").glob("*/tuning.db"))
+    for db in dbs:
+        url = f"sqlite:///{db.resolve()}"
+        for summary in optuna.get_all_study_summaries(url, include_best_trial=False):
+            dataset, protocol, method = summary.study_name.split("/")[:3]
+            for t in optuna.load_study(study_name=summary.study_name, storage=url).get_trials(deepcopy=False):
+                if t.state.name in ("COMPLETE", "PRUNED") and cpu(t) > 0:
+                    out[(method, protocol)][dataset].append(cpu(t))
+    return out
+
+
+def interactions(dataset: str) -> int | None:
+    """The dataset's interaction count from its card (``expected``), without loading it."""
+    from metarec.data.registry import get_card
+
+    try:
+        return get_card(dataset).expected.get("interactions")
+    except Exception:   # a derived or unknown dataset name: no card, no estimate
+        return None
+
+
+def scaled_estimate(measured: dict, method: str, protocol: str, dataset: str) -> tuple[float, str] | None:
+    """(estimated CPU seconds of one trial, the dataset it is scaled from): the same method and protocol on the
+    measured dataset nearest in interactions, its mean trial times the ratio of interactions; None without one."""
+    size = interactions(dataset)
+    known = [(d, costs) for d, costs in measured.get((method, protocol), {}).items()
+             if d != dataset and interactions(d)]
+    if not size or not known:
+        return None
+    ref, costs = min(known, key=lambda dc: abs(math.log(interactions(dc[0]) / size)))
+    return sum(costs) / len(costs) * size / interactions(ref), ref
 
 
 def _last_start(trials: list) -> datetime:
@@ -109,8 +153,10 @@ def plan(path: Path) -> tuple[float, float, int]:
         for cell, n in finished_runs(other, fixed).items():
             done[cell] = max(done[cell], n)
     t = grid.tune
-    spent_total = left_total = 0.0
+    spent_total = left_total = estimated_total = 0.0
     unknown = 0
+    measured = None   # read once, when a cell needs it
+    estimates: dict[str, float] = defaultdict(float)   # dataset -> estimated CPU-h of its unmeasured cells
     cells = defaultdict(list)   # (dataset, method, tuning setting) -> confirmed settings
     too_long: list[str] = []
     exclusions: dict[str, dict[str, str]] = {}   # method -> {dataset/protocol: reason}: the YAML that leaves them out
@@ -158,8 +204,17 @@ def plan(path: Path) -> tuple[float, float, int]:
         confirm_left = None if mean is None else n_confirm * mean
         left = None if study_left is None or confirm_left is None else study_left + confirm_left
         spent_total += spent
+        guess = ""
         if left is None:
             unknown += 1
+            measured = measured_elsewhere() if measured is None else measured
+            scaled = scaled_estimate(measured, m, pname, ds)
+            if scaled is not None:   # the study's budget (or its trials, if fewer fit) and the confirm runs
+                trial, ref = scaled
+                cell = min((t.trials or 1) * trial, (t.budget_s or math.inf) + trial) + n_confirm * trial
+                estimated_total += cell
+                estimates[ds] += cell / 3600
+                guess = f" (~{cell / 60:.0f}: {trial / 60:.0f} min a trial, scaled from {ref})"
         else:
             left_total += left
         fmt = (lambda v: "?" if v is None else f"{'>' if over else ''}{v / 60:.0f}")
@@ -178,7 +233,7 @@ def plan(path: Path) -> tuple[float, float, int]:
                    if len({json.dumps(json.loads(q).get(k)) for q in n_settings[(ds, pname)]}) > 1}
         label = pname + "".join(f" {k}={v}" for k, v in varying.items())
         print(f"| {ds} / {label} | {m} | {n_trials} | {spent / 60:.0f} | {fmt(study_left)} | {n_confirm} runs, "
-              f"{fmt(confirm_left)} | {fmt(left)} |")
+              f"{fmt(confirm_left)} | {fmt(left)}{guess} |")
     if too_long:
         print("\nCells over the run cap (not run to the end on this machine; lower bounds):\n")
         print("\n".join(f"- {line}" for line in too_long))
@@ -189,6 +244,9 @@ def plan(path: Path) -> tuple[float, float, int]:
     print(f"\nTuning CPU spent: {spent_total / 3600:.1f} h; estimated CPU left: {left_total / 3600:.1f} h"
           + (f" + {unknown} cell(s) not yet measured (at least their budgets: {unknown * (t.budget_s or 0) / 3600:.1f} h,"
              " plus their confirm runs)" if unknown else ""))
+    if estimates:
+        print(f"Not measured, scaled from other datasets (~): {estimated_total / 3600:.1f} CPU-h ("
+              + ", ".join(f"{ds} {h:.1f}" for ds, h in estimates.items()) + ")")
     return spent_total, left_total, unknown
 
 

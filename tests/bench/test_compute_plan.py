@@ -3,6 +3,7 @@ which cells do not fit (a trial stopped by the run cap)."""
 from __future__ import annotations
 
 import copy
+import math
 import importlib.util
 from pathlib import Path
 
@@ -79,3 +80,29 @@ def test_a_probed_cell_is_costed_and_a_capped_one_is_listed_as_not_fitting(tmp_p
     assert reason.startswith("does not fit on 2 CPU cores: one trial was stopped by the run cap after ")
     g["methods"]["mf-bpr"].update(snippet["methods"]["mf-bpr"])
     assert parse_grid(g).excluded_cells()[0]["reason"] == reason
+
+
+def test_an_unmeasured_cell_is_estimated_from_the_nearest_sized_measured_dataset():
+    """Scaled by the cards' interaction counts from the measured dataset nearest in size (log scale); nothing under
+    another protocol, another method or the cell's own dataset is used, and without a measurement there is none."""
+    from metarec.data.registry import get_card
+
+    module = _compute_plan()
+    n = {d: get_card(d).expected["interactions"] for d in ("ml-100k", "amazon-office", "ml-1m-implicit",
+                                                            "amazon-beauty")}
+    measured = {("mf-bpr", "general"): {"amazon-office": [60.0, 120.0], "ml-100k": [300.0]},
+                ("mf-bpr", "sequential"): {"ml-1m-implicit": [1.0]},
+                ("pop", "general"): {"ml-1m-implicit": [1.0]}}
+    trial, ref = module.scaled_estimate(measured, "mf-bpr", "general", "ml-1m-implicit")
+    assert ref == "ml-100k" and abs(trial - 300.0 * n["ml-1m-implicit"] / n["ml-100k"]) < 1e-9
+    trial, ref = module.scaled_estimate(measured, "mf-bpr", "general", "amazon-office")   # its own: never
+    assert ref == "ml-100k" and abs(trial - 300.0 * n["amazon-office"] / n["ml-100k"]) < 1e-9
+    measured[("mf-bpr", "general")]["ml-1m-implicit"] = [5000.0]
+    trial, ref = module.scaled_estimate(measured, "mf-bpr", "general", "amazon-beauty")
+    nearest = min(("amazon-office", "ml-100k", "ml-1m-implicit"),
+                  key=lambda d: abs(math.log(n[d] / n["amazon-beauty"])))
+    assert ref == nearest and abs(trial - sum(measured[("mf-bpr", "general")][ref]) /
+                                  len(measured[("mf-bpr", "general")][ref]) * n["amazon-beauty"] / n[ref]) < 1e-6
+    assert module.scaled_estimate(measured, "recbole:BPR", "general", "ml-1m-implicit") is None
+    assert module.scaled_estimate(measured, "mf-bpr", "cold_start", "ml-1m-implicit") is None
+    assert module.scaled_estimate(measured, "mf-bpr", "general", "no-such-dataset") is None
