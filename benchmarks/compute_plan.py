@@ -79,10 +79,11 @@ def measured_elsewhere() -> dict[tuple[str, str], dict[str, list[float]]]:
 def interactions(dataset: str) -> int | None:
     """The dataset's interaction count from its card (``expected``), without loading it."""
     from metarec.data.registry import get_card
+    from metarec.errors import UnknownNameError
 
     try:
         return get_card(dataset).expected.get("interactions")
-    except Exception:   # a derived or unknown dataset name: no card, no estimate
+    except UnknownNameError:   # a derived dataset (e.g. a combination) has no card: no estimate
         return None
 
 
