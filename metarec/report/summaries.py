@@ -704,7 +704,8 @@ def _leaderboard_tex(rows: list[dict], metrics: list[str], primary: str, best: s
         cells = [str(r["rank"]), esc(r["method"]), esc(r["family"])]
         for m in metrics:
             mean, half = r.get(m, float("nan")), r.get(f"{m}_ci", float("nan"))
-            cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" $\\pm$ {half:.4f}"))
+            cells.append("--" if np.isnan(mean) else   # a metric the method does not report (MeLU: no recall)
+                         f"{mean:.4f}" + ("" if np.isnan(half) else f" $\\pm$ {half:.4f}"))
         if r["method"] == best:
             cells.append("reference")
         elif "delta" in r:
@@ -795,7 +796,8 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
                 mean, half = mean_interval(m_rows[m_rows.metric == metric].value)
                 row[metric], row[f"{metric}_ci"] = mean, half
                 if metric in shown:
-                    cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))
+                    cells.append("–" if np.isnan(mean) else   # a metric the method does not report
+                                 f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))
             if method == best:
                 delta = "reference"
             elif method in by_method.index:
