@@ -272,12 +272,32 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
 
 @paper_style
 def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
+    """One K-shot curve per dataset and cold-start setting (the protocol's parameters but ``k_shot``): a
+    composition holds several (MovieLens with and without new items, MovieLens-1M, Amazon), and a method's points at
+    one K from different datasets are not one curve. One setting: ``kshot_<metric>``; several: one figure each,
+    ``kshot_<metric>_<dataset>`` with the setting's differing parameters in the name and the title."""
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric) & (tidy.protocol == "cold_start")]
     if "protocol_params" not in sel or sel.empty:
         return []
-    sel = sel.assign(k=sel.protocol_params.map(lambda s: json.loads(s).get("k_shot")))
-    if sel.k.nunique() < 2:
-        return []
+    params = sel.protocol_params.map(json.loads)
+    sel = sel.assign(k=params.map(lambda p: p.get("k_shot")),
+                     setting=params.map(lambda p: json.dumps({k: v for k, v in p.items() if k != "k_shot"},
+                                                            sort_keys=True)))
+    curves = [(ds, st, g) for (ds, st), g in sel.groupby(["dataset", "setting"], sort=True) if g.k.nunique() >= 2]
+    # what tells two settings apart in a title: the parameters whose values differ between them
+    settings = [json.loads(st) for _, st, _ in curves]
+    differ = sorted({k for s in settings for k in s if len({json.dumps(t.get(k)) for t in settings}) > 1})
+    files: list[Path] = []
+    for ds, st, g in curves:
+        label = ", ".join(f"{k}={json.loads(st).get(k)}" for k in differ)
+        stem = f"kshot_{_stem(metric)}" if len(curves) == 1 else \
+            f"kshot_{_stem(metric)}_{ds}" + "".join(f"_{k}{json.loads(st).get(k)}" for k in differ)
+        files += _kshot_figure(g, metric, f"{ds}{', ' + label if label else ''}" if len(curves) > 1 else None,
+                               folder, stem)
+    return files
+
+
+def _kshot_figure(sel: pd.DataFrame, metric: str, title: str | None, folder: Path, stem: str) -> list[Path]:
     ks = sorted(sel.k.unique())
     methods = sorted(sel.method.unique())
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 3.4))
@@ -297,10 +317,12 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     ax.minorticks_off()
     ax.set_xlabel("support examples per cold user (K)")
     ax.set_ylabel(f"{metric} (mean, 95 % CI over seeds)")
+    if title:
+        ax.set_title(title)
     # the legend below the axes, not beside them: beside, it widens the figure past the text width
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, title="dashed: baselines")
     fig.tight_layout()
-    return _save(fig, folder, f"kshot_{_stem(metric)}")
+    return _save(fig, folder, stem)
 
 
 @paper_style

@@ -379,3 +379,28 @@ def test_a_one_row_per_method_summary_refuses_to_pool_protocol_settings(tmp_path
     get_summary(name)(SummaryContext(tmp_path, one, None, meta))
     with pytest.raises(ConfigError, match=f"summary {name} shows one setting.*d / cold_start has 2 protocol settings"):
         get_summary(name)(SummaryContext(tmp_path, two, None, meta))
+
+
+def test_a_composition_draws_one_kshot_curve_per_dataset_and_setting(tmp_path, monkeypatch):
+    """MovieLens with and without new items and a second dataset: three curves, each from its own rows only (one
+    axis over all of them would average a method's points at one K across datasets)."""
+    from metarec.report import plots
+
+    frames = []
+    for dataset, new_items, level in (("d", False, 0.1), ("d", True, 0.2), ("e", False, 0.3)):
+        for k in (1, 5):
+            cells = {(m, s, "ndcg@10"): level + 0.01 * k for m in ("a", "b") for s in (0, 1)}
+            part = tidy_rows(cells, protocol="cold_start",
+                             params=json.dumps({"k_shot": k, "n_query": 10, "new_items": new_items}))
+            frames.append(part.assign(dataset=dataset))
+    drawn = []
+    real = plots._kshot_figure
+    monkeypatch.setattr(plots, "_kshot_figure", lambda sel, metric, title, folder, stem: drawn.append(
+        (title, stem, sorted(set(sel.dataset)), sorted(set(sel.value)))) or real(sel, metric, title, folder, stem))
+    files = plots.kshot_curve(pd.concat(frames, ignore_index=True), "ndcg@10", tmp_path)
+    assert [(t, s, d) for t, s, d, _ in drawn] == [
+        ("d, new_items=False", "kshot_ndcg10_d_new_itemsFalse", ["d"]),
+        ("d, new_items=True", "kshot_ndcg10_d_new_itemsTrue", ["d"]),
+        ("e, new_items=False", "kshot_ndcg10_e_new_itemsFalse", ["e"])]
+    assert [[round(x, 9) for x in v] for *_, v in drawn] == [[0.11, 0.15], [0.21, 0.25], [0.31, 0.35]]
+    assert {p.name for p in files} >= {"kshot_ndcg10_d_new_itemsTrue.png", "kshot_ndcg10_e_new_itemsFalse.pdf"}
