@@ -185,6 +185,9 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
     if sel.empty:
         return []
+    from metarec.eval.registry import lower_is_better
+
+    lower = lower_is_better(metric)   # MAE, RMSE: the smallest is the best
     keys = ["method", "family"]
     groups = [(title, pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in rows.groupby(keys)],
                                    columns=keys + ["mean", "half"]))
@@ -199,7 +202,7 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
                                  gridspec_kw={"height_ratios": tall})
         for ax, i in zip(axes.flat, panels):
             title, g = groups[i]
-            g = g.sort_values("mean")
+            g = g.sort_values("mean", ascending=not lower)   # barh draws the last row on top: the best
             colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
             ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
             ax.set_title(title)
