@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -287,14 +288,15 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
                      setting=params.map(lambda p: json.dumps({k: v for k, v in p.items() if k != "k_shot"},
                                                             sort_keys=True)))
     curves = [(ds, st, g) for (ds, st), g in sel.groupby(["dataset", "setting"], sort=True) if g.k.nunique() >= 2]
-    # what tells two settings apart in a title: the parameters whose values differ between them
-    settings = [json.loads(st) for _, st, _ in curves]
-    differ = sorted({k for s in settings for k in s if len({json.dumps(t.get(k)) for t in settings}) > 1})
     files: list[Path] = []
     for ds, st, g in curves:
-        label = ", ".join(f"{k}={json.loads(st).get(k)}" for k in differ)
-        stem = f"kshot_{_stem(metric)}" if len(curves) == 1 else \
-            f"kshot_{_stem(metric)}_{ds}" + "".join(f"_{k}{json.loads(st).get(k)}" for k in differ)
+        # what tells this setting from the dataset's others (MovieLens with and without new items): its name
+        mine = json.loads(st)
+        others = [json.loads(t) for d, t, _ in curves if d == ds]
+        differ = sorted(k for k in mine if len({json.dumps(o.get(k)) for o in others}) > 1)
+        label = ", ".join(f"{k}={mine[k]}" for k in differ)
+        stem = f"kshot_{_stem(metric)}" if len(curves) == 1 else re.sub(
+            r"[^A-Za-z0-9_.-]", "", f"kshot_{_stem(metric)}_{ds}" + "".join(f"_{k}{mine[k]}" for k in differ))
         files += _kshot_figure(g, metric, f"{ds}{', ' + label if label else ''}" if len(curves) > 1 else None,
                                folder, stem)
     return files
