@@ -306,6 +306,9 @@ def _kshot_figure(sel: pd.DataFrame, metric: str, title: str | None, folder: Pat
     ks = sorted(sel.k.unique())
     methods = sorted(sel.method.unique())
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 3.4))
+    # a colour and a marker of its own per method: a composition's cold-start panel has fifteen methods, more
+    # than one ten-colour cycle tells apart
+    colours, markers = plt.get_cmap("tab20").colors, "os^DvP*X<>"
     for i, method in enumerate(methods):
         g = sel[sel.method == method]
         # the 95 % interval of the mean over seeds (Student t), the interval every table of the suite reports
@@ -314,8 +317,9 @@ def _kshot_figure(sel: pd.DataFrame, metric: str, title: str | None, folder: Pat
         # methods side by side at each K (a small multiplicative offset on the log axis), so no bar hides another
         x = a.k * 1.035 ** (i - (len(methods) - 1) / 2)
         baseline = (g.family == "baseline").any() if "family" in g.columns else False
-        ax.errorbar(x, a["mean"], yerr=half, marker="o", markersize=4, capsize=2, linewidth=1.2,
-                    linestyle="--" if baseline else "-", label=method)
+        ax.errorbar(x, a["mean"], yerr=half, marker=markers[i % len(markers)], markersize=4, capsize=2,
+                    linewidth=1.2, color=colours[i % len(colours)], linestyle="--" if baseline else "-",
+                    label=method)
     ax.set_xscale("log")
     ax.set_xticks(ks)
     ax.set_xticklabels([str(k) for k in ks])

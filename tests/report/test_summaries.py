@@ -404,3 +404,23 @@ def test_a_composition_draws_one_kshot_curve_per_dataset_and_setting(tmp_path, m
         ("e", "kshot_ndcg10_e", ["e"])]   # e has one setting: its title needs no parameter
     assert [[round(x, 9) for x in v] for *_, v in drawn] == [[0.11, 0.15], [0.21, 0.25], [0.31, 0.35]]
     assert {p.name for p in files} >= {"kshot_ndcg10_d_new_itemsTrue.png", "kshot_ndcg10_e.pdf"}
+
+
+def test_kshot_curves_tell_fifteen_methods_apart(tmp_path, monkeypatch):
+    """The composition's MovieLens cold-start panel has fifteen methods: no two may share colour and marker."""
+    from metarec.report import plots
+
+    cells = {(f"m{i:02d}", s, "ndcg@10"): 0.01 * i for i in range(15) for s in (0, 1)}
+    tidy = pd.concat([tidy_rows(cells, protocol="cold_start", params=json.dumps({"k_shot": k})) for k in (1, 5)],
+                     ignore_index=True)
+    looks = []
+
+    def keep(fig, folder, stem):
+        looks.extend((line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()
+                     if line.get_marker() not in (None, "None", "", "_"))
+        plots.plt.close(fig)
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.kshot_curve(tidy, "ndcg@10", tmp_path)
+    assert len(looks) == 15 and len(set(looks)) == 15
