@@ -42,6 +42,8 @@ import pandas as pd
 from metarec.errors import ConfigError
 
 TOP_KEYS = {"name", "grids", "deferred", "exclude", "summaries"}
+#: the columns of a member's ``trials.csv`` its compute is counted from
+TRIAL_COST_COLUMNS = ("study", "number", "cpu_s", "wall_s")
 #: what must agree between members for their rows to share a table
 BUDGET = ("trials", "budget_s", "clock", "pruner", "startup_trials", "parallel")
 
@@ -164,8 +166,9 @@ def parse_composite(raw: dict, source: str = "<grid>", path: Path | None = None)
     return comp
 
 
-def _split_fingerprints(path: Path) -> dict[str, str]:
-    """run key -> its split's fingerprint, from a results folder's committed runs (``store.export_runs``)."""
+def _committed_runs(path: Path) -> dict[str, dict]:
+    """run key -> its split's fingerprint and its cost (``cpu_s``, ``wall_s``, the ``cpu`` model it ran on), from
+    a results folder's committed runs (``store.export_runs``)."""
     import gzip
 
     from metarec.errors import DataError
@@ -176,10 +179,38 @@ def _split_fingerprints(path: Path) -> dict[str, str]:
             for line in f:
                 if line.strip():
                     entry = json.loads(line)
-                    out[entry["key"]] = (entry.get("config") or {}).get("split_fingerprint")
-    except (OSError, EOFError, json.JSONDecodeError, KeyError, TypeError) as e:
+                    result = entry.get("result") or {}
+                    out[entry["key"]] = {"fingerprint": (entry.get("config") or {}).get("split_fingerprint"),
+                                         "cpu_s": result.get("cpu_s"), "wall_s": result.get("wall_s"),
+                                         "cpu": (result.get("machine") or {}).get("cpu")}
+    except (OSError, EOFError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"damaged ({type(e).__name__}: {e}): rerun `metarec report` to rewrite it", path) from None
-    return {k: v for k, v in out.items() if v}
+    return out
+
+
+def _seconds(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and value == value else 0.0
+
+
+def compute_spent(runs: dict[str, dict], trials: pd.DataFrame) -> dict[str, Any]:
+    """What the composition cost: every finished run of the exported members (confirm runs, and a grid's
+    configurations where it searches a grid instead of tuning) and every tuning trial (each study's ``trials.csv``
+    rows), each counted once however many members share it (runs by key, trials by study and number). CPU time is
+    the process's, all threads, as measured on the machine that ran it (``cpus``: runs per CPU model); a run
+    recorded without it counts its wall time (``runs_wall_only``)."""
+    cpu = sum(_seconds(r["cpu_s"]) if r["cpu_s"] is not None else _seconds(r["wall_s"]) for r in runs.values())
+    wall = sum(_seconds(r["wall_s"]) for r in runs.values())
+    cpus: dict[str, int] = {}
+    for r in runs.values():
+        cpus[r["cpu"] or "unknown"] = cpus.get(r["cpu"] or "unknown", 0) + 1
+    trials = trials.drop_duplicates(["study", "number"]) if len(trials) else trials
+    trial_cpu = float(pd.to_numeric(trials.get("cpu_s"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0
+    trial_wall = float(pd.to_numeric(trials.get("wall_s"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0
+    return {"runs": len(runs), "run_cpu_h": cpu / 3600, "run_wall_h": wall / 3600,
+            "runs_wall_only": sum(r["cpu_s"] is None for r in runs.values()),
+            "trials": len(trials), "studies": int(trials.study.nunique()) if len(trials) else 0,
+            "trial_cpu_h": trial_cpu / 3600, "trial_wall_h": trial_wall / 3600,
+            "cpu_h": (cpu + trial_cpu) / 3600, "cpus": dict(sorted(cpus.items()))}
 
 
 def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]:
@@ -196,13 +227,19 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     (out / "cards").mkdir(exist_ok=True)
     fingerprints: dict[tuple, tuple[str, str]] = {}   # (dataset, protocol, params, seed) -> (fingerprint, grid)
+    spent_runs: dict[str, dict] = {}                    # every member's finished runs and trials: compute_spent
+    spent_trials: list[pd.DataFrame] = []
     for g in comp.everyone:
         folder = results / g.name
         if not (folder / "meta.json").is_file() or not (folder / RUNS_FILE).is_file():
             missing.append(g.name)   # not reported, or reported before runs were exported (splits unknown)
             continue
         recover = f"rerun `metarec report {g.path}` to rewrite it"
-        split_of = _split_fingerprints(folder / RUNS_FILE)
+        committed = _committed_runs(folder / RUNS_FILE)
+        spent_runs.update(committed)
+        if (folder / "trials.csv").is_file():
+            spent_trials.append(pd.read_csv(folder / "trials.csv", usecols=lambda c: c in TRIAL_COST_COLUMNS))
+        split_of = {k: v["fingerprint"] for k, v in committed.items() if v["fingerprint"]}
         tidy = read_parquet(folder / "results.parquet", recover, TIDY_COLUMNS + ("selected",))
         sel = tidy[tidy.selected]
         mine = sel[cell].drop_duplicates()
@@ -251,5 +288,7 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
         "reference": None, "summaries": list(comp.summaries), "methods": sorted(set(tidy.method)),
         "grid_file": str(comp.path) if comp.path else None, "members": [g.name for g in comp.everyone],
         "members_missing": missing, "deferred": {g.name: reason for g, reason in comp.deferred},
-        "excluded": comp.excluded_cells(), "excluded_methods": dict(comp.exclude)})
+        "excluded": comp.excluded_cells(), "excluded_methods": dict(comp.exclude),
+        "compute": compute_spent(spent_runs, pd.concat(spent_trials, ignore_index=True) if spent_trials
+                                 else pd.DataFrame(columns=list(TRIAL_COST_COLUMNS)))})
     return {"folder": out, "missing": missing, "cells": len(sources)}

@@ -106,6 +106,12 @@ class Ray(Sequential):
             else:
                 # a local instance; workers must import the same metarec and see the same data roots
                 env = {k: v for k, v in os.environ.items() if k.startswith(("METAREC_", "HF_", "TRANSFORMERS_"))}
+                # Ray 2.6's node agent checks every 0.4 s that its parent, the raylet, lives (psutil's parent())
+                # and takes the raylet down with it after five misses in a row. A CI run on a loaded machine lost
+                # a healthy local node that way (2026-12-04: "parent_gone: True" five times in
+                # dashboard_agent.log while the raylet was running; the cause of the misses is not established).
+                # A local node lives as long as this process and is shut down with it: check once a minute.
+                os.environ.setdefault("RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S", "60")
                 ray.init(num_cpus=self.slots, runtime_env={"env_vars": env}, **kwargs)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         self.refs: dict = {}

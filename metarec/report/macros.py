@@ -155,6 +155,12 @@ def values(folder: Path) -> dict[str, str]:
     path = Path(folder) / "tables" / "text_frontier.json"
     if path.is_file():
         out.update(_text_frontier(grid, json.loads(path.read_text())))
+    path = Path(folder) / "meta.json"
+    if path.is_file():   # a composition's compute (compose.compute_spent): <grid>/compute/cpu_h, runs, trials, ...
+        spent = json.loads(path.read_text()).get("compute") or {}
+        for field, value in spent.items():
+            if isinstance(value, (int, float)):
+                out[f"{grid}/compute/{field}"] = f"{value:,.1f}" if field.endswith("_h") else f"{value:,}"
     path = Path(folder) / "tables" / "distill_goals.json"
     if path.is_file():   # each student against its teacher: .../<method>/distill_goals/params_pct, ndcg_pct, speedup
         for setting, rows in json.loads(path.read_text()).items():

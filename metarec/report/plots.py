@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +186,9 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric)]
     if sel.empty:
         return []
+    from metarec.eval.registry import lower_is_better
+
+    lower = lower_is_better(metric)   # MAE, RMSE: the smallest is the best
     keys = ["method", "family"]
     groups = [(title, pd.DataFrame([(*key, *mean_interval(g.value)) for key, g in rows.groupby(keys)],
                                    columns=keys + ["mean", "half"]))
@@ -199,7 +203,7 @@ def metric_bars(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
                                  gridspec_kw={"height_ratios": tall})
         for ax, i in zip(axes.flat, panels):
             title, g = groups[i]
-            g = g.sort_values("mean")
+            g = g.sort_values("mean", ascending=not lower)   # barh draws the last row on top: the best
             colors = [FAMILY_COLOURS.get(f, "#9467bd") for f in g.family]
             ax.barh(g.method, g["mean"], xerr=g["half"].fillna(0.0), color=colors, capsize=3)   # one seed: no bar
             ax.set_title(title)
@@ -272,15 +276,39 @@ def scatter(tidy: pd.DataFrame, metric: str, x: str, xlabel: str, folder: Path, 
 
 @paper_style
 def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
+    """One K-shot curve per dataset and cold-start setting (the protocol's parameters but ``k_shot``): a
+    composition holds several (MovieLens with and without new items, MovieLens-1M, Amazon), and a method's points at
+    one K from different datasets are not one curve. One setting: ``kshot_<metric>``; several: one figure each,
+    ``kshot_<metric>_<dataset>`` with the setting's differing parameters in the name and the title."""
     sel = tidy[(tidy.selected) & (tidy.stage == "test") & (tidy.metric == metric) & (tidy.protocol == "cold_start")]
     if "protocol_params" not in sel or sel.empty:
         return []
-    sel = sel.assign(k=sel.protocol_params.map(lambda s: json.loads(s).get("k_shot")))
-    if sel.k.nunique() < 2:
-        return []
+    params = sel.protocol_params.map(json.loads)
+    sel = sel.assign(k=params.map(lambda p: p.get("k_shot")),
+                     setting=params.map(lambda p: json.dumps({k: v for k, v in p.items() if k != "k_shot"},
+                                                            sort_keys=True)))
+    curves = [(ds, st, g) for (ds, st), g in sel.groupby(["dataset", "setting"], sort=True) if g.k.nunique() >= 2]
+    files: list[Path] = []
+    for ds, st, g in curves:
+        # what tells this setting from the dataset's others (MovieLens with and without new items): its name
+        mine = json.loads(st)
+        others = [json.loads(t) for d, t, _ in curves if d == ds]
+        differ = sorted(k for k in mine if len({json.dumps(o.get(k)) for o in others}) > 1)
+        label = ", ".join(f"{k}={mine[k]}" for k in differ)
+        stem = f"kshot_{_stem(metric)}" if len(curves) == 1 else re.sub(
+            r"[^A-Za-z0-9_.-]", "", f"kshot_{_stem(metric)}_{ds}" + "".join(f"_{k}{mine[k]}" for k in differ))
+        files += _kshot_figure(g, metric, f"{ds}{', ' + label if label else ''}" if len(curves) > 1 else None,
+                               folder, stem)
+    return files
+
+
+def _kshot_figure(sel: pd.DataFrame, metric: str, title: str | None, folder: Path, stem: str) -> list[Path]:
     ks = sorted(sel.k.unique())
     methods = sorted(sel.method.unique())
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 3.4))
+    # a colour and a marker of its own per method: a composition's cold-start panel has fifteen methods, more
+    # than one ten-colour cycle tells apart
+    colours, markers = plt.get_cmap("tab20").colors, "os^DvP*X<>"
     for i, method in enumerate(methods):
         g = sel[sel.method == method]
         # the 95 % interval of the mean over seeds (Student t), the interval every table of the suite reports
@@ -289,18 +317,21 @@ def kshot_curve(tidy: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
         # methods side by side at each K (a small multiplicative offset on the log axis), so no bar hides another
         x = a.k * 1.035 ** (i - (len(methods) - 1) / 2)
         baseline = (g.family == "baseline").any() if "family" in g.columns else False
-        ax.errorbar(x, a["mean"], yerr=half, marker="o", markersize=4, capsize=2, linewidth=1.2,
-                    linestyle="--" if baseline else "-", label=method)
+        ax.errorbar(x, a["mean"], yerr=half, marker=markers[i % len(markers)], markersize=4, capsize=2,
+                    linewidth=1.2, color=colours[i % len(colours)], linestyle="--" if baseline else "-",
+                    label=method)
     ax.set_xscale("log")
     ax.set_xticks(ks)
     ax.set_xticklabels([str(k) for k in ks])
     ax.minorticks_off()
     ax.set_xlabel("support examples per cold user (K)")
     ax.set_ylabel(f"{metric} (mean, 95 % CI over seeds)")
+    if title:
+        ax.set_title(title)
     # the legend below the axes, not beside them: beside, it widens the figure past the text width
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, title="dashed: baselines")
     fig.tight_layout()
-    return _save(fig, folder, f"kshot_{_stem(metric)}")
+    return _save(fig, folder, stem)
 
 
 @paper_style

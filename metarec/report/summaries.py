@@ -704,7 +704,8 @@ def _leaderboard_tex(rows: list[dict], metrics: list[str], primary: str, best: s
         cells = [str(r["rank"]), esc(r["method"]), esc(r["family"])]
         for m in metrics:
             mean, half = r.get(m, float("nan")), r.get(f"{m}_ci", float("nan"))
-            cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" $\\pm$ {half:.4f}"))
+            cells.append("--" if np.isnan(mean) else   # a metric the method does not report (MeLU: no recall)
+                         f"{mean:.4f}" + ("" if np.isnan(half) else f" $\\pm$ {half:.4f}"))
         if r["method"] == best:
             cells.append("reference")
         elif "delta" in r:
@@ -746,6 +747,16 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
     if ctx.meta.get("excluded_methods"):   # registered methods no member runs
         lines.append("Registered methods not run: " + "; ".join(
             f"{m} ({why})" for m, why in ctx.meta["excluded_methods"].items()) + "\n")
+    spent = ctx.meta.get("compute")
+    if spent:   # a composition: what its exported members cost (compose.compute_spent)
+        machines = ", ".join(f"{cpu} {n:,}" for cpu, n in spent["cpus"].items())
+        lines.append(f"Compute (the exported members, each run and trial counted once; CPU time of all threads as "
+                     f"measured on the machine that ran it): {spent['runs']:,} runs, {spent['run_cpu_h']:,.1f} CPU-h "
+                     f"(wall {spent['run_wall_h']:,.1f} h; runs per CPU: {machines}); {spent['trials']:,} tuning "
+                     f"trials in {spent['studies']:,} studies, {spent['trial_cpu_h']:,.1f} CPU-h (wall "
+                     f"{spent['trial_wall_h']:,.1f} h); total **{spent['cpu_h']:,.1f} CPU-h**"
+                     + (f" ({spent['runs_wall_only']:,} runs recorded without CPU time count their wall time)"
+                        if spent.get("runs_wall_only") else "") + ".\n")
     if ctx.meta.get("excluded"):   # cells the grid leaves out (a method's exclude:), each with the YAML's reason
         lines.append("Cells not run:\n")
         settings = Counter((c["dataset"], c["protocol"], c["method"]) for c in ctx.meta["excluded"])
@@ -785,7 +796,8 @@ def leaderboard(ctx: SummaryContext) -> list[Path]:
                 mean, half = mean_interval(m_rows[m_rows.metric == metric].value)
                 row[metric], row[f"{metric}_ci"] = mean, half
                 if metric in shown:
-                    cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))
+                    cells.append("–" if np.isnan(mean) else   # a metric the method does not report
+                                 f"{mean:.4f}" + ("" if np.isnan(half) else f" [±{half:.4f}]"))
             if method == best:
                 delta = "reference"
             elif method in by_method.index:

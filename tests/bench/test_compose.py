@@ -113,6 +113,21 @@ def test_the_members_results_make_one_leaderboard(tmp_path):
     cards = {p.name for p in (results / "paper" / "cards").glob("*.md")}
     assert len(cards) == len(set(pd.read_parquet(results / "paper" / "results.parquet").run))
 
+    # compute: both members are the same grid's results, so every run and trial is counted once, not twice
+    with gzip.open(REPO / "results" / "meta" / "runs.jsonl.gz", "rt") as f:
+        runs = [json.loads(line)["result"] for line in f if line.strip()]
+    trials = pd.read_csv(REPO / "results" / "meta" / "trials.csv")
+    spent = json.loads((results / "paper" / "meta.json").read_text())["compute"]
+    assert spent["runs"] == len(runs) and spent["trials"] == len(trials) > 0
+    assert spent["studies"] == trials.study.nunique()
+    assert spent["run_cpu_h"] == pytest.approx(sum(r["cpu_s"] for r in runs) / 3600)
+    assert spent["trial_cpu_h"] == pytest.approx(trials.cpu_s.sum() / 3600)
+    assert spent["cpu_h"] == pytest.approx(spent["run_cpu_h"] + spent["trial_cpu_h"])
+    assert sum(spent["cpus"].values()) == len(runs)
+    assert f"total **{spent['cpu_h']:,.1f} CPU-h**" in (results / "paper" / "leaderboard.md").read_text()
+    from metarec.report.macros import values
+    assert values(results / "paper")["paper/compute/cpu_h"] == f"{spent['cpu_h']:,.1f}"
+
     # the second member's maml runs claim another split for seed 0: refused, naming the cell and both members
     runs = results / "second" / "runs.jsonl.gz"
     lines = gzip.open(runs, "rt").read().splitlines()

@@ -213,3 +213,23 @@ def test_a_log_axis_labels_its_major_ticks_only(values, labelled):
     assert shown == labelled
     assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("metric, top", [("ndcg@10", "c"), ("mae", "a")])
+def test_bars_put_the_best_method_on_top_whichever_way_the_metric_points(metric, top, monkeypatch):
+    """barh draws its last row on top: the highest NDCG there, and the lowest MAE (the meta_rating bars drew the
+    worst MAE on top)."""
+    drawn = []
+
+    def keep(fig, folder, stem):
+        drawn.append([t.get_text() for t in fig.axes[0].get_yticklabels()])
+        plt.close(fig)
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    tidy = pd.DataFrame([{"run": f"{m}{s}", "dataset": "d", "protocol": "general", "protocol_params": "{}",
+                          "method": m, "family": "baseline", "selected": True, "stage": "test", "metric": metric,
+                          "value": v + 0.001 * s, "seed": s} for m, v in (("a", 0.5), ("b", 0.7), ("c", 0.9))
+                         for s in range(3)])
+    plots.metric_bars(tidy, metric, Path("unused"))
+    assert drawn[0][-1] == top and len(drawn[0]) == 3

@@ -317,7 +317,8 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
             per_user.append(pd.DataFrame({"user": users, "seed": seed, "method": method, "dataset": "d",
                                           "protocol": "general", "protocol_params": "{}", "ndcg@10": v}))
             cells[(method, seed, "ndcg@10")] = float(v.mean())
-            cells[(method, seed, "recall@10")] = 0.5 + shift
+            if method != "tie":   # a method without one of the metrics (MeLU's rating models: no recall)
+                cells[(method, seed, "recall@10")] = 0.5 + shift
             extra[method] = {"family": fam}
     pu = pd.concat(per_user, ignore_index=True)
     tidy = tidy_rows(cells, extra=extra)
@@ -358,6 +359,10 @@ def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     body = [line for line in tex.splitlines() if line.endswith("\\\\") and not line.startswith("rank &")]
     assert [line.split(" & ")[1] for line in body] == ["ours", "knn", "tie", "pop"]
     assert body[1].endswith("& reference \\\\") and "$^*$" in body[0]
+    # a metric a method does not report is a dash, not "nan"
+    assert "nan" not in tex and "nan" not in text
+    assert body[2].split(" & ")[4] == "--" and next(line for line in text.splitlines() if "| tie |" in line
+                                                    ).split(" | ")[4] == "–"
     assert f"${table.loc['ours', 'delta']:+.4f}$ [${table.loc['ours', 'delta_ci_low']:+.4f}$" in body[0]
 
 
@@ -374,3 +379,48 @@ def test_a_one_row_per_method_summary_refuses_to_pool_protocol_settings(tmp_path
     get_summary(name)(SummaryContext(tmp_path, one, None, meta))
     with pytest.raises(ConfigError, match=f"summary {name} shows one setting.*d / cold_start has 2 protocol settings"):
         get_summary(name)(SummaryContext(tmp_path, two, None, meta))
+
+
+def test_a_composition_draws_one_kshot_curve_per_dataset_and_setting(tmp_path, monkeypatch):
+    """MovieLens with and without new items and a second dataset: three curves, each from its own rows only (one
+    axis over all of them would average a method's points at one K across datasets)."""
+    from metarec.report import plots
+
+    frames = []
+    for dataset, new_items, level in (("d", False, 0.1), ("d", True, 0.2), ("e", False, 0.3)):
+        for k in (1, 5):
+            cells = {(m, s, "ndcg@10"): level + 0.01 * k for m in ("a", "b") for s in (0, 1)}
+            part = tidy_rows(cells, protocol="cold_start",
+                             params=json.dumps({"k_shot": k, "n_query": 10, "new_items": new_items}))
+            frames.append(part.assign(dataset=dataset))
+    drawn = []
+    real = plots._kshot_figure
+    monkeypatch.setattr(plots, "_kshot_figure", lambda sel, metric, title, folder, stem: drawn.append(
+        (title, stem, sorted(set(sel.dataset)), sorted(set(sel.value)))) or real(sel, metric, title, folder, stem))
+    files = plots.kshot_curve(pd.concat(frames, ignore_index=True), "ndcg@10", tmp_path)
+    assert [(t, s, d) for t, s, d, _ in drawn] == [
+        ("d, new_items=False", "kshot_ndcg10_d_new_itemsFalse", ["d"]),
+        ("d, new_items=True", "kshot_ndcg10_d_new_itemsTrue", ["d"]),
+        ("e", "kshot_ndcg10_e", ["e"])]   # e has one setting: its title needs no parameter
+    assert [[round(x, 9) for x in v] for *_, v in drawn] == [[0.11, 0.15], [0.21, 0.25], [0.31, 0.35]]
+    assert {p.name for p in files} >= {"kshot_ndcg10_d_new_itemsTrue.png", "kshot_ndcg10_e.pdf"}
+
+
+def test_kshot_curves_tell_fifteen_methods_apart(tmp_path, monkeypatch):
+    """The composition's MovieLens cold-start panel has fifteen methods: no two may share colour and marker."""
+    from metarec.report import plots
+
+    cells = {(f"m{i:02d}", s, "ndcg@10"): 0.01 * i for i in range(15) for s in (0, 1)}
+    tidy = pd.concat([tidy_rows(cells, protocol="cold_start", params=json.dumps({"k_shot": k})) for k in (1, 5)],
+                     ignore_index=True)
+    looks = []
+
+    def keep(fig, folder, stem):
+        looks.extend((line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()
+                     if line.get_marker() not in (None, "None", "", "_"))
+        plots.plt.close(fig)
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.kshot_curve(tidy, "ndcg@10", tmp_path)
+    assert len(looks) == 15 and len(set(looks)) == 15
