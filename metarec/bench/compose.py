@@ -203,12 +203,12 @@ def compute_spent(runs: dict[str, dict], trials: pd.DataFrame) -> dict[str, Any]
     cpus: dict[str, int] = {}
     for r in runs.values():
         cpus[r["cpu"] or "unknown"] = cpus.get(r["cpu"] or "unknown", 0) + 1
-    trials = trials.drop_duplicates(["study", "number"]) if len(trials) else trials
-    trial_cpu = float(pd.to_numeric(trials.get("cpu_s"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0
-    trial_wall = float(pd.to_numeric(trials.get("wall_s"), errors="coerce").fillna(0).sum()) if len(trials) else 0.0
+    trials = trials.drop_duplicates(["study", "number"])   # always has TRIAL_COST_COLUMNS (compose_results)
+    trial_cpu = float(pd.to_numeric(trials["cpu_s"], errors="coerce").fillna(0).sum())
+    trial_wall = float(pd.to_numeric(trials["wall_s"], errors="coerce").fillna(0).sum())
     return {"runs": len(runs), "run_cpu_h": cpu / 3600, "run_wall_h": wall / 3600,
             "runs_wall_only": sum(r["cpu_s"] is None for r in runs.values()),
-            "trials": len(trials), "studies": int(trials.study.nunique()) if len(trials) else 0,
+            "trials": len(trials), "studies": int(trials.study.nunique()),
             "trial_cpu_h": trial_cpu / 3600, "trial_wall_h": trial_wall / 3600,
             "cpu_h": (cpu + trial_cpu) / 3600, "cpus": dict(sorted(cpus.items()))}
 
@@ -238,7 +238,8 @@ def compose_results(comp: Composite, results: Path, out: Path) -> dict[str, Any]
         committed = _committed_runs(folder / RUNS_FILE)
         spent_runs.update(committed)
         if (folder / "trials.csv").is_file():
-            spent_trials.append(pd.read_csv(folder / "trials.csv", usecols=lambda c: c in TRIAL_COST_COLUMNS))
+            spent_trials.append(pd.read_csv(folder / "trials.csv", usecols=lambda c: c in TRIAL_COST_COLUMNS)
+                                .reindex(columns=list(TRIAL_COST_COLUMNS)))
         split_of = {k: v["fingerprint"] for k, v in committed.items() if v["fingerprint"]}
         tidy = read_parquet(folder / "results.parquet", recover, TIDY_COLUMNS + ("selected",))
         sel = tidy[tidy.selected]
