@@ -15,8 +15,15 @@ recommenders read; built here if missing, which distils the students) are to the
 teacher's vector of the same item (same width only) and the mean share of each item's 10 nearest items (cosine)
 that the teacher's vectors also rank in its 10 nearest.
 
+``--remeasure`` instead times every encoder that has item vectors of each dataset in the run store (``text_emb``
+artifacts) side by side over *all* the dataset's item texts and writes the median into each artifact's meta
+(``encoders.remeasure_throughput``; the first pass kept beside it): the number the grids' ``text_frontier`` table
+reads, measured once per dataset under the same conditions for every encoder instead of once per encoder whenever a
+grid first built its vectors. Then ``metarec report GRID`` commits the artifacts' new meta with the results.
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_speed.py amazon-scientific amazon-office \
         [--texts 256] [--rounds 5] [--threads 2] [--fidelity] [--out results/encoder_speed]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_speed.py amazon-scientific amazon-office --remeasure
 """
 from __future__ import annotations
 
@@ -129,9 +136,29 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fidelity", action="store_true", help="also compare the item vectors with the teacher's")
     ap.add_argument("--out", type=Path, default=Path("results/encoder_speed"))
+    ap.add_argument("--remeasure", action="store_true",
+                    help="time the encoders of the run store's item vectors side by side over all item texts and "
+                         "record the medians in their artifacts (--rounds rounds)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from metarec.utils import atomic_write_text
+
+    if a.remeasure:
+        from metarec.bench.artifacts import Artifacts
+        from metarec.bench.experiment import get_split
+        from metarec.errors import DataError
+        from metarec.methods.distill.encoders import remeasure_throughput
+
+        for ds in a.datasets:
+            try:
+                metas = remeasure_throughput(get_split(ds, "sequential", seed=100), Artifacts(), rounds=a.rounds)
+            except DataError as e:   # which artifact and why; nothing written
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            for enc, meta in metas.items():
+                print(f"{ds} {enc}: {meta['items_per_s']:.1f} items/s side by side ({a.rounds} rounds, "
+                      f"{meta['threads']} threads; first pass {meta['first_pass']['items_per_s']:.1f})")
+        return 0
 
     models = encoders()
     with torch.inference_mode():

@@ -335,6 +335,7 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
              "one comparison).\n"]
     files: list[Path] = []
     out: dict = {}
+    kept = kept_text_emb(ctx.folder)
     for (ds, proto), g in sel.groupby(["dataset", "protocol"], sort=True):
         runs = g.drop_duplicates("run")
         pu = None
@@ -352,7 +353,9 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             mean, half = mean_interval(m.value)
             r = runs[runs.method == method]
             t = timed_ds[timed_ds.method == method]
-            speed = t["encode_items_per_s"].mean() if "encode_items_per_s" in t and len(t) else float("nan")
+            speed = kept.get((ds, method.removeprefix("distill:text-")), {}).get("items_per_s")
+            if speed is None:
+                speed = t["encode_items_per_s"].mean() if "encode_items_per_s" in t and len(t) else float("nan")
             enc = r["encoder_parameters"].mean() if "encoder_parameters" in r else float("nan")
             rows.append({"method": method, "mean": mean, "ci": half, "n": len(m), "parameters": r.num_parameters.mean(),
                          "encoder_parameters": enc, "items_per_s": speed,
@@ -367,6 +370,9 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
             enc = "–" if np.isnan(r.encoder_parameters) else f"{r.encoder_parameters:,.0f}"
             lat = "–" if np.isnan(r.latency_ms) else f"{r.latency_ms:.3f}"
             lines.append(f"| {r.method} | {r.mean:.4f}{ci} | {r.n} | {r.parameters:,.0f} | {enc} | {speed} | {lat} |")
+        source = _throughput_source(kept, ds)
+        if source:
+            lines.append(source)
         if cpu is not None and runs.cpu.nunique() > 1:
             untimed = sorted(set(runs.method) - set(timed.method))
             lines.append(f"\nTimings: the {len(timed)} of {len(runs)} runs on {cpu} (runs on "
@@ -429,6 +435,36 @@ def text_frontier(ctx: SummaryContext) -> list[Path]:
 
 #: the id-only recommender the text rows share their backbone with
 ID_ONLY = "distill:teacher"
+
+
+def kept_text_emb(folder: Path) -> dict[tuple[str, str], dict]:
+    """(dataset, encoder) -> meta of the ``text_emb`` artifacts kept with the results (``keep_artifacts``).
+
+    The artifact is where every run copies its encoder's throughput from (``items_per_s``: one pass timed when the
+    vectors were built, or the side-by-side median ``benchmarks/encoder_speed.py --remeasure`` put there), so the
+    table follows the artifact, not the runs' copies. A (dataset, encoder) with several kept artifacts (e.g. two text
+    lengths) is left to the runs."""
+    found: dict[tuple[str, str], list[dict]] = {}
+    for meta_file in sorted((Path(folder) / "artifacts" / "text_emb").glob("*/meta.json")):
+        meta = json.loads(meta_file.read_text())
+        ident = meta.get("identity") or {}
+        if meta.get("items_per_s") and ident.get("dataset") and ident.get("encoder"):
+            found.setdefault((ident["dataset"], ident["encoder"]), []).append(meta)
+    return {key: metas[0] for key, metas in found.items() if len(metas) == 1}
+
+
+def _throughput_source(kept: dict[tuple[str, str], dict], dataset: str) -> str:
+    """One line on where a dataset's encoding throughputs come from, when they were measured again side by side."""
+    again = {enc: m for (ds, enc), m in sorted(kept.items()) if ds == dataset and m.get("remeasured")}
+    if not again:
+        return ""
+    r = next(iter(again.values()))["remeasured"]
+    first = ", ".join(f"{enc} {m['first_pass']['items_per_s']:.1f}" for enc, m in again.items()
+                      if (m.get("first_pass") or {}).get("items_per_s"))
+    return (f"\nEncoding throughput: median of {r['rounds']} interleaved rounds over all the item texts, every "
+            f"encoder side by side ({', '.join(r['side_by_side'])}; {next(iter(again.values()))['threads']} threads, "
+            f"{r['cpu']}, {r['date'][:10]}; benchmarks/encoder_speed.py --remeasure). One pass each when the vectors "
+            f"were built, items/s: {first}.")
 
 
 def _timing_cpu(runs: pd.DataFrame) -> str | None:

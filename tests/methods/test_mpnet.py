@@ -4,6 +4,7 @@ checks fed broken parts."""
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from importlib import metadata
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metarec.errors import ConfigError
+from metarec.errors import ConfigError, DataError
 from metarec.methods.distill import mpnet
 
 torch.set_num_threads(1)
@@ -179,5 +180,24 @@ def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher, monkeypat
     assert s_info["parameters"] == 45_695_616 - 590_592 and s_emb.shape == emb.shape
     assert s_info["vectors_sha256"] != info["vectors_sha256"]           # which vectors a run read, not which encoder
     assert (tmp_path / "artifacts" / "text_student").is_dir()            # the distilled student is kept too
+    # throughput measured again side by side: every encoder with vectors of these texts, interleaved rounds; the
+    # median replaces the first pass (kept) in each artifact, which item_embeddings then reports
+    metas = {json.loads(f.read_text())["identity"]["encoder"]: json.loads(f.read_text())
+             for f in (tmp_path / "artifacts" / "text_emb").glob("*/meta.json")}
+    monkeypatch.setattr(E, "encode", encode)
+    new = E.remeasure_throughput(split, store, rounds=3)
+    assert set(new) == {"mpnet-12", "mpnet-3"}
+    for enc, meta in new.items():
+        again = {f.parent: json.loads(f.read_text()) for f in (tmp_path / "artifacts" / "text_emb").glob("*/meta.json")}
+        assert meta in again.values() and meta["files"] == metas[enc]["files"]
+        assert meta["first_pass"]["items_per_s"] == metas[enc]["items_per_s"] != meta["items_per_s"]
+        assert meta["items_per_s"] == pytest.approx(np.median(meta["remeasured"]["items_per_s"]))
+        assert len(meta["remeasured"]["items_per_s"]) == 3 and meta["remeasured"]["side_by_side"] == ["mpnet-12", "mpnet-3"]
+    assert E.item_embeddings(split, "mpnet-12", store, max_len=32)[2]["items_per_s"] == new["mpnet-12"]["items_per_s"]
+    # the student, timed as its architecture, is faster than its teacher on the same texts
+    assert new["mpnet-3"]["items_per_s"] > new["mpnet-12"]["items_per_s"]
+    other = Split("toy-texts", "general", {}, 0, 1, 3, frames, item_features=pd.DataFrame({"text": ["a", "b", ""]}))
+    with pytest.raises(DataError, match="no intact text_emb artifacts of toy-texts's item texts"):
+        E.remeasure_throughput(other, store)
     with pytest.raises(ConfigError, match="unknown text encoder 'bert-base'"):
         E.item_embeddings(split, "bert-base", store)

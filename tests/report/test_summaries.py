@@ -304,6 +304,29 @@ def test_text_frontier_checks_the_student_against_the_teacher_and_the_control(tm
     assert ("Timings: the 9 of 12 runs on CPU A (runs on CPU B left out: seconds on different CPUs do not compare); "
             "no timing for distill:teacher, which ran only there.") in md
 
+    # the text_emb artifacts kept with the results hold the throughput the runs copied (corrected there by
+    # encoder_speed.py --remeasure): the table follows them; an encoder with two kept artifacts keeps the runs' copy
+    kept = tmp_path / "kept"
+    for key, enc, max_len, speed in [("a", "mpnet-6", 64, 90.0), ("b", "mpnet-12", 64, 45.0),
+                                     ("c", "mpnet-12", 128, 20.0), ("e", "mpnet-6", 64, 70.0)]:
+        ds = "other" if key == "e" else "d"
+        (kept / "artifacts" / "text_emb" / key).mkdir(parents=True)
+        again = {"remeasured": {"rounds": 3, "side_by_side": ["mpnet-12", "mpnet-6"], "cpu": "CPU C",
+                                "date": "2026-12-04T10:00:00"}, "first_pass": {"items_per_s": 55.0},
+                 "threads": 2} if key == "a" else {}
+        (kept / "artifacts" / "text_emb" / key / "meta.json").write_text(json.dumps(
+            {"identity": {"dataset": ds, "encoder": enc, "max_len": max_len}, "items_per_s": speed, **again}))
+    get_summary("text_frontier")(SummaryContext(kept, tidy_rows(cells, protocol="sequential", extra=extra), per_user,
+                                                {"grid": "g", "valid_metric": "ndcg@10"}))
+    md = (kept / "tables" / "text_frontier.md").read_text()
+    assert f"| distill:text-mpnet-6 | 0.2910 ± {half:.4f} | 3 | 67,000,000 | 66,000,000 | 90.0 | 20.000 |" in md
+    assert "| 110,000,000 | 109,000,000 | 30.0 |" in md                  # mpnet-12: two artifacts, the runs' copy
+    assert ("Encoding throughput: median of 3 interleaved rounds over all the item texts, every encoder side by side "
+            "(mpnet-12, mpnet-6; 2 threads, CPU C, 2026-12-04; benchmarks/encoder_speed.py --remeasure). One pass "
+            "each when the vectors were built, items/s: mpnet-6 55.0.") in md
+    assert json.loads((kept / "tables" / "text_frontier.json").read_text())["d/sequential"]["speedup"] == \
+        pytest.approx(3.0)
+
 
 def test_leaderboard_ranks_every_method_against_the_best_baseline(tmp_path):
     rng = np.random.default_rng(1)

@@ -75,22 +75,34 @@ def inference_parameters(model) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("pooler."))
 
 
+def _architecture(encoder: str):
+    """(tokenizer, model in eval mode) of ``encoder``: the pretrained ones as shipped; a student's architecture built
+    from the teacher's layers without distilling it, which is what timing needs (speed does not depend on the weights;
+    ``benchmarks/encoder_speed.py`` does the same)."""
+    from metarec.methods.distill import mpnet
+    from metarec.methods.distill.text import load_teacher_encoder
+
+    if encoder not in ENCODERS:
+        raise ConfigError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+    if encoder == "minilm-6":
+        return load_teacher_encoder()
+    tok, teacher = mpnet.load_teacher()
+    if encoder == "mpnet-12":
+        return tok, teacher
+    n_layers, init = STUDENTS[encoder]
+    return tok, mpnet.student_from_teacher(teacher, n_layers, init=init).eval()
+
+
 def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict, split=None):
     """(tokenizer, model in eval mode, inference parameter count) of a named encoder; students come from their
     artifact. A student's targets are the teacher's vectors of the same texts, read from the teacher's ``text_emb``
     artifact of ``split`` (built first if missing) rather than encoded again: the most expensive pass, done once."""
     from metarec.methods.distill import mpnet
 
-    if encoder not in ENCODERS:
-        raise ConfigError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
-    if encoder == "minilm-6":
-        from metarec.methods.distill.text import load_teacher_encoder
-
-        tok, model = load_teacher_encoder()
+    if encoder not in STUDENTS:   # the pretrained encoders, as shipped
+        tok, model = _architecture(encoder)
         return tok, model, inference_parameters(model)
     tok, teacher = mpnet.load_teacher()
-    if encoder == "mpnet-12":
-        return tok, teacher, inference_parameters(teacher)
     n_layers, init = STUDENTS[encoder]
     identity = {"teacher": "all-mpnet-base-v2", "weights": mpnet.WEIGHTS_SHA256, "layers": n_layers, "init": init,
                 "dataset": dataset, "texts": text_hash(texts, settings["max_len"], "all-mpnet-base-v2"), **settings}
@@ -149,3 +161,55 @@ def item_embeddings(split, encoder: str, artifacts=None, max_len: int = 64, sett
             "threads": meta["threads"], "cached": cached, "items_with_text": int(has.sum()),
             "vectors_sha256": hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()}
     return torch.from_numpy(emb), torch.from_numpy(has), info
+
+
+def remeasure_throughput(split, artifacts, rounds: int = 3) -> dict[str, dict]:
+    """Measure the encoding throughput of every encoder that has ``text_emb`` item vectors of ``split``'s texts in
+    ``artifacts`` again, side by side: interleaved rounds, each encoding all the texts with every encoder in turn
+    (as the vectors were built: ``encode``, the artifact's max length) on this process's threads; the median over
+    rounds replaces each artifact's ``items_per_s`` (the number every run and the ``text_frontier`` table read),
+    its first pass kept as ``first_pass``, the rounds, CPU and date as ``remeasured``. The first pass is one timing
+    taken whenever a grid first needed the vectors, so a neighbour on the cores or another machine shifts it; side
+    by side, every encoder of a dataset is timed under the same conditions. Returns encoder -> new meta."""
+    from metarec.bench.artifacts import META, _check
+    from metarec.errors import DataError
+    from metarec.methods.distill.text import item_texts
+    from metarec.utils import atomic_write_json, machine
+
+    texts = item_texts(split)
+    found: dict[str, tuple[Path, dict]] = {}
+    for meta_file in sorted((artifacts.root / "text_emb").glob("*/" + META)):
+        meta, damage = _check(meta_file.parent, None)
+        ident = meta.get("identity") or {}
+        if damage is None and ident.get("dataset") == split.dataset and ident.get("encoder") in ENCODERS and \
+                ident.get("texts") == text_hash(texts, ident.get("max_len", 64), ident["encoder"]):
+            if ident["encoder"] in found:
+                raise DataError(f"two {ident['encoder']} item-vector artifacts of {split.dataset} (e.g. two text "
+                                f"lengths or distillation settings): which one a table's throughput means is ambiguous",
+                                meta_file.parent)
+            found[ident["encoder"]] = (meta_file.parent, meta)
+    if not found:
+        raise DataError(f"no intact text_emb artifacts of {split.dataset}'s item texts to remeasure",
+                        artifacts.root / "text_emb")
+    known = [t for t in texts if t]
+    models = {enc: _architecture(enc) for enc in found}
+    for enc, (tok, model) in models.items():   # warm-up: first-call allocations are not throughput
+        encode(model, tok, known[:64], found[enc][1]["identity"]["max_len"])
+    speeds: dict[str, list[float]] = {enc: [] for enc in found}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for enc, (tok, model) in models.items():   # interleaved: a slow moment hits every encoder alike
+                t0 = time.perf_counter()
+                encode(model, tok, known, found[enc][1]["identity"]["max_len"])
+                speeds[enc].append(len(known) / (time.perf_counter() - t0))
+    out = {}
+    for enc, (folder, meta) in found.items():
+        median = float(np.median(speeds[enc]))
+        first = meta.get("first_pass") or {k: meta.get(k) for k in ("items_per_s", "encode_s", "threads", "built")}
+        meta = {**meta, "items_per_s": median, "encode_s": len(known) / median, "threads": torch.get_num_threads(),
+                "first_pass": first,
+                "remeasured": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": machine()["cpu"], "rounds": rounds,
+                               "side_by_side": sorted(found), "items_per_s": speeds[enc]}}
+        atomic_write_json(folder / META, meta)
+        out[enc] = meta
+    return out
