@@ -318,7 +318,8 @@ TEXT_GOALS = {"ndcg_pct": 95.0, "params_pct": 61.0, "speedup": 1.8}
 @register_summary("text_frontier")
 def text_frontier(ctx: SummaryContext) -> list[Path]:
     """Per dataset x protocol: every method's test metric (mean and 95 % interval over seeds) against its parameters,
-    its per-user inference latency and, for item-text encoders, their encoding throughput; the distilled 6-layer
+    its per-user inference latency and, for item-text encoders, their encoding throughput (``kept_text_emb``: the
+    artifacts' number, where a side-by-side remeasure replaces the first pass); the distilled 6-layer
     student against the 12-layer teacher (share of NDCG with its seed-level interval, of parameters, throughput
     ratio: goals >= 95 %, <= 61 %, >= 1.8x) and against the random-init control; every text recommender against the
     id-only backbone (``distill:teacher``: does text help?), seed-level with Holm; figures NDCG vs parameters, vs
