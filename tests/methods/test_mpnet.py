@@ -199,5 +199,8 @@ def test_item_embeddings_are_artifacts_encoded_once(tmp_path, teacher, monkeypat
     other = Split("toy-texts", "general", {}, 0, 1, 3, frames, item_features=pd.DataFrame({"text": ["a", "b", ""]}))
     with pytest.raises(DataError, match="no intact text_emb artifacts of toy-texts's item texts"):
         E.remeasure_throughput(other, store)
+    E.item_embeddings(split, "mpnet-12", store, max_len=16)             # a second mpnet-12 of the same texts
+    with pytest.raises(DataError, match="two mpnet-12 item-vector artifacts of toy-texts"):
+        E.remeasure_throughput(split, store)
     with pytest.raises(ConfigError, match="unknown text encoder 'bert-base'"):
         E.item_embeddings(split, "bert-base", store)

@@ -193,10 +193,10 @@ def remeasure_throughput(split, artifacts, rounds: int = 3) -> dict[str, dict]:
                         artifacts.root / "text_emb")
     known = [t for t in texts if t]
     models = {enc: _architecture(enc) for enc in found}
-    for enc, (tok, model) in models.items():   # warm-up: first-call allocations are not throughput
-        encode(model, tok, known[:64], found[enc][1]["identity"]["max_len"])
     speeds: dict[str, list[float]] = {enc: [] for enc in found}
     with torch.inference_mode():
+        for enc, (tok, model) in models.items():   # warm-up: first-call allocations are not throughput
+            encode(model, tok, known[:64], found[enc][1]["identity"]["max_len"])
         for _ in range(rounds):
             for enc, (tok, model) in models.items():   # interleaved: a slow moment hits every encoder alike
                 t0 = time.perf_counter()
