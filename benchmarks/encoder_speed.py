@@ -31,7 +31,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,33 +39,22 @@ import torch
 
 def encoders():
     """name -> (tokenizer, model): the teacher, its 6- and 3-layer students and MiniLM-L6."""
-    from metarec.methods.distill import mpnet
-    from metarec.methods.distill.text import load_teacher_encoder
+    from metarec.methods.distill.encoders import architectures
 
-    tok, teacher = mpnet.load_teacher()
-    mini_tok, mini = load_teacher_encoder()
-    return {"mpnet-12": (tok, teacher), "mpnet-6": (tok, mpnet.student_from_teacher(teacher, 6).eval()),
-            "mpnet-3": (tok, mpnet.student_from_teacher(teacher, 3).eval()), "minilm-6": (mini_tok, mini)}
+    return architectures(["mpnet-12", "mpnet-6", "mpnet-3", "minilm-6"])
 
 
 def measure(dataset: str, models: dict, n_texts: int, rounds: int, max_len: int = 64) -> dict:
     from metarec.bench.experiment import get_split
-    from metarec.methods.distill.encoders import inference_parameters
-    from metarec.methods.distill.text import encode, item_texts
+    from metarec.methods.distill.encoders import inference_parameters, time_side_by_side
+    from metarec.methods.distill.text import item_texts
 
     texts = [t for t in item_texts(get_split(dataset, "sequential", seed=100)) if t]
     if not texts:
         raise SystemExit(f"{dataset}: no item texts")
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.choice(len(texts), size=min(n_texts, len(texts)), replace=False)]
-    for tok, model in models.values():   # warm-up: first-call allocations are not throughput
-        encode(model, tok, sample[:64], max_len)
-    speeds: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, (tok, model) in models.items():   # interleaved: a slow moment hits every encoder alike
-            t0 = time.perf_counter()
-            encode(model, tok, sample, max_len)
-            speeds[name].append(len(sample) / (time.perf_counter() - t0))
+    speeds = time_side_by_side(models, sample, rounds, dict.fromkeys(models, max_len))
     teacher = "mpnet-12"
     out = {"dataset": dataset, "texts": len(sample), "rounds": rounds, "threads": torch.get_num_threads(),
            "encoders": {}}

@@ -459,11 +459,12 @@ def _throughput_source(kept: dict[tuple[str, str], dict], dataset: str) -> str:
     again = {enc: m for (ds, enc), m in sorted(kept.items()) if ds == dataset and m.get("remeasured")}
     if not again:
         return ""
-    r = next(iter(again.values()))["remeasured"]
+    one = next(iter(again.values()))   # one remeasure times every encoder of the dataset together
+    r = one["remeasured"]
     first = ", ".join(f"{enc} {m['first_pass']['items_per_s']:.1f}" for enc, m in again.items()
                       if (m.get("first_pass") or {}).get("items_per_s"))
     return (f"\nEncoding throughput: median of {r['rounds']} interleaved rounds over all the item texts, every "
-            f"encoder side by side ({', '.join(r['side_by_side'])}; {next(iter(again.values()))['threads']} threads, "
+            f"encoder side by side ({', '.join(r['side_by_side'])}; {one['threads']} threads, "
             f"{r['cpu']}, {r['date'][:10]}; benchmarks/encoder_speed.py --remeasure). One pass each when the vectors "
             f"were built, items/s: {first}.")
 

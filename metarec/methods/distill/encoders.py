@@ -75,22 +75,45 @@ def inference_parameters(model) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("pooler."))
 
 
-def _architecture(encoder: str):
-    """(tokenizer, model in eval mode) of ``encoder``: the pretrained ones as shipped; a student's architecture built
-    from the teacher's layers without distilling it, which is what timing needs (speed does not depend on the weights;
-    ``benchmarks/encoder_speed.py`` does the same)."""
+def architectures(names) -> dict[str, tuple]:
+    """name -> (tokenizer, model in eval mode) for the encoders ``names``: the pretrained ones as shipped; a student's
+    architecture built from the teacher's layers without distilling it, which is what timing needs (speed does not
+    depend on the weights). The MPNet teacher is loaded once for all of them."""
     from metarec.methods.distill import mpnet
     from metarec.methods.distill.text import load_teacher_encoder
 
-    if encoder not in ENCODERS:
-        raise ConfigError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
-    if encoder == "minilm-6":
-        return load_teacher_encoder()
-    tok, teacher = mpnet.load_teacher()
-    if encoder == "mpnet-12":
-        return tok, teacher
-    n_layers, init = STUDENTS[encoder]
-    return tok, mpnet.student_from_teacher(teacher, n_layers, init=init).eval()
+    unknown = [n for n in names if n not in ENCODERS]
+    if unknown:
+        raise ConfigError(f"unknown text encoder {unknown[0]!r}; valid: {', '.join(ENCODERS)}")
+    out = {}
+    if any(n.startswith("mpnet-") for n in names):
+        tok, teacher = mpnet.load_teacher()
+        for n in names:
+            if n == "mpnet-12":
+                out[n] = (tok, teacher)
+            elif n in STUDENTS:
+                n_layers, init = STUDENTS[n]
+                out[n] = (tok, mpnet.student_from_teacher(teacher, n_layers, init=init).eval())
+    if "minilm-6" in names:
+        out["minilm-6"] = load_teacher_encoder()
+    return {n: out[n] for n in names}
+
+
+def time_side_by_side(models: dict[str, tuple], texts: list[str], rounds: int, max_len: dict[str, int]
+                      ) -> dict[str, list[float]]:
+    """name -> items/s of each round: every model encodes all ``texts`` (``encode``, its ``max_len``) in turn, for
+    ``rounds`` interleaved rounds after one warm-up batch each, so a slow moment on the machine hits every model
+    alike and the per-round ratios stay comparable."""
+    speeds: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for name, (tok, model) in models.items():   # warm-up: first-call allocations are not throughput
+            encode(model, tok, texts[:64], max_len[name])
+        for _ in range(rounds):
+            for name, (tok, model) in models.items():
+                t0 = time.perf_counter()
+                encode(model, tok, texts, max_len[name])
+                speeds[name].append(len(texts) / (time.perf_counter() - t0))
+    return speeds
 
 
 def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dict, split=None):
@@ -100,7 +123,7 @@ def _load(encoder: str, texts: list[str], dataset: str, artifacts, settings: dic
     from metarec.methods.distill import mpnet
 
     if encoder not in STUDENTS:   # the pretrained encoders, as shipped
-        tok, model = _architecture(encoder)
+        tok, model = architectures([encoder])[encoder]
         return tok, model, inference_parameters(model)
     tok, teacher = mpnet.load_teacher()
     n_layers, init = STUDENTS[encoder]
@@ -192,16 +215,8 @@ def remeasure_throughput(split, artifacts, rounds: int = 3) -> dict[str, dict]:
         raise DataError(f"no intact text_emb artifacts of {split.dataset}'s item texts to remeasure",
                         artifacts.root / "text_emb")
     known = [t for t in texts if t]
-    models = {enc: _architecture(enc) for enc in found}
-    speeds: dict[str, list[float]] = {enc: [] for enc in found}
-    with torch.inference_mode():
-        for enc, (tok, model) in models.items():   # warm-up: first-call allocations are not throughput
-            encode(model, tok, known[:64], found[enc][1]["identity"]["max_len"])
-        for _ in range(rounds):
-            for enc, (tok, model) in models.items():   # interleaved: a slow moment hits every encoder alike
-                t0 = time.perf_counter()
-                encode(model, tok, known, found[enc][1]["identity"]["max_len"])
-                speeds[enc].append(len(known) / (time.perf_counter() - t0))
+    speeds = time_side_by_side(architectures(sorted(found)), known, rounds,
+                               {enc: meta["identity"]["max_len"] for enc, (_, meta) in found.items()})
     out = {}
     for enc, (folder, meta) in found.items():
         median = float(np.median(speeds[enc]))
